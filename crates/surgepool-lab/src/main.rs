@@ -1,0 +1,45 @@
+//! `surgepool-lab`: reruns the seeds' experiments on this machine. The binary is glue; each
+//! experiment lives in `experiments/`, and shared measurement code in its own modules.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod experiments;
+
+/// The surgepool lab: measure concurrency shapes and overload behaviour on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "surgepool-lab", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Seed 000: per-op cost of handing work to concurrency (serial, spawn, pools, ours).
+    Shapes(experiments::shapes::Args),
+    /// Seed 003: open-loop overload, naive spawning vs bounded and adaptive pools.
+    Overload(experiments::overload::Args),
+    /// Seeds 001/002: an axum server with and without the admission layer, under load.
+    Http(experiments::http::Args),
+    /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
+    Serve(experiments::serve::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Shapes(args) => experiments::shapes::run(args),
+        Command::Overload(args) => experiments::overload::run(args),
+        Command::Http(args) => experiments::http::run(args),
+        Command::Serve(args) => experiments::serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("surgepool-lab: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The live limiter: an atomic in-flight count checked against an atomic limit, and an
+//! algorithm (behind a mutex, touched once per finished job) that moves the limit.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{Algorithm, Limit, Sample};
+use crate::error::BuildError;
+use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// Shares one limit between any number of callers. Clones share the same state.
+///
+/// See the [module documentation](crate::limit) for an example.
+#[derive(Clone)]
+pub struct Limiter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    limit: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// Tasks parked in `acquire`; release only pays for a notify when there are some.
+    waiters: AtomicUsize,
+    notify: Notify,
+    algorithm: Option<Mutex<Box<dyn Algorithm>>>,
+    succeeded: AtomicU64,
+    dropped: AtomicU64,
+    ignored: AtomicU64,
+}
+
+/// How a permit's job ended, as reported to the limiter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    /// It finished normally after holding its permit this long.
+    Success(Duration),
+    /// It failed in a way that signals overload.
+    Dropped(Duration),
+    /// It says nothing about the downstream's capacity (e.g. a client error).
+    Ignored,
+}
+
+/// Counters of a [`Limiter`], read at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimiterStats {
+    /// The current limit.
+    pub limit: usize,
+    /// Permits held now.
+    pub in_flight: usize,
+    /// Permits released with [`Permit::success`].
+    pub succeeded: u64,
+    /// Permits released with [`Permit::dropped`], or simply dropped.
+    pub dropped: u64,
+    /// Permits released with [`Permit::ignore`].
+    pub ignored: u64,
+}
+
+impl Limiter {
+    /// Builds a limiter, checking the limit's settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] when the limit's settings cannot work (for example `Limit::fixed(0)`).
+    pub fn new(limit: Limit) -> Result<Limiter, BuildError> {
+        limit.validate()?;
+        Ok(Limiter {
+            shared: Arc::new(Shared {
+                limit: AtomicUsize::new(limit.initial().max(1)),
+                in_flight: AtomicUsize::new(0),
+                waiters: AtomicUsize::new(0),
+                notify: Notify::new(),
+                algorithm: limit.algorithm().map(Mutex::new),
+                succeeded: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                ignored: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Takes a permit if in-flight work is under the limit. Never waits.
+    pub fn try_acquire(&self) -> Option<Permit> {
+        if self.try_acquire_raw() {
+            Some(Permit::new(self.shared.clone()))
+        } else {
+            None
+        }
+    }
+
+    /// Waits for a permit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future before it completes takes no permit. Waiters are
+    /// woken in FIFO order, but a concurrent `try_acquire` may take a freed permit first.
+    pub async fn acquire(&self) -> Permit {
+        if let Some(permit) = self.try_acquire() {
+            return permit;
+        }
+        let _waiting = WaiterGuard::new(&self.shared);
+        loop {
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(permit) = self.try_acquire() {
+                return permit;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits at most `wait` for a permit; `None` when none came in time.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`acquire`](Self::acquire).
+    pub async fn acquire_timeout(&self, wait: Duration) -> Option<Permit> {
+        tokio::time::timeout(wait, self.acquire()).await.ok()
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.shared.limit.load(Ordering::Acquire)
+    }
+
+    /// Permits held now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The limiter's counters.
+    pub fn stats(&self) -> LimiterStats {
+        LimiterStats {
+            limit: self.limit(),
+            in_flight: self.in_flight(),
+            succeeded: self.shared.succeeded.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            ignored: self.shared.ignored.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the limit by hand (values below 1 become 1). Permits already held stay valid;
+    /// if the limit shrank, admission stops until in-flight work drains below it. An
+    /// adaptive algorithm moves on from its own state at its next sample.
+    pub fn set_limit(&self, limit: usize) {
+        self.shared.store_limit(limit.max(1));
+    }
+
+    /// `true` when the limit moves with samples, so callers should measure latency.
+    pub(crate) fn is_adaptive(&self) -> bool {
+        self.shared.algorithm.is_some()
+    }
+
+    /// Admission without a `Permit` object, for the pools (which hold the slot themselves).
+    pub(crate) fn try_acquire_raw(&self) -> bool {
+        let shared = &*self.shared;
+        let mut current = shared.in_flight.load(Ordering::Relaxed);
+        loop {
+            if current >= shared.limit.load(Ordering::Acquire) {
+                return false;
+            }
+            match shared.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Releases a slot taken with [`try_acquire_raw`](Self::try_acquire_raw).
+    pub(crate) fn release_raw(&self, outcome: Outcome) {
+        self.shared.release(outcome);
+    }
+}
+
+impl Shared {
+    fn release(&self, outcome: Outcome) {
+        // Sample before releasing: in-flight as the job saw it, itself included.
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        let (counter, sample) = match outcome {
+            Outcome::Success(rtt) => (&self.succeeded, Some((rtt, false))),
+            Outcome::Dropped(rtt) => (&self.dropped, Some((rtt, true))),
+            Outcome::Ignored => (&self.ignored, None),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let (Some(algorithm), Some((rtt, dropped))) = (&self.algorithm, sample) {
+            let sample = Sample {
+                now: Instant::now(),
+                rtt,
+                in_flight,
+                dropped,
+            };
+            let new_limit = lock(algorithm).update(&sample).max(1);
+            self.store_limit(new_limit);
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_one();
+        }
+    }
+
+    fn store_limit(&self, new_limit: usize) {
+        let old = self.limit.swap(new_limit, Ordering::AcqRel);
+        if new_limit > old && self.waiters.load(Ordering::SeqCst) > 0 {
+            for _ in 0..(new_limit - old).min(self.waiters.load(Ordering::SeqCst)) {
+                self.notify.notify_one();
+            }
+        }
+    }
+}
+
+/// Counts a task parked in `acquire` for as long as it waits (also when it is cancelled).
+struct WaiterGuard<'a>(&'a Shared);
+
+impl<'a> WaiterGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.waiters.fetch_add(1, Ordering::SeqCst);
+        WaiterGuard(shared)
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("limit", &self.limit())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The right to run one job under a [`Limiter`]. Report how the job went when it ends:
+/// [`success`](Permit::success), [`dropped`](Permit::dropped) or [`ignore`](Permit::ignore).
+/// A permit that is simply dropped (an error path, a panic, a cancelled future) counts as
+/// dropped, so an adaptive limit backs off rather than learning from a lost job.
+#[must_use = "a permit releases its slot when dropped, and then counts as dropped"]
+pub struct Permit {
+    shared: Arc<Shared>,
+    start: Instant,
+    released: bool,
+}
+
+impl Permit {
+    fn new(shared: Arc<Shared>) -> Permit {
+        Permit {
+            shared,
+            start: Instant::now(),
+            released: false,
+        }
+    }
+
+    /// The job succeeded; its latency is the time since the permit was taken.
+    pub fn success(self) {
+        let rtt = self.start.elapsed();
+        self.release(Outcome::Success(rtt));
+    }
+
+    /// The job succeeded and took `latency` (when the caller measured it better).
+    pub fn success_with_latency(self, latency: Duration) {
+        self.release(Outcome::Success(latency));
+    }
+
+    /// The job failed in a way that signals overload (timeout, 503, rejected downstream).
+    pub fn dropped(self) {
+        let rtt = self.start.elapsed();
+        self.release(Outcome::Dropped(rtt));
+    }
+
+    /// The job's outcome says nothing about capacity (e.g. a 4xx); release without a sample.
+    pub fn ignore(self) {
+        self.release(Outcome::Ignored);
+    }
+
+    /// When the permit was taken.
+    pub fn acquired_at(&self) -> Instant {
+        self.start
+    }
+
+    fn release(mut self, outcome: Outcome) {
+        self.released = true;
+        self.shared.release(outcome);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.released {
+            let rtt = self.start.elapsed();
+            self.shared.release(Outcome::Dropped(rtt));
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("acquired_at", &self.start)
+            .finish_non_exhaustive()
+    }
+}

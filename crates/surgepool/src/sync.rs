@@ -1,0 +1,23 @@
+//! The one switch between `std` and loom (STYLE.md): every synchronisation primitive that a
+//! loom model must see is imported from here, never from `std` directly.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    Arc, Condvar, Mutex, MutexGuard,
+};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    Arc, Condvar, Mutex, MutexGuard,
+};
+
+/// Locks a mutex, ignoring poisoning: the pools never run user code while holding a lock,
+/// so a poisoned lock only means a panic elsewhere, and the state it guards is consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
