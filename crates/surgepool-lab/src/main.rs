@@ -5,7 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod child;
 mod experiments;
+mod open_loop;
+mod report;
+mod rss;
+mod scenario_json;
+mod work;
 
 /// The surgepool lab: measure concurrency shapes and overload behaviour on this machine.
 #[derive(Debug, Parser)]
