@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::error::TaskError;
 use crate::stats::{Latencies, Snapshot};
 
 /// How an accepted task ended.
@@ -13,17 +12,6 @@ pub(crate) enum Outcome {
     Panicked,
     Cancelled,
     Shed,
-}
-
-impl Outcome {
-    pub(crate) fn of<T>(result: &Result<T, TaskError>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Completed,
-            Err(e) if e.is_panic() => Outcome::Panicked,
-            Err(e) if e.is_shed() => Outcome::Shed,
-            Err(_) => Outcome::Cancelled,
-        }
-    }
 }
 
 #[derive(Debug)]

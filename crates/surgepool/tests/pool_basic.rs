@@ -108,7 +108,10 @@ async fn panics_are_isolated_and_capacity_is_unchanged() {
     let mut hs = Vec::new();
     for _ in 0..2 {
         let mut rx = rx.clone();
-        hs.push(pool.try_submit(async move { rx.wait_for(|g| *g).await.map(|_| ()).ok() }).unwrap());
+        hs.push(
+            pool.try_submit(async move { rx.wait_for(|g| *g).await.map(|_| ()).ok() })
+                .unwrap(),
+        );
     }
     assert_eq!(pool.snapshot().running, 2);
     tx.send(true).unwrap();
@@ -119,10 +122,7 @@ async fn panics_are_isolated_and_capacity_is_unchanged() {
 
 #[tokio::test]
 async fn abort_cancels_queued_and_running_tasks() {
-    let pool = Pool::builder()
-        .limit(Limit::fixed(1))
-        .build()
-        .unwrap();
+    let pool = Pool::builder().limit(Limit::fixed(1)).build().unwrap();
     let running = pool.try_submit(std::future::pending::<()>()).unwrap();
     let queued = pool.try_submit(async { 1 }).unwrap();
     queued.abort();
@@ -141,7 +141,10 @@ async fn abort_cancels_queued_and_running_tasks() {
 async fn shutdown_drains_and_shutdown_timeout_cancels() {
     let pool = Pool::builder().limit(Limit::fixed(2)).build().unwrap();
     for _ in 0..4 {
-        drop(pool.try_submit(tokio::time::sleep(Duration::from_millis(10))).unwrap());
+        drop(
+            pool.try_submit(tokio::time::sleep(Duration::from_millis(10)))
+                .unwrap(),
+        );
     }
     let report = pool.shutdown().await;
     assert_eq!(report.drained, 4);
@@ -152,7 +155,9 @@ async fn shutdown_drains_and_shutdown_timeout_cancels() {
     assert_identities(&s);
 
     let pool = Pool::builder().limit(Limit::fixed(1)).build().unwrap();
-    let a = pool.try_submit(tokio::time::sleep(Duration::from_secs(60))).unwrap();
+    let a = pool
+        .try_submit(tokio::time::sleep(Duration::from_secs(60)))
+        .unwrap();
     let b = pool.try_submit(async {}).unwrap();
     let report = pool.shutdown_timeout(Duration::from_secs(1)).await;
     assert!(report.timed_out);
@@ -169,8 +174,13 @@ async fn submit_waits_for_room_and_submit_timeout_hands_back() {
         .queue_capacity(0)
         .build()
         .unwrap();
-    let busy = pool.try_submit(tokio::time::sleep(Duration::from_millis(100))).unwrap();
-    match pool.submit_timeout(async { 5 }, Duration::from_millis(10)).await {
+    let busy = pool
+        .try_submit(tokio::time::sleep(Duration::from_millis(100)))
+        .unwrap();
+    match pool
+        .submit_timeout(async { 5 }, Duration::from_millis(10))
+        .await
+    {
         Err(SubmitError::Timeout(f)) => assert_eq!(f.await, 5),
         other => panic!("expected a timeout, got {other:?}"),
     }

@@ -214,7 +214,9 @@ impl Inner {
                     started: now,
                     weight: options.weight,
                 };
-                deferred.dispatch.push(self.hand_to_worker(&mut st, running));
+                deferred
+                    .dispatch
+                    .push(self.hand_to_worker(&mut st, running));
             } else {
                 st.queue.push(Entry {
                     job,
@@ -320,7 +322,7 @@ impl Inner {
     pub(crate) fn finish(
         self: &Arc<Self>,
         parker: &Arc<Parker>,
-        done: Running,
+        done: &Running,
         outcome: Outcome,
     ) -> AfterRun {
         let now = Instant::now();
@@ -347,7 +349,6 @@ impl Inner {
                 None => self.idle_or_exit(&mut st, parker),
             }
         };
-        drop(done);
         self.carry_out(deferred);
         after
     }
@@ -570,7 +571,9 @@ pub(crate) enum IdleDecision {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("state", &self.snapshot()).finish()
+        f.debug_struct("Pool")
+            .field("state", &self.snapshot())
+            .finish()
     }
 }
 

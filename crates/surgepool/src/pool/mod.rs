@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use builder::PoolBuilder;
+pub(crate) use builder::{
+    CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+};
 pub use task::TaskHandle;
 
 use crate::error::{SubmitError, TaskError};

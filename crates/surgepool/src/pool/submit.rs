@@ -34,12 +34,10 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let mut place = Place {
-        inner,
-        id: None,
-    };
+    let mut place = Place { inner, id: None };
     let mut job = Some(fut);
-    let mut timer: Option<Pin<Box<Sleep>>> = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+    let mut timer: Option<Pin<Box<Sleep>>> =
+        deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     poll_fn(|cx| {
         let Some(fut) = job.take() else {
             // Polled after completion: nothing left to submit.

@@ -21,8 +21,16 @@ pub(crate) type Job = Arc<dyn RawTask>;
 pub(crate) trait RawTask: Send + Sync + 'static {
     /// Polls the future once, with panics caught. `cancel` (a shutdown deadline) or an
     /// earlier `abort` drops the future instead, and the task ends as cancelled.
-    fn poll_run(&self, cx: &mut Context<'_>, cancel: bool, hook: Option<&PanicHook>)
-        -> Poll<Outcome>;
+    fn poll_run(
+        &self,
+        cx: &mut Context<'_>,
+        cancel: bool,
+        hook: Option<&PanicHook>,
+    ) -> Poll<Outcome>;
+
+    /// Hands the stored outcome to the handle. The worker calls it after the pool counted
+    /// the outcome, so a caller who awaited the handle sees it in the next snapshot.
+    fn publish(&self);
 
     /// Ends a task that never ran (shed, or cancelled while queued), dropping its future.
     fn finish_unrun(&self, error: TaskError);
@@ -32,7 +40,7 @@ pub(crate) trait RawTask: Send + Sync + 'static {
 }
 
 pub(crate) struct Task<F: Future> {
-    run: Mutex<Stage<F>>,
+    run: Mutex<Stage<F, F::Output>>,
     completion: Completion<F::Output>,
     aborted: AtomicBool,
     /// The waker of the worker running the task, for `abort`. A separate lock from `run`,
@@ -40,11 +48,13 @@ pub(crate) struct Task<F: Future> {
     runner: Mutex<Option<Waker>>,
 }
 
-enum Stage<F> {
-    /// Not polled yet: the future may still be given back (`into_future`).
+enum Stage<F, T> {
+    /// Not polled yet.
     Pending(F),
     /// Polled at least once, so pinned; the runner's waker is registered.
     Started(F),
+    /// Finished; the outcome waits for `publish`.
+    Finished(Result<T, TaskError>),
     Done,
 }
 
@@ -62,7 +72,7 @@ where
         })
     }
 
-    fn drop_future(&self, stage: &mut Stage<F>) {
+    fn drop_future(&self, stage: &mut Stage<F, F::Output>) {
         // Drop the future in place (it may be pinned). A panicking destructor is caught: the
         // assignment still stores `Done` during unwinding, so the future is never dropped
         // twice, and the pool's worker lives on.
@@ -84,8 +94,7 @@ where
         let mut stage = lock(&self.run);
         if cancel || self.aborted.load(Ordering::Acquire) {
             self.drop_future(&mut stage);
-            drop(stage);
-            self.completion.complete(Err(TaskError::cancelled()));
+            *stage = Stage::Finished(Err(TaskError::cancelled()));
             return Poll::Ready(Outcome::Cancelled);
         }
         if let Stage::Pending(_) = &*stage {
@@ -98,14 +107,15 @@ where
             if self.aborted.load(Ordering::Acquire) {
                 // Aborted between the check above and the registration.
                 self.drop_future(&mut stage);
-                drop(stage);
-                self.completion.complete(Err(TaskError::cancelled()));
+                *stage = Stage::Finished(Err(TaskError::cancelled()));
                 return Poll::Ready(Outcome::Cancelled);
             }
         }
         let future = match &mut *stage {
             Stage::Started(f) => f,
-            Stage::Pending(_) | Stage::Done => return Poll::Ready(Outcome::Cancelled),
+            Stage::Pending(_) | Stage::Finished(_) | Stage::Done => {
+                return Poll::Ready(Outcome::Cancelled)
+            }
         };
         // SAFETY: a `Started` future is never moved: it sits inside the `Arc<Task<F>>`, is
         // only polled here, in place, and is dropped in place by assigning `Stage::Done`
@@ -117,8 +127,7 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => {
                 self.drop_future(&mut stage);
-                drop(stage);
-                self.completion.complete(Ok(output));
+                *stage = Stage::Finished(Ok(output));
                 Poll::Ready(Outcome::Completed)
             }
             Err(payload) => {
@@ -129,9 +138,16 @@ where
                     // A panicking hook must not take the worker down either.
                     let _ = catch_unwind(AssertUnwindSafe(|| hook(&error)));
                 }
-                self.completion.complete(Err(error));
+                *lock(&self.run) = Stage::Finished(Err(error));
                 Poll::Ready(Outcome::Panicked)
             }
+        }
+    }
+
+    fn publish(&self) {
+        let finished = std::mem::replace(&mut *lock(&self.run), Stage::Done);
+        if let Stage::Finished(result) = finished {
+            self.completion.complete(result);
         }
     }
 

@@ -104,15 +104,16 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
             },
         };
         let outcome = poll_fn(|cx| {
-            let cancel = inner
-                .cancel_running
-                .load(crate::sync::Ordering::Acquire);
+            let cancel = inner.cancel_running.load(crate::sync::Ordering::Acquire);
             running
                 .job
                 .poll_run(cx, cancel, inner.settings.on_panic.as_ref())
         })
         .await;
-        match inner.finish(&parker, running, outcome) {
+        let after = inner.finish(&parker, &running, outcome);
+        running.job.publish();
+        drop(running);
+        match after {
             AfterRun::Run(running) => {
                 next = Some(running);
                 // Back-to-back tasks must not starve the runtime's other tasks: spend coop

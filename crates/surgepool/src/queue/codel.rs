@@ -98,8 +98,16 @@ mod tests {
             assert!(!codel.should_shed(now, Duration::from_millis(20), false));
         }
         // Delay falls under target: the episode is over.
-        assert!(!codel.should_shed(t0 + Duration::from_millis(60), Duration::from_millis(1), false));
-        assert!(!codel.should_shed(t0 + Duration::from_millis(200), Duration::from_millis(20), false));
+        assert!(!codel.should_shed(
+            t0 + Duration::from_millis(60),
+            Duration::from_millis(1),
+            false
+        ));
+        assert!(!codel.should_shed(
+            t0 + Duration::from_millis(200),
+            Duration::from_millis(20),
+            false
+        ));
     }
 
     #[test]
@@ -108,7 +116,11 @@ mod tests {
         let t0 = Instant::now();
         let mut shed_at = Vec::new();
         for ms in 0..1_000u64 {
-            if codel.should_shed(t0 + Duration::from_millis(ms), Duration::from_millis(50), false) {
+            if codel.should_shed(
+                t0 + Duration::from_millis(ms),
+                Duration::from_millis(50),
+                false,
+            ) {
                 shed_at.push(ms);
             }
         }
@@ -117,6 +129,9 @@ mod tests {
         assert_eq!(shed_at[1], 200);
         assert!(shed_at[2] - shed_at[1] < 100);
         let gaps: Vec<u64> = shed_at.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps.windows(2).all(|g| g[1] <= g[0]), "gaps must not grow: {gaps:?}");
+        assert!(
+            gaps.windows(2).all(|g| g[1] <= g[0]),
+            "gaps must not grow: {gaps:?}"
+        );
     }
 }
