@@ -75,7 +75,10 @@ pub(crate) fn run_self(
     // an empty series rather than fail.
     let sampler = rss::RssSampler::start(Target::Pid(pid)).ok();
 
-    let stdout = child.stdout.take().context("child stdout was not captured")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("child stdout was not captured")?;
     let (lines_tx, lines_rx) = mpsc::channel::<String>();
     let reader = thread::Builder::new()
         .name("child-stdout".into())
@@ -106,7 +109,9 @@ pub(crate) fn run_self(
         let elapsed = started.elapsed();
         // A direct reading as well as the sampler's: the cap check must not lag a sample.
         let now_rss = rss::rss_bytes(Target::Pid(pid)).unwrap_or(0);
-        let latest = sampler.as_ref().map_or(now_rss, |s| s.latest().max(now_rss));
+        let latest = sampler
+            .as_ref()
+            .map_or(now_rss, |s| s.latest().max(now_rss));
         observer.tick(elapsed, latest);
         if latest > limits.mem_cap_bytes {
             stopped_at_cap = Some((elapsed, latest));

@@ -73,8 +73,8 @@ impl Work {
 
 /// Allocates `bytes` and writes one byte per page so all of it is resident.
 fn allocate_and_touch(bytes: usize) -> Vec<u8> {
-    let mut buffer = Vec::<u8>::with_capacity(bytes);
-    buffer.resize(bytes, 0);
+    // Zeroed memory may be mapped lazily (calloc/mmap): the writes below make it resident.
+    let mut buffer = vec![0u8; bytes];
     let mut i = 0;
     while i < bytes {
         // `black_box` keeps the compiler from proving the writes dead.

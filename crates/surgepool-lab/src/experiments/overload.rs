@@ -39,9 +39,17 @@ use self::strategy::Strategy;
 use crate::scenario_json::{Machine, Scenario, ScenarioReport};
 use crate::work::WorkKind;
 
-/// Arguments of `surgepool-lab overload`.
+/// Arguments of `surgepool-lab overload` (boxed: they are large, and the other
+/// subcommands' arguments are small).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    #[command(flatten)]
+    inner: Box<Options>,
+}
+
+/// The options themselves.
+#[derive(Debug, clap::Args)]
+struct Options {
     /// Preset: `quick` (about 90 s on 2 cores) or `seed` (seed 003: 1M req/s for 30 s).
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     preset: Preset,
@@ -94,6 +102,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let args = *args.inner;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let defaults = args.preset.defaults(args.work);
     let params = Params {
@@ -129,16 +138,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut runs: Vec<(Strategy, Params)> =
         strategies.drain(..).map(|s| (s, params.clone())).collect();
     if args.sweep {
-        let limits = args.sweep_limits.clone().unwrap_or_else(strategy::default_sweep);
-        if limits.iter().any(|&n| n == 0) {
+        let limits = args
+            .sweep_limits
+            .clone()
+            .unwrap_or_else(strategy::default_sweep);
+        if limits.contains(&0) {
             bail!("--sweep-limits must all be at least 1");
         }
         let sweep_params = Params {
-            duration_s: args.sweep_duration.unwrap_or(defaults.sweep_duration_s.min(params.duration_s)),
+            duration_s: args
+                .sweep_duration
+                .unwrap_or(defaults.sweep_duration_s.min(params.duration_s)),
             ..params.clone()
         };
         validate(&sweep_params)?;
-        runs.extend(limits.into_iter().map(|n| (Strategy::FixedN(n), sweep_params.clone())));
+        runs.extend(
+            limits
+                .into_iter()
+                .map(|n| (Strategy::FixedN(n), sweep_params.clone())),
+        );
     }
 
     let customised = args.rps.is_some()
@@ -218,19 +236,34 @@ fn validate(p: &Params) -> anyhow::Result<()> {
         bail!("--rps must be at least 1");
     }
     if !(p.duration_s.is_finite() && p.duration_s > 0.0 && p.duration_s <= 3600.0) {
-        bail!("--duration must be between 0 and 3600 seconds, got {}", p.duration_s);
+        bail!(
+            "--duration must be between 0 and 3600 seconds, got {}",
+            p.duration_s
+        );
     }
     if !(p.drain_s.is_finite() && p.drain_s >= 0.0 && p.drain_s <= 600.0) {
-        bail!("--drain must be between 0 and 600 seconds, got {}", p.drain_s);
+        bail!(
+            "--drain must be between 0 and 600 seconds, got {}",
+            p.drain_s
+        );
     }
     if p.service_ms == 0 || p.service_ms > 60_000 {
-        bail!("--service-ms must be between 1 and 60000, got {}", p.service_ms);
+        bail!(
+            "--service-ms must be between 1 and 60000, got {}",
+            p.service_ms
+        );
     }
     if p.alloc_kb > 1 << 20 {
-        bail!("--alloc-kb must be at most 1 GiB (1048576), got {}", p.alloc_kb);
+        bail!(
+            "--alloc-kb must be at most 1 GiB (1048576), got {}",
+            p.alloc_kb
+        );
     }
     if p.worker_threads == 0 || p.worker_threads > 1024 {
-        bail!("--workers must be between 1 and 1024, got {}", p.worker_threads);
+        bail!(
+            "--workers must be between 1 and 1024, got {}",
+            p.worker_threads
+        );
     }
     Ok(())
 }

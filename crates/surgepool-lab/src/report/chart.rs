@@ -90,7 +90,12 @@ impl Chart {
             let top = (y_max * 2.0).max(floor * 10.0);
             let lines = self.clamped(floor);
             if self.log_x {
-                self.draw(&mut svg, (x_min..x_max).log_scale(), (floor..top).log_scale(), &lines)?;
+                self.draw(
+                    &mut svg,
+                    (x_min..x_max).log_scale(),
+                    (floor..top).log_scale(),
+                    &lines,
+                )?;
             } else {
                 self.draw(&mut svg, x_min..x_max, (floor..top).log_scale(), &lines)?;
             }
@@ -151,7 +156,10 @@ impl Chart {
         for line in lines {
             let color = line.color;
             chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(plot_err)?
                 .label(line.name.clone())
                 .legend(move |(x, y)| {

@@ -32,22 +32,45 @@ pub(crate) fn write_overload(
 type Metric = (&'static str, &'static str, bool, fn(&SeriesPoint) -> f64);
 
 const METRICS: [Metric; 6] = [
-    ("Goodput (completions per second)", "req/s", false, |p| p.goodput_rps),
-    ("In flight (accepted, not finished: queued + running)", "requests", true, |p| {
-        p.in_flight as f64
+    ("Goodput (completions per second)", "req/s", false, |p| {
+        p.goodput_rps
     }),
+    (
+        "In flight (accepted, not finished: queued + running)",
+        "requests",
+        true,
+        |p| p.in_flight as f64,
+    ),
     ("Concurrency limit", "limit", true, |p| p.limit as f64),
-    ("Resident memory (RSS)", "bytes", true, |p| p.rss_bytes as f64),
-    ("Latency p50 of each 100 ms (intended arrival to completion)", "ms", true, |p| p.p50_ms),
-    ("Latency p99 of each 100 ms (intended arrival to completion)", "ms", true, |p| p.p99_ms),
+    ("Resident memory (RSS)", "bytes", true, |p| {
+        p.rss_bytes as f64
+    }),
+    (
+        "Latency p50 of each 100 ms (intended arrival to completion)",
+        "ms",
+        true,
+        |p| p.p50_ms,
+    ),
+    (
+        "Latency p99 of each 100 ms (intended arrival to completion)",
+        "ms",
+        true,
+        |p| p.p99_ms,
+    ),
 ];
 
-fn overload_page(report: &ScenarioReport, cells: &[Vec<String>], title: &str) -> anyhow::Result<String> {
+fn overload_page(
+    report: &ScenarioReport,
+    cells: &[Vec<String>],
+    title: &str,
+) -> anyhow::Result<String> {
     let s = &report.scenario;
     // Time charts show the named strategies; a sweep's many lines would drown them, so the
     // sweep gets its own chart (goodput against the limit).
-    let (swept, main): (Vec<&StrategyResult>, Vec<&StrategyResult>) =
-        report.strategies.iter().partition(|r| r.name.starts_with("fixed_"));
+    let (swept, main): (Vec<&StrategyResult>, Vec<&StrategyResult>) = report
+        .strategies
+        .iter()
+        .partition(|r| r.name.starts_with("fixed_"));
     let mut html = String::new();
     let _ = write!(
         html,
@@ -97,7 +120,11 @@ fn overload_page(report: &ScenarioReport, cells: &[Vec<String>], title: &str) ->
         let chart = Chart {
             title: title.to_owned(),
             x_label: "seconds since arrivals began".to_owned(),
-            y_label: if log_y { format!("{unit} (log)") } else { unit.to_owned() },
+            y_label: if log_y {
+                format!("{unit} (log)")
+            } else {
+                unit.to_owned()
+            },
             log_y,
             log_x: false,
             lines,
@@ -220,8 +247,12 @@ mod tests {
                 memory_bytes: 1 << 34,
             },
         };
-        let html = overload_page(&report, &[vec!["strategy".into()], vec!["adaptive".into()]], "t")
-            .unwrap();
+        let html = overload_page(
+            &report,
+            &[vec!["strategy".into()], vec!["adaptive".into()]],
+            "t",
+        )
+        .unwrap();
         assert!(html.contains("a &lt;b&gt; &amp; c"));
         assert!(!html.contains("<script"));
         assert!(!html.contains(" src=") && !html.contains("<link"));

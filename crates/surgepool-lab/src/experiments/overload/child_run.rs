@@ -36,11 +36,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 
 type TowerService = LoadShed<
-    ConcurrencyLimit<
-        tower::util::ServiceFn<
-            Box<dyn FnMut(Arrival) -> BoxedResponse + Send>,
-        >,
-    >,
+    ConcurrencyLimit<tower::util::ServiceFn<Box<dyn FnMut(Arrival) -> BoxedResponse + Send>>>,
 >;
 type BoxedResponse =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Infallible>> + Send>>;
@@ -63,14 +59,19 @@ impl std::fmt::Debug for Admission {
 }
 
 impl Admission {
-    fn build(strategy: Strategy, params: &Params, recorder: &Arc<Recorder>) -> anyhow::Result<Self> {
+    fn build(
+        strategy: Strategy,
+        params: &Params,
+        recorder: &Arc<Recorder>,
+    ) -> anyhow::Result<Self> {
         let handle = tokio::runtime::Handle::current();
         let work = params.work();
         let queue = recommended_queue(work.service);
         let pool = |limit: Limit, capacity: usize, timeout: Option<Duration>| {
-            let builder = Pool::builder().limit(limit).queue_capacity(capacity);
-            // TODO(merge main): `queue_timeout` lands with the real Pool.
-            let _ = timeout;
+            let mut builder = Pool::builder().limit(limit).queue_capacity(capacity);
+            if let Some(t) = timeout {
+                builder = builder.queue_timeout(t);
+            }
             builder.build().context("cannot build the pool")
         };
         Ok(match strategy {
@@ -81,11 +82,9 @@ impl Admission {
                 queue.capacity,
                 Some(queue.timeout),
             )?),
-            Strategy::FixedN(n) => Admission::Pool(pool(
-                Limit::fixed(n),
-                queue.capacity,
-                Some(queue.timeout),
-            )?),
+            Strategy::FixedN(n) => {
+                Admission::Pool(pool(Limit::fixed(n), queue.capacity, Some(queue.timeout))?)
+            }
             Strategy::Tower => {
                 let recorder = Arc::clone(recorder);
                 // The inner service runs only for admitted requests: that is where the
@@ -99,10 +98,8 @@ impl Admission {
                             Ok::<(), Infallible>(())
                         })
                     });
-                let svc = LoadShed::new(ConcurrencyLimit::new(
-                    tower::service_fn(inner),
-                    TOWER_LIMIT,
-                ));
+                let svc =
+                    LoadShed::new(ConcurrencyLimit::new(tower::service_fn(inner), TOWER_LIMIT));
                 Admission::Tower(handle, Box::new(svc))
             }
         })

@@ -195,7 +195,9 @@ pub(crate) struct Tracked {
 
 impl std::fmt::Debug for Tracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracked").field("guard", &self.guard).finish()
+        f.debug_struct("Tracked")
+            .field("guard", &self.guard)
+            .finish()
     }
 }
 

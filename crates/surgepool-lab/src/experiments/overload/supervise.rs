@@ -80,13 +80,17 @@ pub(crate) fn run_strategy(
     };
     let outcome = child::run_self(&params.child_args(&name), limits, &mut watch)?;
 
-    let mut result = match (watch.result.take(), outcome.stopped_at_cap, outcome.timed_out) {
+    let mut result = match (
+        watch.result.take(),
+        outcome.stopped_at_cap,
+        outcome.timed_out,
+    ) {
         (Some(r), None, false) if outcome.status.success() => r,
         (_, Some(_), _) | (_, _, true) => match watch.samples.last() {
             Some(last) => from_last_sample(strategy, params, last),
-            None => bail!(
-                "strategy {name} was stopped (memory cap or timeout) before its first sample"
-            ),
+            None => {
+                bail!("strategy {name} was stopped (memory cap or timeout) before its first sample")
+            }
         },
         _ => bail!(
             "strategy {name}: child exited with {} and no result{}",
