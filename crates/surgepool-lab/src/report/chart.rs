@@ -20,13 +20,15 @@ pub(crate) struct Chart {
     pub(crate) y_label: String,
     /// Logarithmic y axis (for quantities that span orders of magnitude across strategies).
     pub(crate) log_y: bool,
-    /// Logarithmic x axis.
-    pub(crate) log_x: bool,
+    /// The x values are log₂ of the quantity: label the ticks as powers of two (for limits).
+    pub(crate) x_pow2: bool,
+    /// Draw a legend inside the chart (pages with many charts show one legend instead).
+    pub(crate) legend: bool,
     pub(crate) lines: Vec<Line>,
 }
 
 /// Pixel size of every chart.
-pub(crate) const SIZE: (u32, u32) = (660, 330);
+pub(crate) const SIZE: (u32, u32) = (640, 320);
 
 /// A palette that tells strategies apart; the well-known names get fixed colours so every
 /// chart uses the same colour for the same strategy.
@@ -68,10 +70,7 @@ impl Chart {
         if x_min > x_max {
             (x_min, x_max, y_max) = (0.0, 1.0, 1.0);
         }
-        if self.log_x {
-            x_min = x_min.max(1e-3);
-            x_max = x_max.max(x_min * 2.0);
-        } else {
+        if !self.x_pow2 {
             x_min = x_min.min(0.0);
         }
         if x_max <= x_min {
@@ -89,24 +88,11 @@ impl Chart {
             let floor = if floor == f64::MAX { 1.0 } else { floor / 2.0 };
             let top = (y_max * 2.0).max(floor * 10.0);
             let lines = self.clamped(floor);
-            if self.log_x {
-                self.draw(
-                    &mut svg,
-                    (x_min..x_max).log_scale(),
-                    (floor..top).log_scale(),
-                    &lines,
-                )?;
-            } else {
-                self.draw(&mut svg, x_min..x_max, (floor..top).log_scale(), &lines)?;
-            }
+            self.draw(&mut svg, x_min..x_max, (floor..top).log_scale(), &lines)?;
         } else {
             let top = if y_max <= 0.0 { 1.0 } else { y_max * 1.08 };
             let lines = self.clamped(f64::MIN);
-            if self.log_x {
-                self.draw(&mut svg, (x_min..x_max).log_scale(), 0.0..top, &lines)?;
-            } else {
-                self.draw(&mut svg, x_min..x_max, 0.0..top, &lines)?;
-            }
+            self.draw(&mut svg, x_min..x_max, 0.0..top, &lines)?;
         }
         Ok(svg)
     }
@@ -146,10 +132,20 @@ impl Chart {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
-            .x_labels(8)
+            .x_labels(if self.x_pow2 {
+                (x_max - x_min) as usize + 1
+            } else {
+                8
+            })
             .y_labels(6)
             .y_label_formatter(&|v| short(*v))
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| {
+                if self.x_pow2 {
+                    short(2f64.powf(*v).round())
+                } else {
+                    short(*v)
+                }
+            })
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(plot_err)?;
@@ -166,7 +162,7 @@ impl Chart {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
                 });
         }
-        if lines.len() > 1 {
+        if self.legend {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
@@ -219,7 +215,8 @@ mod tests {
             x_label: "s".into(),
             y_label: "req/s".into(),
             log_y: true,
-            log_x: false,
+            x_pow2: false,
+            legend: true,
             lines: vec![
                 Line {
                     name: "naive".into(),

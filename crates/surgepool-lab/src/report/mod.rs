@@ -10,6 +10,7 @@ use anyhow::Context as _;
 mod chart;
 
 pub(crate) use chart::{color_for, Chart, Line};
+use plotters::style::RGBColor;
 
 use crate::scenario_json::{ScenarioReport, SeriesPoint, StrategyResult};
 
@@ -105,7 +106,20 @@ fn overload_page(
         }
         html.push_str("</li>");
     }
-    html.push_str("</ul>\n<h2>Over time</h2>\n<div class=\"grid\">\n");
+    html.push_str("</ul>\n<h2>Over time</h2>\n<p class=\"legend\">");
+    for (i, r) in main.iter().enumerate() {
+        let RGBColor(red, green, blue) = color_for(&r.name, i);
+        let _ = write!(
+            html,
+            "<span><i style=\"background:rgb({red},{green},{blue})\"></i>{}{}</span>",
+            esc(&r.name),
+            match r.stopped_at_cap_after_s {
+                Some(at) => format!(" (stopped at the memory cap after {at:.1} s)"),
+                None => String::new(),
+            }
+        );
+    }
+    html.push_str("</p>\n<div class=\"grid\">\n");
     for (title, unit, log_y, value) in METRICS {
         let lines = main
             .iter()
@@ -126,7 +140,8 @@ fn overload_page(
                 unit.to_owned()
             },
             log_y,
-            log_x: false,
+            x_pow2: false,
+            legend: false,
             lines,
         };
         let _ = writeln!(html, "<figure>{}</figure>", chart.to_svg()?);
@@ -137,7 +152,7 @@ fn overload_page(
             .iter()
             .filter_map(|r| {
                 let n: f64 = r.name.strip_prefix("fixed_")?.parse().ok()?;
-                Some((n, r.goodput_rps))
+                Some((n.log2(), r.goodput_rps))
             })
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -158,15 +173,16 @@ fn overload_page(
         }
         let chart = Chart {
             title: "Sweep: goodput of each fixed limit".to_owned(),
-            x_label: "fixed limit N (log)".to_owned(),
+            x_label: "fixed limit N (log scale)".to_owned(),
             y_label: "req/s".to_owned(),
             log_y: false,
-            log_x: true,
+            x_pow2: true,
+            legend: true,
             lines,
         };
         let _ = writeln!(
             html,
-            "<h2>Sweep</h2>\n<div class=\"grid\"><figure>{}</figure></div>",
+            "<h2>Sweep</h2>\n<figure class=\"single\">{}</figure>",
             chart.to_svg()?
         );
     }
@@ -213,8 +229,10 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
 th{background:#f4f4f4}td.name,th.name{text-align:left;font-weight:600}\
 tr:nth-child(even) td{background:#fafafa}.note{color:#555;font-size:13px;max-width:1000px}\
 .config{font-size:13px;color:#444}.warn{color:#a33}\
-.grid{display:grid;grid-template-columns:repeat(2,660px);gap:12px}\
-figure{margin:0;border:1px solid #eee}";
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}\
+figure{margin:0;border:1px solid #eee}figure svg{display:block;width:100%;height:auto}figure.single{max-width:640px}\
+.legend span{margin-right:18px;font-size:14px}.legend i{display:inline-block;width:22px;\
+height:4px;margin:0 6px 3px 0;vertical-align:middle}";
 
 #[cfg(test)]
 mod tests {
