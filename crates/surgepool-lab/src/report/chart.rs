@@ -76,6 +76,12 @@ impl Chart {
         if x_max <= x_min {
             x_max = x_min + 1.0;
         }
+        let x_ticks = if self.x_pow2 {
+            (x_max - x_min) as usize + 1
+        } else {
+            8
+        };
+        let x = (x_min..x_max, x_ticks);
         let mut svg = String::new();
         if self.log_y {
             // Log axes cannot show 0: clamp to a floor under the smallest positive value.
@@ -88,11 +94,11 @@ impl Chart {
             let floor = if floor == f64::MAX { 1.0 } else { floor / 2.0 };
             let top = (y_max * 2.0).max(floor * 10.0);
             let lines = self.clamped(floor);
-            self.draw(&mut svg, x_min..x_max, (floor..top).log_scale(), &lines)?;
+            self.draw(&mut svg, x, (floor..top).log_scale(), &lines)?;
         } else {
             let top = if y_max <= 0.0 { 1.0 } else { y_max * 1.08 };
             let lines = self.clamped(f64::MIN);
-            self.draw(&mut svg, x_min..x_max, 0.0..top, &lines)?;
+            self.draw(&mut svg, x, 0.0..top, &lines)?;
         }
         Ok(svg)
     }
@@ -112,7 +118,13 @@ impl Chart {
             .collect()
     }
 
-    fn draw<X, Y>(&self, svg: &mut String, x: X, y: Y, lines: &[Line]) -> anyhow::Result<()>
+    fn draw<X, Y>(
+        &self,
+        svg: &mut String,
+        (x, x_ticks): (X, usize),
+        y: Y,
+        lines: &[Line],
+    ) -> anyhow::Result<()>
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
@@ -132,11 +144,7 @@ impl Chart {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
-            .x_labels(if self.x_pow2 {
-                (x_max - x_min) as usize + 1
-            } else {
-                8
-            })
+            .x_labels(x_ticks)
             .y_labels(6)
             .y_label_formatter(&|v| short(*v))
             .x_label_formatter(&|v| {
