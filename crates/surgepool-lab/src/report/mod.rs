@@ -128,7 +128,13 @@ fn overload_page(
             .map(|(i, r)| Line {
                 name: r.name.clone(),
                 color: color_for(&r.name, i),
-                points: r.series.iter().map(|p| (p.t_s, value(p))).collect(),
+                // An interval with no completions has no latency: leave a gap, not a 0.
+                points: r
+                    .series
+                    .iter()
+                    .map(|p| (p.t_s, value(p)))
+                    .filter(|&(_, v)| unit != "ms" || v > 0.0)
+                    .collect(),
             })
             .collect();
         let chart = Chart {
