@@ -123,7 +123,7 @@ impl Inner {
         let inner = self.clone();
         let thread_parker = parker.clone();
         let mut builder =
-            std::thread::Builder::new().name(format!("{}-{n}", self.settings.thread_name));
+            crate::sync::thread::Builder::new().name(format!("{}-{n}", self.settings.thread_name));
         if let Some(size) = self.settings.stack_size {
             builder = builder.stack_size(size);
         }
