@@ -76,12 +76,16 @@ impl PingPong {
         let partner = std::thread::Builder::new()
             .name("lab-pingpong".to_owned())
             .spawn(move || partner(court))?;
-        Ok(PingPong {
+        let mut pingpong = PingPong {
             court,
             batch,
             partner: Some(partner),
             turn: 0,
-        })
+        };
+        // One round trip now, so the partner thread's start-up (and its allocations) is
+        // over before any timed run.
+        pingpong.run(1)?;
+        Ok(pingpong)
     }
 
     /// Waits until `turn` reaches `want`.
