@@ -32,13 +32,17 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod accounting;
 mod blocking;
+mod completion;
 mod error;
 pub mod limit;
 mod pool;
+mod queue;
 mod stats;
 mod sync;
 

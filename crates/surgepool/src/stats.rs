@@ -124,7 +124,9 @@ fn histogram() -> Histogram<u64> {
 }
 
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).clamp(1, MAX_TRACKED_NS)
+    u64::try_from(d.as_nanos())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TRACKED_NS)
 }
 
 fn summary(h: &Histogram<u64>) -> LatencySummary {

@@ -13,6 +13,13 @@ pub(crate) use loom::sync::{
     Arc, Condvar, Mutex, MutexGuard,
 };
 
+/// Threads: loom's under `cfg(loom)`, so models can run the blocking pool's workers.
+#[cfg(not(loom))]
+pub(crate) use std::thread;
+
+#[cfg(loom)]
+pub(crate) use loom::thread;
+
 /// Locks a mutex, ignoring poisoning: the pools never run user code while holding a lock,
 /// so a poisoned lock only means a panic elsewhere, and the state it guards is consistent.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
