@@ -58,7 +58,9 @@ fn shapes_smoke_writes_every_row_as_json() {
 
     let cores = report["machine"]["cores"].as_u64().expect("machine.cores");
     assert!(cores >= 1);
-    assert!(report["machine"]["rustc"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(report["machine"]["rustc"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
 
     let rows = report["shapes"].as_array().expect("shapes is an array");
     let required = [
@@ -87,7 +89,11 @@ fn shapes_smoke_writes_every_row_as_json() {
             .iter()
             .find(|r| r["name"] == name.as_str())
             .unwrap_or_else(|| panic!("row {name} is missing"));
-        assert!(row.get("error").is_none(), "{name} failed: {}", row["error"]);
+        assert!(
+            row.get("error").is_none(),
+            "{name} failed: {}",
+            row["error"]
+        );
         let ns = &row["ns_per_op"];
         let (min, median, max) = (number(ns, "min"), number(ns, "median"), number(ns, "max"));
         assert!(min <= median && median <= max, "{name}: {ns}");

@@ -152,11 +152,9 @@ pub(crate) fn goals(rows: &[Row], cores: usize) -> Vec<Goal> {
             met: ratio <= 1.5,
         });
     }
-    for (name, target) in [
-        ("surgepool_pool_spawn", 0.0),
-        ("surgepool_blocking", 0.0),
-        ("surgepool_pool", 1.0),
-    ] {
+    // The allocation goals: none on the fire-and-forget path, one for submit + handle.
+    // (`surgepool_blocking` has none: a closure pool must box, as `crossbeam_pool_boxed_*`.)
+    for (name, target) in [("surgepool_pool_spawn", 0.0), ("surgepool_pool", 1.0)] {
         if let Some(allocs) = find(name).and_then(|r| r.allocs_per_op) {
             goals.push(Goal {
                 goal: format!("{name} allocs/op"),
@@ -286,7 +284,9 @@ mod tests {
         assert!(best.met);
         assert!(!by("surgepool_blocking / crossbeam_pool_2").met);
         assert!(by("surgepool_pool_spawn allocs").met);
-        assert!(!by("surgepool_blocking allocs").met);
+        assert!(g
+            .iter()
+            .all(|g| !g.goal.starts_with("surgepool_blocking allocs")));
         assert!(by("surgepool_pool allocs").met);
     }
 
