@@ -70,7 +70,8 @@ pub(crate) struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Only the shapes whose name contains this text (repeatable).
+    /// Only the shape of this name, or if none has it, the shapes whose name contains it
+    /// (repeatable).
     #[arg(long, value_name = "TEXT")]
     only: Vec<String>,
     /// Measured runs per shape (overrides the preset).
@@ -79,6 +80,10 @@ pub(crate) struct Args {
     /// Target duration of one run in milliseconds (overrides the preset).
     #[arg(long, value_name = "MS")]
     target_ms: Option<u64>,
+    /// Run exactly N ops per run and skip the warm-up (for profilers such as callgrind,
+    /// whose instruction counts are stable on a noisy machine).
+    #[arg(long, value_name = "N")]
+    ops: Option<u64>,
     /// CI smoke mode: one run of a few ops per shape, no warm-up. Numbers mean nothing.
     #[arg(long, hide = true)]
     smoke: bool,
@@ -134,6 +139,7 @@ const fn go(ns: f64, bytes: f64, allocs: f64) -> Option<SeedGo> {
 /// Every row, in the order of the table.
 fn specs(cores: usize) -> Vec<Spec> {
     let mut pool_sizes = vec![cores, 100, 1000];
+    pool_sizes.sort_unstable();
     pool_sizes.dedup();
     let mut specs = vec![
         spec(
@@ -169,7 +175,7 @@ fn specs(cores: usize) -> Vec<Spec> {
             move || tokio_shapes::SharedChannelPool::new(n, cores),
         ));
     }
-    for &n in pool_sizes.iter().filter(|&&n| n != 1000) {
+    for &n in pool_sizes.iter().filter(|&&n| n == cores || n == 100) {
         specs.push(spec(
             format!("pool_per_worker_channel_{n}"),
             format!("send to the next of {n} tasks' tokio mpsc; atomic + completion"),
@@ -257,6 +263,30 @@ fn specs(cores: usize) -> Vec<Spec> {
     specs
 }
 
+/// The specs `only` asks for: a pattern that is some shape's whole name picks that shape
+/// alone (`surgepool_pool` is not `surgepool_pool_spawn`), any other picks by substring.
+fn select(specs: Vec<Spec>, only: &[String]) -> Vec<Spec> {
+    if only.is_empty() {
+        return specs;
+    }
+    let exact: Vec<bool> = only
+        .iter()
+        .map(|o| specs.iter().any(|s| s.name == *o))
+        .collect();
+    specs
+        .into_iter()
+        .filter(|s| {
+            only.iter().zip(&exact).any(|(o, &exact)| {
+                if exact {
+                    s.name == *o
+                } else {
+                    s.name.contains(o.as_str())
+                }
+            })
+        })
+        .collect()
+}
+
 fn progress_bar(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -287,14 +317,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         args.smoke || target_ms >= 1,
         "--target-ms must be at least 1"
     );
+    anyhow::ensure!(args.ops != Some(0), "--ops must be at least 1");
 
     let machine = Machine::detect();
-    let specs: Vec<Spec> = specs(machine.cores)
-        .into_iter()
-        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| s.name.contains(o.as_str())))
-        .collect();
+    let specs = select(specs(machine.cores), &args.only);
     anyhow::ensure!(!specs.is_empty(), "no shape matches --only {:?}", args.only);
 
+    let fixed_ops = args.ops.or(args.smoke.then_some(SMOKE_OPS));
     let bar = progress_bar(specs.len() as u64);
     let mut rows = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -302,7 +331,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             target: Duration::from_millis(target_ms),
             runs,
             max_ops: spec.max_ops,
-            fixed_ops: args.smoke.then_some(SMOKE_OPS),
+            fixed_ops,
         };
         bar.set_message(format!("{}: setting up", spec.name));
         let name = spec.name.clone();
@@ -334,6 +363,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             preset,
             target_ms,
             runs,
+            fixed_ops,
             window: WINDOW,
             channel_capacity: CHANNEL_CAPACITY,
         },
@@ -357,4 +387,51 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         failed.join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(only: &[&str]) -> Vec<String> {
+        let only: Vec<String> = only.iter().map(|s| (*s).to_owned()).collect();
+        select(specs(2), &only)
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    }
+
+    #[test]
+    fn only_picks_exact_names_alone_and_substrings_otherwise() {
+        assert_eq!(names(&["surgepool_pool"]), ["surgepool_pool"]);
+        assert_eq!(
+            names(&["pingpong"]),
+            ["pingpong_atomic", "pingpong_atomic_batch64"]
+        );
+        assert_eq!(names(&["serial", "joinset"]), ["serial", "joinset"]);
+        assert!(names(&["nothing"]).is_empty());
+        assert_eq!(names(&[]).len(), specs(2).len());
+    }
+
+    #[test]
+    fn rows_have_unique_names_and_every_required_one() {
+        for cores in [1, 2, 100, 1000, 4096] {
+            let names: Vec<String> = specs(cores).into_iter().map(|s| s.name).collect();
+            let mut unique = names.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{names:?}");
+            for required in [
+                "serial",
+                "spawn_oneshot",
+                "pool_shared_channel_1000",
+                "surgepool_blocking",
+            ] {
+                assert!(names.iter().any(|n| n == required));
+            }
+            assert!(names.contains(&format!("crossbeam_pool_{cores}")));
+            assert!(names.contains(&format!("pool_per_worker_channel_{cores}")));
+            assert!(names.contains(&format!("pool_shared_channel_{cores}")));
+        }
+    }
 }

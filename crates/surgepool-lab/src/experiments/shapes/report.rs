@@ -82,6 +82,8 @@ pub(crate) struct Settings {
     pub(crate) preset: &'static str,
     pub(crate) target_ms: u64,
     pub(crate) runs: usize,
+    /// Ops per run when fixed by `--ops` or `--smoke` (no warm-up); `null` when adaptive.
+    pub(crate) fixed_ops: Option<u64>,
     /// Most spawned ops in flight before the producer waits for them (see the docs).
     pub(crate) window: u64,
     /// Capacity of the pools' channels and of surgepool's queues.
@@ -208,11 +210,14 @@ impl Report {
                 ]),
             }
         }
+        let how = match self.settings.fixed_ops {
+            Some(ops) => format!("{ops} ops per run, no warm-up"),
+            None => format!("~{} ms per run after a warm-up", self.settings.target_ms),
+        };
         let mut out = format!(
-            "surgepool-lab shapes ({} preset: {} runs of ~{} ms per shape after a warm-up)\nmachine: {}\n\n{table}",
+            "surgepool-lab shapes ({} preset: {} runs per shape, {how})\nmachine: {}\n\n{table}",
             self.settings.preset,
             self.settings.runs,
-            self.settings.target_ms,
             self.machine.summary(),
         );
         out.push_str(
