@@ -31,6 +31,7 @@
 //! | `crossbeam_pool_boxed_<cores>` | the same with a `Box<dyn FnOnce>` job, as a closure pool must |
 //! | `surgepool_pool` | `Pool::submit(..).await`, then the `TaskHandle` awaited for the result |
 //! | `surgepool_pool_spawn` | `Pool::try_submit`, handle dropped (fire-and-forget); atomic sum + completion |
+//! | `surgepool_pool_spawn_adaptive` | the same with the default `Limit::adaptive()` |
 //! | `surgepool_blocking` | `BlockingPool::try_submit`, handle dropped; atomic sum + completion |
 //! | `pingpong_atomic[_batch64]` | one op (or 64) per round trip between two spinning threads: the floor |
 //!
@@ -44,6 +45,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use surgepool::Limit;
 
 use crate::machine::Machine;
 use crate::run_stats::{self, Phase, Plan};
@@ -233,13 +235,19 @@ fn specs(cores: usize) -> Vec<Spec> {
             "surgepool_pool",
             "Pool::submit(..).await, TaskHandle awaited",
             None,
-            move || ours::OurPool::new(ours::PoolShape::Handle, cores),
+            move || ours::OurPool::new(ours::PoolShape::Handle, cores, None),
         ),
         spec(
             "surgepool_pool_spawn",
             "Pool::try_submit, handle dropped; atomic + completion",
             None,
-            move || ours::OurPool::new(ours::PoolShape::Spawn, cores),
+            move || ours::OurPool::new(ours::PoolShape::Spawn, cores, None),
+        ),
+        spec(
+            "surgepool_pool_spawn_adaptive",
+            "as surgepool_pool_spawn, with the default Limit::adaptive()",
+            None,
+            move || ours::OurPool::new(ours::PoolShape::Spawn, cores, Some(Limit::adaptive())),
         ),
         spec(
             "surgepool_blocking",

@@ -38,12 +38,18 @@ pub(crate) struct OurPool {
 }
 
 impl OurPool {
-    pub(crate) fn new(kind: PoolShape, cores: usize) -> anyhow::Result<OurPool> {
+    /// `limit: None` is `Limit::fixed(cores)`; `Some(limit)` tries another (the default
+    /// `Limit::adaptive()`, for the `_adaptive` row).
+    pub(crate) fn new(
+        kind: PoolShape,
+        cores: usize,
+        limit: Option<Limit>,
+    ) -> anyhow::Result<OurPool> {
         let rig = TokioRig::new(cores)?;
         let pool = {
             let _ambient = rig.rt().enter();
             Pool::builder()
-                .limit(Limit::fixed(cores))
+                .limit(limit.unwrap_or_else(|| Limit::fixed(cores)))
                 .queue_capacity(CHANNEL_CAPACITY)
                 .min_workers(cores)
                 .build()?
