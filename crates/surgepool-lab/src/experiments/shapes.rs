@@ -38,6 +38,24 @@
 //! The seed's pools send results back over a second channel; here every fire-and-forget
 //! shape completes through the same atomic sum + completion signal, so that the rows differ
 //! only in how work is handed over, which is the seed's own advice.
+//!
+//! # Reading the numbers
+//!
+//! Wall-clock figures need a quiet machine: on a 2-core VM shared with compilers, every
+//! row slows down, and the ping-pong floor (two threads that spin) degrades by orders of
+//! magnitude whenever its two threads are not scheduled at the same time. The goals are
+//! therefore judged on ratios within one run. For a figure that noise cannot move, count
+//! instructions: run one shape with a fixed op count under callgrind at two counts and
+//! divide the difference by the difference in ops (set-up cancels out):
+//!
+//! ```text
+//! valgrind --tool=callgrind surgepool-lab shapes --only surgepool_pool_spawn --ops 10000 --runs 1
+//! valgrind --tool=callgrind surgepool-lab shapes --only surgepool_pool_spawn --ops 30000 --runs 1
+//! # Ir/op = (Ir(30000) - Ir(10000)) / 20000
+//! ```
+//!
+//! Syscalls per op (`strace -f -c` on the same command) tell a shape that parks a thread
+//! per op from one that only computes.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
