@@ -12,7 +12,7 @@
 //!
 //! One op is one `a + b` handed over and finished: the clock stops only after every op of
 //! the run has completed and its result was observed (awaited through its channel or handle,
-//! or counted in the shared atomic sum of [`shapes::batch::Batch`]). The spawn shapes wait
+//! or counted in the shared atomic sum of `batch::Batch`). The spawn shapes wait
 //! for their ops every [`WINDOW`] ops to bound memory (Go's spawn all `b.N` first).
 //!
 //! | row | one op |
