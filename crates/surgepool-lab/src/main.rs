@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alloc_count;
 mod experiments;
+mod machine;
+mod run_stats;
+mod table;
 
 /// The surgepool lab: measure concurrency shapes and overload behaviour on this machine.
 #[derive(Debug, Parser)]
