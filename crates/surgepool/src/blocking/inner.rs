@@ -123,7 +123,7 @@ impl Inner {
         let inner = self.clone();
         let thread_parker = parker.clone();
         let mut builder =
-            std::thread::Builder::new().name(format!("{}-{n}", self.settings.thread_name));
+            crate::sync::thread::Builder::new().name(format!("{}-{n}", self.settings.thread_name));
         if let Some(size) = self.settings.stack_size {
             builder = builder.stack_size(size);
         }
@@ -433,13 +433,17 @@ impl Inner {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let st = self.state();
         let mut s = Snapshot::default();
-        st.acct.fill(&mut s);
-        s.queued = st.queue.len() as u64;
-        s.running = st.running as u64;
-        s.workers = st.workers as u64;
-        s.limit = self.limiter.limit() as u64;
+        let latencies = {
+            let st = self.state();
+            st.acct.fill(&mut s);
+            s.queued = st.queue.len() as u64;
+            s.running = st.running as u64;
+            s.workers = st.workers as u64;
+            s.limit = self.limiter.limit() as u64;
+            st.acct.latencies.clone()
+        };
+        latencies.fill(&mut s);
         s
     }
 }
