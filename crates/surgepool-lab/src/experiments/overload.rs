@@ -88,6 +88,13 @@ struct Options {
     /// Stop a strategy whose RSS passes this many GB (default: half the machine's memory).
     #[arg(long)]
     mem_cap_gb: Option<f64>,
+    /// Queue slots of `adaptive` and `fixed_<N>` (default: the recommended 64).
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+    /// Queue timeout of `adaptive` and `fixed_<N>`, ms; 0 = none (default: the recommended
+    /// 5 ms, CoDel's target delay).
+    #[arg(long)]
+    queue_timeout_ms: Option<f64>,
     /// tokio worker threads per child (default: the machine's available parallelism).
     #[arg(long)]
     workers: Option<usize>,
@@ -114,6 +121,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         alloc_kb: args.alloc_kb.unwrap_or(defaults.alloc_kb),
         drain_s: args.drain.unwrap_or(defaults.drain_s),
         worker_threads: args.workers.unwrap_or(cores),
+        queue: strategy::QueuePolicy {
+            capacity: args
+                .queue_capacity
+                .unwrap_or(strategy::RECOMMENDED_QUEUE.capacity),
+            timeout: match args.queue_timeout_ms {
+                None => strategy::RECOMMENDED_QUEUE.timeout,
+                Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0 => {
+                    Some(std::time::Duration::from_secs_f64(ms / 1000.0))
+                }
+                Some(0.0) => None,
+                Some(ms) => bail!("--queue-timeout-ms must be between 0 and 3600000, got {ms}"),
+            },
+        },
     };
     validate(&params)?;
 
@@ -161,6 +181,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let customised = args.rps.is_some()
+        || args.queue_capacity.is_some()
+        || args.queue_timeout_ms.is_some()
         || args.duration.is_some()
         || args.service_ms.is_some()
         || args.alloc_kb.is_some();

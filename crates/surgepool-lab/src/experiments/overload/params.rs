@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::strategy::QueuePolicy;
 use crate::work::{Work, WorkKind};
 
 /// Everything a child needs to run one strategy.
@@ -14,6 +15,8 @@ pub(crate) struct Params {
     pub(crate) alloc_kb: u64,
     pub(crate) drain_s: f64,
     pub(crate) worker_threads: usize,
+    /// The queue of `adaptive` and `fixed_<N>`.
+    pub(crate) queue: QueuePolicy,
 }
 
 impl Params {
@@ -53,6 +56,13 @@ impl Params {
             self.drain_s.to_string(),
             "--workers".into(),
             self.worker_threads.to_string(),
+            "--queue-capacity".into(),
+            self.queue.capacity.to_string(),
+            "--queue-timeout-ms".into(),
+            self.queue
+                .timeout
+                .map_or(0.0, |t| t.as_secs_f64() * 1000.0)
+                .to_string(),
         ]
     }
 }

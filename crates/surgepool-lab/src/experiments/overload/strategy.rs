@@ -24,14 +24,14 @@ pub(crate) const TOWER_LIMIT: usize = SEED_LIMIT;
 pub(crate) struct QueuePolicy {
     /// Queue slots.
     pub(crate) capacity: usize,
-    /// Waiting longer than this sheds the task.
-    pub(crate) timeout: Duration,
+    /// Waiting longer than this sheds the task (`None`: never).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// The recommended queue.
 pub(crate) const RECOMMENDED_QUEUE: QueuePolicy = QueuePolicy {
     capacity: 64,
-    timeout: Duration::from_millis(5),
+    timeout: Some(Duration::from_millis(5)),
 };
 
 /// One strategy.
@@ -90,13 +90,15 @@ impl Strategy {
     }
 
     /// The settings, in words, for the table and the report.
-    pub(crate) fn describe(self) -> String {
-        let q = RECOMMENDED_QUEUE;
-        let rec = format!(
-            "queue {} slots, queue timeout {} ms",
-            q.capacity,
-            q.timeout.as_millis()
-        );
+    pub(crate) fn describe(self, q: QueuePolicy) -> String {
+        let rec = match q.timeout {
+            Some(t) => format!(
+                "queue {} slots, queue timeout {} ms",
+                q.capacity,
+                t.as_secs_f64() * 1000.0
+            ),
+            None => format!("queue {} slots, no queue timeout", q.capacity),
+        };
         match self {
             Strategy::Naive => "tokio::spawn per request, no bound".to_owned(),
             Strategy::Fixed => {
