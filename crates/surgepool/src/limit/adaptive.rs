@@ -48,6 +48,10 @@ const DROP_BACKOFF: f64 = 0.9;
 /// gradient at 0.5 for the same reason: one outlier window must not collapse the limit).
 const MIN_GRADIENT: f64 = 0.5;
 
+/// After a cut, an RTT above this × the RTT that caused the cut means latency is still
+/// climbing (a change in progress), not that the work got slower.
+const STILL_RISING: f64 = 1.05;
+
 /// Settings of [`Limit::adaptive`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct AdaptiveConfig {
@@ -273,6 +277,8 @@ pub(crate) struct Adaptive {
     probing_from: Option<usize>,
     /// The last latency cut: the limit before it and the RTT that caused it.
     last_cut: Option<(usize, f64)>,
+    /// The limit before the current run of consecutive cuts began.
+    cuts_from: Option<usize>,
     /// The point a pending hill-climbing move started from.
     moved_from: Option<Point>,
     direction: Direction,
@@ -294,6 +300,7 @@ impl Adaptive {
             next_probe: None,
             probing_from: None,
             last_cut: None,
+            cuts_from: None,
             moved_from: None,
             direction: Direction::Up,
             // Slow start: the first moves double the limit for as long as goodput follows.
@@ -372,13 +379,28 @@ impl Adaptive {
                 // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
                 // proportion if queueing caused it. It did not: the work itself is slower
                 // now, and this RTT, measured at a lower limit, is the new base.
+                // (If the RTT still *rose*, conditions are still changing under us: cut on.)
                 let shrink = w.limit as f64 / cut_from as f64;
-                if shrink < 1.0 && rtt > cut_rtt * (1.0 - GAIN * (1.0 - shrink)) {
+                let fell_short = rtt > cut_rtt * (1.0 - GAIN * (1.0 - shrink));
+                let still_rising = rtt > cut_rtt * STILL_RISING;
+                if shrink < 1.0 && fell_short && !still_rising {
+                    // The cuts were a mistake: undo them all.
                     self.base = Some(rtt);
                     self.last_cut = None;
                     self.moved_from = None;
-                    return false;
+                    if let Some(from) = self.cuts_from.take() {
+                        self.set_limit(from);
+                    }
+                    return self.limit != before;
                 }
+            }
+            if let Some(from) = self.moved_from.filter(|from| from.limit < w.limit) {
+                // The climber's own step up raised the latency past tolerance: a rejected
+                // move (undo it and back off), not a sign that the system changed.
+                self.moved_from = None;
+                self.set_limit(from.limit);
+                self.reject_move();
+                return self.limit != before;
             }
             let gradient = (base / rtt).max(MIN_GRADIENT);
             let target = self.limit as f64 * gradient;
@@ -390,6 +412,7 @@ impl Adaptive {
             return self.limit != before;
         }
         self.last_cut = None;
+        self.cuts_from = None;
 
         if self.next_probe.is_some_and(|at| now >= at) {
             let half = (self.limit / 2).max(self.config.min);
@@ -409,12 +432,26 @@ impl Adaptive {
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
     fn after_cut(&mut self, before: usize, rtt: f64) {
+        if self.last_cut.is_none() {
+            self.cuts_from = Some(before);
+        }
         self.last_cut = Some((before, rtt));
         self.moved_from = None;
         self.direction = Direction::Down;
         self.step = self.min_step();
-        self.hold = 1;
         self.hold_left = 0;
+    }
+
+    /// After a rejected move (already undone): flip direction, restart with a small step,
+    /// and wait longer each time before the next move (1, 2, 4, ... windows).
+    fn reject_move(&mut self) {
+        self.direction = match self.direction {
+            Direction::Up => Direction::Down,
+            Direction::Down => Direction::Up,
+        };
+        self.step = self.min_step();
+        self.hold_left = self.hold;
+        self.hold = (self.hold * 2).min(MAX_HOLD);
     }
 
     fn climb(&mut self, w: &Window, goodput: f64) {
@@ -432,13 +469,7 @@ impl Adaptive {
                 self.hold = 1;
             } else {
                 self.set_limit(from.limit);
-                self.direction = match self.direction {
-                    Direction::Up => Direction::Down,
-                    Direction::Down => Direction::Up,
-                };
-                self.step = self.min_step();
-                self.hold_left = self.hold;
-                self.hold = (self.hold * 2).min(MAX_HOLD);
+                self.reject_move();
                 return;
             }
         } else if self.hold_left > 0 {
