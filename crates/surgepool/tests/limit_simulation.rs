@@ -474,17 +474,18 @@ async fn vegas_queues_above_the_cpu_knee_and_stalls_on_noise() {
     assert!(s.median <= 100, "{s:?}");
 }
 
-/// Without noise Vegas meets the drift trap instead: its periodic probe takes the current
-/// (queued) RTT as the no-load RTT, so the baseline ratchets up and the limit with it:
-/// measured median ≈ 700 for a knee of 100.
+/// Without noise, Vegas meets the drift trap: its periodic probe takes the current, queued
+/// RTT as the no-load RTT, the queue estimate drops to 0, it grows by β, and the next probe
+/// takes an even more queued RTT. Measured with 3 050 clients and a knee of 100: median
+/// 6 529, bounded only by its app-limited guard (it stops growing at 2 × in-flight).
 #[tokio::test(start_paused = true)]
 async fn vegas_baseline_drifts_up_without_noise() {
     let mut server = Server::new(100);
     server.noise_amp = 0.0;
-    let mut sim = Sim::new(anchor_bounds("vegas"), server, 10_000);
+    let mut sim = Sim::new(anchor_bounds("vegas"), server, clients(1000));
     sim.run(20.0).await;
     let s = sim.settled("vegas, cpu k=100, no noise", 20_000, 20.0, 100.0, 0.20);
-    assert!(s.median >= 300, "{s:?}");
+    assert!(s.median >= 1_000, "{s:?}");
 }
 
 /// Gradient2 compares each RTT with the *average* RTT, which follows latency up; at steady
