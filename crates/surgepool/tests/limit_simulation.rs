@@ -316,6 +316,25 @@ async fn adaptive_finds_thousands_for_waiting_work_within_seconds() {
     assert!(s.within >= 0.9, "{s:?}");
 }
 
+/// Noisy service times (uniform ±50 % per job instead of ±10 %): the latency guard only
+/// acts on a rise larger than two standard errors of the window's mean, so noise is not
+/// read as a queue. Measured over four noise seeds: median 2 for k = 2, 983–1024 for
+/// k = 1000, but 11–15 for k = 16: at small knees the hill climber's 16-sample goodput
+/// windows are noisier (≈ 7 %) than the 2.5 % effect it looks for, so it wanders below the
+/// knee. Asserted: within 10 % for k = 2 and 1000, within 35 % (NOT 10 %) for k = 16.
+#[tokio::test(start_paused = true)]
+async fn adaptive_is_not_fooled_by_noisy_service_times() {
+    for (knee, secs, band) in [(2usize, 30.0, 0.10), (16, 30.0, 0.35), (1000, 6.0, 0.10)] {
+        let mut server = Server::new(knee);
+        server.noise_amp = 0.5;
+        let mut sim = Sim::new(Limit::adaptive(), server, clients(knee));
+        sim.run(secs).await;
+        let name = format!("adaptive, ±50% noise, k={knee}");
+        let s = sim.settled(&name, (knee * 100) as u64, secs, knee as f64, band);
+        s.assert_near(&name, knee as f64, band);
+    }
+}
+
 /// The capacity halves mid-run (k = 16 → 8 at 15 s; k = 1000 → 500 at 6 s): the latency
 /// guard cuts at once. Stated: within 10 % of the new knee within 1 s, and settled there
 /// (median within 10 %) from 2 s after the change. Measured: ≈ 0.3 s (1000) and < 0.1 s

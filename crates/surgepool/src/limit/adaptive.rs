@@ -245,7 +245,21 @@ struct Window {
     dropped: u32,
     /// Sum of the successes' RTTs, in seconds.
     rtt_sum: f64,
+    /// Sum of their squares, for the standard error of the mean.
+    rtt_sq_sum: f64,
     max_in_flight: usize,
+}
+
+impl Window {
+    /// The standard error of the successes' mean RTT `mean`.
+    fn std_error(&self, mean: f64) -> f64 {
+        let n = f64::from(self.successes);
+        if n < 2.0 {
+            return 0.0;
+        }
+        let variance = (self.rtt_sq_sum / n - mean * mean).max(0.0) * n / (n - 1.0);
+        (variance / n).sqrt()
+    }
 }
 
 /// A limit and the goodput measured under it.
@@ -374,7 +388,10 @@ impl Adaptive {
             self.schedule_probe(now);
         }
 
-        if rtt > base * self.config.tolerance {
+        // Two standard errors of the window's mean: with noisy service times a window's
+        // mean strays by this much without any queue, and must not be read as one.
+        let spread = 2.0 * w.std_error(rtt);
+        if rtt - spread > base * self.config.tolerance {
             if let Some((cut_from, cut_rtt)) = self.last_cut {
                 // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
                 // proportion if queueing caused it. It did not: the work itself is slower
@@ -514,6 +531,7 @@ impl Algorithm for Adaptive {
             successes: 0,
             dropped: 0,
             rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
             max_in_flight: 0,
         });
         w.samples += 1;
@@ -521,7 +539,9 @@ impl Algorithm for Adaptive {
             w.dropped += 1;
         } else {
             w.successes += 1;
-            w.rtt_sum += sample.rtt.as_secs_f64();
+            let rtt = sample.rtt.as_secs_f64();
+            w.rtt_sum += rtt;
+            w.rtt_sq_sum += rtt * rtt;
         }
         w.max_in_flight = w.max_in_flight.max(sample.in_flight);
         let w = *w;
@@ -544,6 +564,7 @@ impl Algorithm for Adaptive {
             successes: 0,
             dropped: 0,
             rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
             max_in_flight: 0,
         });
         self.limit
