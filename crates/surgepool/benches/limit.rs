@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_main, Criterion};
 use surgepool::limit::{Limit, Limiter};
 use tokio::sync::Semaphore;
 
@@ -106,5 +106,9 @@ fn contended(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, uncontended, contended);
-criterion_main!(benches);
+// `criterion_group!` generates an undocumented `pub fn`.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::uncontended, super::contended);
+}
+criterion_main!(group::benches);

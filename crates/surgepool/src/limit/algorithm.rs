@@ -37,7 +37,7 @@ impl Rng {
     /// still do not probe in lock-step in practice: each schedules its probes from its own
     /// first samples.
     pub(crate) fn new() -> Rng {
-        Rng::with_seed(0x5eed_0f_5u64)
+        Rng::with_seed(0x05ee_d0f5_u64)
     }
 
     pub(crate) fn with_seed(seed: u64) -> Rng {
