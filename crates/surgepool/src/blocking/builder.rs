@@ -74,7 +74,8 @@ impl BlockingPoolBuilder {
         self
     }
 
-    /// Threads kept alive even when idle (started at `build`). Default: 0.
+    /// Threads kept alive even when idle (started at `build`). Default: 0. Must not be
+    /// above the limit (for an adaptive limit: its starting value).
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
@@ -124,17 +125,25 @@ impl BlockingPoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above a fixed limit, a thread name with a NUL byte.
+    /// above the limit, a thread name with a NUL byte.
     pub fn build(self) -> Result<BlockingPool, BuildError> {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))
         });
         limit.validate()?;
-        if limit.is_fixed() && self.min_workers > limit.initial() {
+        // Checked for every limit, not only fixed ones: for an adaptive limit the starting
+        // limit is the only number known here, and without the check `min_workers(usize::MAX)`
+        // would try to start that many threads (a capacity-overflow panic in `build`).
+        if self.min_workers > limit.initial() {
+            let kind = if limit.is_fixed() {
+                "fixed"
+            } else {
+                "starting"
+            };
             return Err(BuildError::new(
                 "min_workers",
                 format!(
-                    "{} is above the fixed limit of {}: the extra threads could never run a closure",
+                    "{} is above the {kind} limit of {}: the extra threads could never run a closure",
                     self.min_workers,
                     limit.initial()
                 ),

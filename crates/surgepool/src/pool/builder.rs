@@ -85,7 +85,7 @@ impl PoolBuilder {
     }
 
     /// Workers kept alive even when idle (started at `build`). Default: 0. Must not be
-    /// above a fixed limit.
+    /// above the limit (for an adaptive limit: its starting value).
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
@@ -148,15 +148,23 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above a fixed limit, a zero CoDel target or interval, a zero memory budget, or no
+    /// above the limit, a zero CoDel target or interval, a zero memory budget, or no
     /// tokio runtime (build inside one, or pass [`runtime`](Self::runtime)).
     pub fn build(self) -> Result<Pool, BuildError> {
         self.limit.validate()?;
-        if self.limit.is_fixed() && self.min_workers > self.limit.initial() {
+        // Checked for every limit, not only fixed ones: for an adaptive limit the starting
+        // limit is the only number known here, and without the check `min_workers(usize::MAX)`
+        // would try to start that many workers (a capacity-overflow panic in `build`).
+        if self.min_workers > self.limit.initial() {
+            let kind = if self.limit.is_fixed() {
+                "fixed"
+            } else {
+                "starting"
+            };
             return Err(BuildError::new(
                 "min_workers",
                 format!(
-                    "{} is above the fixed limit of {}: the extra workers could never run a task",
+                    "{} is above the {kind} limit of {}: the extra workers could never run a task",
                     self.min_workers,
                     self.limit.initial()
                 ),
