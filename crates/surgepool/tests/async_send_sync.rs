@@ -1,6 +1,11 @@
 //! Compile-time checks of every public type's auto traits, in the style of tokio's
 //! `tests/async_send_sync.rs`: a wrong bound here is a compile error, not a test failure.
-#![allow(dead_code, unreachable_code, unused_variables, clippy::diverging_sub_expression)]
+#![allow(
+    dead_code,
+    unreachable_code,
+    unused_variables,
+    clippy::diverging_sub_expression
+)]
 
 use std::cell::Cell;
 use std::future::Future;

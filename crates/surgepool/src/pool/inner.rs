@@ -211,6 +211,9 @@ impl Inner {
             st.bytes_in_flight += options.weight;
             if self.limiter.try_acquire_raw() {
                 st.running += 1;
+                // It waited zero: record it, or the queue-wait figures would describe only
+                // the tasks that queued (a median of the unlucky ones).
+                st.acct.latencies.record_queue_wait(Duration::ZERO);
                 let running = Running {
                     job,
                     accepted: now,
