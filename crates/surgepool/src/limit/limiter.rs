@@ -83,7 +83,7 @@ impl Limiter {
     /// Takes a permit if in-flight work is under the limit. Never waits.
     pub fn try_acquire(&self) -> Option<Permit> {
         if self.try_acquire_raw() {
-            Some(Permit::new(self.shared.clone()))
+            Some(Permit::new(self.shared.clone(), self.is_adaptive()))
         } else {
             None
         }
@@ -260,8 +260,8 @@ pub struct Permit {
 }
 
 impl Permit {
-    fn new(shared: Arc<Shared>) -> Permit {
-        let start = shared.algorithm.is_some().then(Instant::now);
+    fn new(shared: Arc<Shared>, timed: bool) -> Permit {
+        let start = timed.then(Instant::now);
         Permit {
             shared,
             start,
