@@ -4,16 +4,18 @@
 //! `README.md` beside this file gives the formulas, the reasons and the sources.
 //!
 //! Samples are folded into windows of about one round trip (every slot turned over once,
-//! and at least [`MIN_WINDOW_SAMPLES`]). After every change of the limit one *settle* window
-//! is thrown away, so each decision sees the system as the new limit shaped it; then a
-//! *measure* window gives the mean RTT `r` and the goodput `x` (successes per second), and
-//! the controller decides, in order:
+//! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`).
+//! After every change of the limit one *settle* window is thrown away, so each decision
+//! sees the system as the new limit shaped it; then a *measure* window gives the mean RTT
+//! `r` and the goodput `x` (successes per second), and the controller decides, in order:
 //!
 //! 1. **Drops** (more than 1 in 10 samples): back off ×0.9.
 //! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
-//! 3. **Latency guard**: if `r > base × tolerance`, cut toward `limit × base / r` (the limit at
-//!    which queueing would vanish), smoothed. If the previous cut did not lower the latency,
-//!    the latency is not ours (the work itself got slower): take `r` as the new base instead.
+//! 3. **Latency guard**: if `r` exceeds `base × tolerance` by more than two standard
+//!    errors of the window's mean, cut toward `limit × base / r` (the limit at which
+//!    queueing would vanish), smoothed. If the previous cut did not lower the latency, the
+//!    latency is not ours (the work itself got slower): take `r` as the new base instead,
+//!    and undo the cuts.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low.
@@ -36,6 +38,8 @@ use crate::error::BuildError;
 pub(crate) const DEFAULT_MAX: usize = 10_000;
 /// A measure window holds at least this many samples, so one slow job cannot swing the mean.
 const MIN_WINDOW_SAMPLES: u32 = 16;
+/// The most samples noise can ask a measure window for (see `noise_samples`).
+const MAX_NOISE_SAMPLES: u32 = 1024;
 /// The smallest hill-climbing step, as a share of the limit (at least 1).
 const STEP_FRACTION: f64 = 0.05;
 /// Share of the proportional goodput change a move must win (up) or may lose (down).
@@ -349,10 +353,30 @@ impl Adaptive {
             }
             WindowKind::Measure => {
                 w.samples >= MIN_WINDOW_SAMPLES
+                    && w.samples >= self.noise_samples(w)
                     && (w.samples >= round_samples
                         || (self.round > 0.0 && elapsed >= 4.0 * self.round))
             }
         }
+    }
+
+    /// Samples a measure window needs so that noise cannot pass for the goodput change the
+    /// hill climber tests: two windows' goodputs differ by noise with a standard error of
+    /// about `√2 · cv / √n` (cv: the RTTs' coefficient of variation); asking for two of
+    /// those below the effect of the move gives `n ≥ 8 cv² / effect²`.
+    fn noise_samples(&self, w: &Window) -> u32 {
+        let n = f64::from(w.successes);
+        if n < 2.0 || w.rtt_sum <= 0.0 {
+            return 0;
+        }
+        let mean = w.rtt_sum / n;
+        let cv = w.std_error(mean) * n.sqrt() / mean;
+        let change = match self.moved_from {
+            Some(from) => (self.limit as f64 / from.limit as f64 - 1.0).abs(),
+            None => self.step as f64 / self.limit.max(1) as f64,
+        };
+        let effect = GAIN * change.max(STEP_FRACTION);
+        (8.0 * cv * cv / (effect * effect)).min(f64::from(MAX_NOISE_SAMPLES)) as u32
     }
 
     /// Acts on a finished measure window; returns `true` when the limit changed.
