@@ -352,10 +352,11 @@ impl Adaptive {
                 w.samples >= round_samples || (self.round > 0.0 && elapsed >= 2.0 * self.round)
             }
             WindowKind::Measure => {
+                // The cheap tests first: `noise_samples` takes a square root.
                 w.samples >= MIN_WINDOW_SAMPLES
-                    && w.samples >= self.noise_samples(w)
                     && (w.samples >= round_samples
                         || (self.round > 0.0 && elapsed >= 4.0 * self.round))
+                    && w.samples >= self.noise_samples(w)
             }
         }
     }
