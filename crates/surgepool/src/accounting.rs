@@ -74,7 +74,7 @@ impl Accounting {
         }
     }
 
-    /// Fills the counters of a snapshot; the caller fills the gauges.
+    /// Fills the counters of a snapshot; the caller fills the gauges and the latencies.
     pub(crate) fn fill(&self, s: &mut Snapshot) {
         s.submitted = self.submitted;
         s.rejected = self.rejected;
@@ -83,6 +83,5 @@ impl Accounting {
         s.panicked = self.panicked;
         s.cancelled = self.cancelled;
         s.shed = self.shed;
-        self.latencies.fill(s);
     }
 }

@@ -433,13 +433,17 @@ impl Inner {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let st = self.state();
         let mut s = Snapshot::default();
-        st.acct.fill(&mut s);
-        s.queued = st.queue.len() as u64;
-        s.running = st.running as u64;
-        s.workers = st.workers as u64;
-        s.limit = self.limiter.limit() as u64;
+        let latencies = {
+            let st = self.state();
+            st.acct.fill(&mut s);
+            s.queued = st.queue.len() as u64;
+            s.running = st.running as u64;
+            s.workers = st.workers as u64;
+            s.limit = self.limiter.limit() as u64;
+            st.acct.latencies.clone()
+        };
+        latencies.fill(&mut s);
         s
     }
 }

@@ -510,13 +510,18 @@ impl Inner {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let st = self.state();
         let mut s = Snapshot::default();
-        st.acct.fill(&mut s);
-        s.queued = st.queue.len() as u64;
-        s.running = st.running as u64;
-        s.workers = st.workers as u64;
-        s.limit = self.limiter.limit() as u64;
+        let latencies = {
+            let st = self.state();
+            st.acct.fill(&mut s);
+            s.queued = st.queue.len() as u64;
+            s.running = st.running as u64;
+            s.workers = st.workers as u64;
+            s.limit = self.limiter.limit() as u64;
+            // Copy the histograms (a few KiB) and summarise them without the lock.
+            st.acct.latencies.clone()
+        };
+        latencies.fill(&mut s);
         s
     }
 
@@ -558,18 +563,34 @@ impl Inner {
     }
 
     fn carry_out(self: &Arc<Self>, deferred: Deferred) {
-        for dispatch in deferred.dispatch.into_iter().chain(deferred.more_dispatch) {
-            match dispatch {
-                Dispatch::None => {}
-                Dispatch::Wake(waker) => waker.wake(),
-                Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
+        if let Some(dispatch) = deferred.dispatch {
+            self.run_dispatch(dispatch);
+        }
+        if !deferred.more_dispatch.is_empty() {
+            for dispatch in deferred.more_dispatch {
+                self.run_dispatch(dispatch);
             }
         }
-        for (job, reason) in deferred.shed {
-            job.finish_unrun(TaskError::shed(reason));
+        if !deferred.shed.is_empty() {
+            for (job, reason) in deferred.shed {
+                job.finish_unrun(TaskError::shed(reason));
+            }
         }
-        for waker in deferred.wake.into_iter().chain(deferred.wake_all) {
+        if let Some(waker) = deferred.wake {
             waker.wake();
+        }
+        if !deferred.wake_all.is_empty() {
+            for waker in deferred.wake_all {
+                waker.wake();
+            }
+        }
+    }
+
+    fn run_dispatch(self: &Arc<Self>, dispatch: Dispatch) {
+        match dispatch {
+            Dispatch::None => {}
+            Dispatch::Wake(waker) => waker.wake(),
+            Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
         }
     }
 }
