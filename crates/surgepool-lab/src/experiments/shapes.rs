@@ -68,6 +68,7 @@ use surgepool::Limit;
 use crate::machine::Machine;
 use crate::run_stats::{self, Phase, Plan};
 
+mod affinity;
 mod batch;
 mod common;
 mod floor;
