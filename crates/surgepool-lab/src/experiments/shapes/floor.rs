@@ -57,8 +57,10 @@ struct Padded<T>(T);
 /// Two threads handing ops to each other over one atomic: the lab's main thread writes the
 /// inputs and flips `turn`; the partner thread spins until it sees the flip, computes, and
 /// flips it back. One op (batch 1) is one full round trip; with `PINGPONG_BATCH` ops per
-/// handoff the round trip is shared by 64 ops. No allocation, no syscall, no sleeping: the
-/// floor under every shape that hands work to another core and learns it is done.
+/// handoff the round trip is shared by 64 ops. No allocation, no lock, no sleeping (a side
+/// yields only after a long spin, when its partner was preempted); the two threads are
+/// pinned to two cores where the OS allows. The floor under every shape that hands work to
+/// another core and learns it is done.
 #[derive(Debug)]
 pub(crate) struct PingPong {
     court: &'static Court,
