@@ -15,6 +15,20 @@ pub(crate) struct ScenarioReport {
     pub(crate) strategies: Vec<StrategyResult>,
     /// Extra: the machine it ran on.
     pub(crate) machine: Machine,
+    /// Extra: the experiment's goals, checked against this run.
+    #[serde(default)]
+    pub(crate) goals: Vec<Goal>,
+}
+
+/// One goal, checked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Goal {
+    /// What should hold.
+    pub(crate) goal: String,
+    /// What this run measured.
+    pub(crate) measured: String,
+    /// Whether it held.
+    pub(crate) met: bool,
 }
 
 /// The experiment's parameters.

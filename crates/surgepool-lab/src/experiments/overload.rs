@@ -25,6 +25,7 @@ use anyhow::{bail, Context as _};
 
 mod accounting;
 mod child_run;
+mod goals;
 mod messages;
 mod params;
 mod preset;
@@ -194,14 +195,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         let result = supervise::run_strategy(*strategy, p, mem_cap_bytes)?;
         results.push(result);
     }
-    let report = ScenarioReport {
+    let mut report = ScenarioReport {
         scenario,
         strategies: results,
         machine: Machine {
             cores,
             memory_bytes: memory,
         },
+        goals: Vec::new(),
     };
+    report.goals = goals::check(&report);
 
     println!("{}", table::render(&report));
     for (r, (strategy, _)) in report.strategies.iter().zip(&runs) {

@@ -93,6 +93,20 @@ fn overload_page(
     );
     html.push_str("<h2>Results</h2>\n");
     html.push_str(&table_html(cells));
+    if !report.goals.is_empty() {
+        html.push_str("<h2>Goals, checked against this run</h2>\n<ul class=\"goals\">");
+        for g in &report.goals {
+            let _ = write!(
+                html,
+                "<li class=\"{}\"><b>{}</b> {}: {}</li>",
+                if g.met { "met" } else { "missed" },
+                if g.met { "met" } else { "missed" },
+                esc(&g.goal),
+                esc(&g.measured)
+            );
+        }
+        html.push_str("</ul>\n");
+    }
     html.push_str(
         "<p class=\"note\">Latency is measured from each request's <em>intended</em> arrival \
          (open-loop schedule) to its completion, queue wait included, over completed requests \
@@ -236,7 +250,8 @@ th{background:#f4f4f4}td.name,th.name{text-align:left;font-weight:600}\
 tr:nth-child(even) td{background:#fafafa}.note{color:#555;font-size:13px;max-width:1000px}\
 .config{font-size:13px;color:#444}.warn{color:#a33}\
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}\
-figure{margin:0;border:1px solid #eee}figure svg{display:block;width:100%;height:auto}figure.single{max-width:640px}\
+figure{margin:0;border:1px solid #eee}.goals{font-size:14px}.goals .met b{color:#2a7d2a}\
+.goals .missed b{color:#b22}figure svg{display:block;width:100%;height:auto}figure.single{max-width:640px}\
 .legend span{margin-right:18px;font-size:14px}.legend i{display:inline-block;width:22px;\
 height:4px;margin:0 6px 3px 0;vertical-align:middle}";
 
@@ -270,6 +285,7 @@ mod tests {
                 cores: 2,
                 memory_bytes: 1 << 34,
             },
+            goals: Vec::new(),
         };
         let html = overload_page(
             &report,

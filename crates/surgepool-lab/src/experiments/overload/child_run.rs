@@ -22,7 +22,7 @@ use tower::Service;
 use super::messages::{ChildLine, Sample};
 use super::params::Params;
 use super::recorder::{Recorder, Tracked};
-use super::strategy::{recommended_queue, Strategy, SEED_LIMIT, SEED_QUEUE, TOWER_LIMIT};
+use super::strategy::{Strategy, RECOMMENDED_QUEUE, SEED_LIMIT, SEED_QUEUE, TOWER_LIMIT};
 use crate::child::emit;
 use crate::open_loop::{Arrival, LoadProgress, Schedule};
 use crate::rss::{self, Target};
@@ -66,7 +66,7 @@ impl Admission {
     ) -> anyhow::Result<Self> {
         let handle = tokio::runtime::Handle::current();
         let work = params.work();
-        let queue = recommended_queue(work.service);
+        let queue = RECOMMENDED_QUEUE;
         let pool = |limit: Limit, capacity: usize, timeout: Option<Duration>| {
             let mut builder = Pool::builder().limit(limit).queue_capacity(capacity);
             if let Some(t) = timeout {
@@ -312,7 +312,7 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
         stopped_at_cap: false,
         ran_s: ran.as_secs_f64(),
         latency_ms,
-        config: strategy.describe(work.service),
+        config: strategy.describe(),
         asked_rps: params.rps as f64,
         scheduled: load.scheduled,
         generator_lag_ms: load.final_lag.as_secs_f64() * 1000.0,

@@ -13,28 +13,26 @@ pub(crate) const TOWER_LIMIT: usize = SEED_LIMIT;
 /// Our recommended configuration for the adaptive pool under overload, also used by the
 /// swept `fixed_<N>` runs so that the sweep compares limits alone.
 ///
-/// A queue only helps absorb bursts shorter than a service time or two; anything longer is a
-/// standing queue that adds its wait to every request (seed 003's pool: 100,000 slots, 8×
-/// the service time in mean latency). So: a small queue, and a queue timeout of one service
-/// time, after which waiting work is shed instead of run late.
+/// Under sustained overload any FIFO queue is always full, so every request that runs first
+/// waits about as long as the queue lets it: a queue that holds work for one service time
+/// doubles the latency of everything served (seed 003's pool: 100,000 slots, 8× the service
+/// time in mean latency). A queue is only for bursts shorter than a few milliseconds, so:
+/// a small queue, and a queue timeout of CoDel's target delay (RFC 8289: 5 ms), after which
+/// waiting work is shed instead of run late. Neither number depends on the machine or the
+/// work: the limit (adaptive) is what finds the machine's concurrency.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct QueuePolicy {
-    /// Queue slots per unit of limit (capacity = `limit × this`, at least [`MIN_QUEUE`]).
+    /// Queue slots.
     pub(crate) capacity: usize,
     /// Waiting longer than this sheds the task.
     pub(crate) timeout: Duration,
 }
 
-/// Smallest queue the recommended configuration uses.
-pub(crate) const MIN_QUEUE: usize = 64;
-
-/// The recommended queue for a service time.
-pub(crate) fn recommended_queue(service: Duration) -> QueuePolicy {
-    QueuePolicy {
-        capacity: MIN_QUEUE,
-        timeout: service,
-    }
-}
+/// The recommended queue.
+pub(crate) const RECOMMENDED_QUEUE: QueuePolicy = QueuePolicy {
+    capacity: 64,
+    timeout: Duration::from_millis(5),
+};
 
 /// One strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +90,8 @@ impl Strategy {
     }
 
     /// The settings, in words, for the table and the report.
-    pub(crate) fn describe(self, service: Duration) -> String {
-        let q = recommended_queue(service);
+    pub(crate) fn describe(self) -> String {
+        let q = RECOMMENDED_QUEUE;
         let rec = format!(
             "queue {} slots, queue timeout {} ms",
             q.capacity,

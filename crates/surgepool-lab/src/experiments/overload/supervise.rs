@@ -171,7 +171,7 @@ fn from_last_sample(strategy: Strategy, params: &Params, last: &Sample) -> Strat
         stopped_at_cap: false,
         ran_s: ran,
         latency_ms: last.latency_ms,
-        config: strategy.describe(params.work().service),
+        config: strategy.describe(),
         asked_rps: params.rps as f64,
         scheduled: (params.rps as f64 * params.duration_s).round() as u64,
         generator_lag_ms: 0.0,

@@ -96,6 +96,13 @@ pub(crate) fn render(report: &ScenarioReport) -> String {
             let _ = writeln!(out, "{}", "-".repeat(total));
         }
     }
+    if !report.goals.is_empty() {
+        out.push_str("\ngoals (issue 5), this run:\n");
+        for g in &report.goals {
+            let mark = if g.met { "met   " } else { "MISSED" };
+            let _ = writeln!(out, "  [{mark}] {}: {}", g.goal, g.measured);
+        }
+    }
     out.push_str("\nlatency: intended arrival to completion, queue wait included, completed requests only.\n");
     for r in &report.strategies {
         let _ = writeln!(out, "  {:<10} {}", r.name, r.config);
