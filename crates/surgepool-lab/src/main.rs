@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod experiments;
+mod http_load;
+mod server;
 
 /// The surgepool lab: measure concurrency shapes and overload behaviour on this machine.
 #[derive(Debug, Parser)]

@@ -1,9 +1,787 @@
-//! The `http` experiment. (Skeleton: lands with its issue.)
+//! `surgepool-lab http`: seeds 001/002 over real HTTP. The lab's axum server runs in child
+//! processes on 127.0.0.1, once bare and once behind `surgepool_tower::AdmissionLayer`; our
+//! open-loop generator drives each above the layered server's capacity, and a closed loop
+//! on `/hello` measures the layer's overhead at full speed.
+//!
+//! Method (DESIGN.md, "Honest measurement"):
+//! - capacity: the layered server's goodput (2xx/s on `/work`) in a closed loop with
+//!   `--probe-connections` clients, after a warm-up that lets an adaptive limit settle;
+//! - overload: both servers get the same open-loop schedule at `--overload ×` that capacity
+//!   (or `--rps`); latency runs from each request's intended send time to the end of its body;
+//! - memory: the child's RSS from `/proc/<pid>/status`, sampled every 50 ms; a child past
+//!   `--mem-cap-mb` is stopped and reported as stopped at the cap;
+//! - every scheduled request is accounted for: `offered = accepted + rejected` (503s) and
+//!   `accepted = completed + failed + cancelled` (cancelled: never sent, because every
+//!   connection stayed busy until the run's time bound); `lost` must be 0.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::http_load::{self, ClosedLoop, LoadReport, OpenLoop, Target};
+use crate::server::{LayerChoice, Work};
 
 /// Arguments of `surgepool-lab http`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// `quick` (about a minute) or `smoke` (a few seconds, low rate: for CI).
+    #[arg(long, value_enum, default_value = "quick")]
+    preset: Preset,
+    /// What `/work` spends its time on.
+    #[arg(long, value_enum, default_value = "sleep")]
+    work: Work,
+    /// Time `/work` takes, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    service_ms: u64,
+    /// Memory `/work` allocates and touches, in KiB.
+    #[arg(long, default_value_t = 500)]
+    alloc_kb: usize,
+    /// The layered server's admission layer: `adaptive` or `fixed:<N>`.
+    #[arg(long, default_value = "adaptive")]
+    layer: LayerChoice,
+    /// Offered load as a multiple of the layered server's measured capacity.
+    #[arg(long, default_value_t = 3.0)]
+    overload: f64,
+    /// Offered load in requests/s (overrides --overload; skips the capacity probe's use).
+    #[arg(long)]
+    rps: Option<f64>,
+    /// Seconds of open-loop load per server (default: from the preset).
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Most connections the open-loop generator opens (each carries one request at a time).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Clients of the closed-loop capacity probe.
+    #[arg(long, default_value_t = 64)]
+    probe_connections: usize,
+    /// Clients of the closed-loop `/hello` overhead runs.
+    #[arg(long, default_value_t = 8)]
+    hello_connections: usize,
+    /// Per-request deadline of the generator, in milliseconds (no request waits longer).
+    #[arg(long, default_value_t = 5_000)]
+    deadline_ms: u64,
+    /// Stop a server whose RSS passes this many MiB.
+    #[arg(long, default_value_t = 4_096)]
+    mem_cap_mb: u64,
+    /// Aim the open-loop generator at this server instead (loopback only), e.g.
+    /// `http://127.0.0.1:8080/work`; needs --rps.
+    #[arg(long)]
+    target: Option<String>,
+    /// Write the results as JSON (API.md's shape) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
 
-pub(crate) fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`http` is not implemented yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Preset {
+    Quick,
+    Smoke,
+}
+
+/// The run's sizes, from the preset and the flags.
+#[derive(Debug, Clone)]
+struct Plan {
+    duration: Duration,
+    warmup: Duration,
+    probe: Duration,
+    hello: Duration,
+    hello_rounds: usize,
+    connections: usize,
+    max_rps: f64,
+}
+
+impl Args {
+    fn plan(&self) -> anyhow::Result<Plan> {
+        ensure!(
+            self.overload.is_finite() && self.overload > 0.0,
+            "--overload must be above 0"
+        );
+        if let Some(rps) = self.rps {
+            ensure!(rps.is_finite() && rps > 0.0, "--rps must be above 0");
+        }
+        ensure!(self.deadline_ms > 0, "--deadline-ms must be at least 1");
+        ensure!(
+            self.probe_connections > 0 && self.hello_connections > 0,
+            "connection counts must be at least 1"
+        );
+        let mut plan = match self.preset {
+            Preset::Quick => Plan {
+                duration: Duration::from_secs(10),
+                warmup: Duration::from_secs(1),
+                probe: Duration::from_secs(3),
+                hello: Duration::from_secs(2),
+                hello_rounds: 3,
+                connections: 2_048,
+                max_rps: 50_000.0,
+            },
+            Preset::Smoke => Plan {
+                duration: Duration::from_millis(1_500),
+                warmup: Duration::from_millis(300),
+                probe: Duration::from_millis(700),
+                hello: Duration::from_millis(500),
+                hello_rounds: 1,
+                connections: 64,
+                max_rps: 300.0,
+            },
+        };
+        if let Some(d) = self.duration_s {
+            ensure!(
+                d.is_finite() && d > 0.0 && d <= 600.0,
+                "--duration-s must be in (0, 600]"
+            );
+            plan.duration = Duration::from_secs_f64(d);
+        }
+        if let Some(c) = self.connections {
+            ensure!(
+                (1..=16_384).contains(&c),
+                "--connections must be in 1..=16384"
+            );
+            plan.connections = c;
+        }
+        Ok(plan)
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let output = match &args.target {
+        Some(url) => runtime.block_on(run_target(&args, &plan, url))?,
+        None => {
+            ensure!(
+                args.layer != LayerChoice::None,
+                "--layer is the layered server's layer: adaptive or fixed:<N> (the bare server always runs too)"
+            );
+            runtime.block_on(run_children(&args, &plan))?
+        }
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&output)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--target URL`: the generator alone, against someone else's server.
+async fn run_target(args: &Args, plan: &Plan, url: &str) -> anyhow::Result<Value> {
+    let target = Target::parse_loopback(url)?;
+    let Some(rps) = args.rps else {
+        bail!("--target needs --rps (the generator cannot probe another server's capacity)");
+    };
+    eprintln!(
+        "open loop: {rps:.0} requests/s for {:.1} s against {}",
+        plan.duration.as_secs_f64(),
+        target.url()
+    );
+    let report = http_load::open_loop(OpenLoop {
+        target: target.clone(),
+        rate: rps,
+        duration: plan.duration,
+        connections: plan.connections,
+        deadline: Duration::from_millis(args.deadline_ms),
+    })
+    .await?;
+    let strategy = strategy_json("target", &report, None, Value::Null);
+    print_table(&[("target", &report, None)]);
+    let base = format!("http://{}", target.host);
+    print_wrk(&base, &target, rps, plan, args.hello_connections);
+    Ok(json!({
+        "scenario": {"preset": format!("{:?}", args.preset).to_lowercase(), "target": target.url(),
+                     "offered_rps": rps, "duration_s": plan.duration.as_secs_f64(),
+                     "connections": plan.connections, "deadline_ms": args.deadline_ms},
+        "strategies": [strategy],
+    }))
+}
+
+async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
+    let deadline = Duration::from_millis(args.deadline_ms);
+    let mem_cap = args.mem_cap_mb.saturating_mul(1024 * 1024);
+
+    // 1. The layered server: warm up, probe its capacity, then overload it.
+    let mut layered = ServerChild::start(args, args.layer)?;
+    let work = layered.target.with_path("/work");
+    eprintln!(
+        "layered server ({}) on {}: warm-up and capacity probe",
+        args.layer,
+        layered.target.url()
+    );
+    let probe = |duration| ClosedLoop {
+        target: work.clone(),
+        connections: args.probe_connections,
+        duration,
+        deadline,
+    };
+    http_load::closed_loop(probe(plan.warmup)).await?;
+    let capacity = http_load::closed_loop(probe(plan.probe)).await?.ok_rps();
+    ensure!(
+        capacity > 0.0,
+        "the layered server completed nothing in the capacity probe"
+    );
+    let rate = args
+        .rps
+        .unwrap_or(capacity * args.overload)
+        .min(plan.max_rps);
+    eprintln!(
+        "capacity {capacity:.0} requests/s; open loop at {rate:.0} requests/s ({:.1}x) for {:.1} s, up to {} connections",
+        rate / capacity,
+        plan.duration.as_secs_f64(),
+        plan.connections
+    );
+    let spec = OpenLoop {
+        target: work.clone(),
+        rate,
+        duration: plan.duration,
+        connections: plan.connections,
+        deadline,
+    };
+    let (layered_report, layered_mem) = layered.drive(spec.clone(), mem_cap).await?;
+    let layered_stats = layered.stats().await;
+    layered.stop();
+
+    // 2. The bare server, same schedule.
+    let mut bare = ServerChild::start(args, LayerChoice::None)?;
+    eprintln!(
+        "bare server on {}: open loop at {rate:.0} requests/s",
+        bare.target.url()
+    );
+    let spec = OpenLoop {
+        target: bare.target.with_path("/work"),
+        ..spec
+    };
+    let (bare_report, bare_mem) = bare.drive(spec, mem_cap).await?;
+    let bare_stats = if bare_mem.stopped_at.is_some() {
+        Value::Null
+    } else {
+        bare.stats().await
+    };
+    bare.stop();
+
+    // 3. Overhead: `/hello` at full speed, bare vs layered, alternating rounds.
+    eprintln!(
+        "hello: closed loop, {} clients, {} round(s) of {:.1} s per server",
+        args.hello_connections,
+        plan.hello_rounds,
+        plan.hello.as_secs_f64()
+    );
+    let hello_bare = ServerChild::start(args, LayerChoice::None)?;
+    let hello_layered = ServerChild::start(args, args.layer)?;
+    let (mut bare_rps, mut layered_rps) = (Vec::new(), Vec::new());
+    let mut hello_statuses: BTreeMap<&str, BTreeMap<u16, u64>> = BTreeMap::new();
+    for _ in 0..plan.hello_rounds {
+        for (name, child, out) in [
+            ("bare", &hello_bare, &mut bare_rps),
+            ("layered", &hello_layered, &mut layered_rps),
+        ] {
+            let r = http_load::closed_loop(ClosedLoop {
+                target: child.target.with_path("/hello"),
+                connections: args.hello_connections,
+                duration: plan.hello,
+                deadline,
+            })
+            .await?;
+            out.push(r.ok_rps());
+            let counts = hello_statuses.entry(name).or_default();
+            for (code, n) in r.statuses {
+                *counts.entry(code).or_default() += n;
+            }
+        }
+    }
+    hello_bare.stop();
+    hello_layered.stop();
+    let (bare_hello, layered_hello) = (median(&mut bare_rps), median(&mut layered_rps));
+
+    print_table(&[
+        ("bare", &bare_report, Some(&bare_mem)),
+        ("layered", &layered_report, Some(&layered_mem)),
+    ]);
+    print_growth(&bare_report, &bare_mem, &layered_report, &layered_mem);
+    println!(
+        "\nhello_rps (closed loop, {} clients, median of {}): bare {bare_hello:.0}, layered {layered_hello:.0} ({:+.1}%)",
+        args.hello_connections,
+        plan.hello_rounds,
+        (layered_hello / bare_hello - 1.0) * 100.0
+    );
+    print_goals(
+        args,
+        &Results {
+            capacity,
+            rate,
+            layered: &layered_report,
+            bare: &bare_report,
+            bare_mem: &bare_mem,
+            hello: (bare_hello, layered_hello),
+        },
+    );
+    // The children are gone by now: point at a `serve` instance on its default address.
+    print_wrk(
+        "http://127.0.0.1:8080",
+        &work,
+        rate,
+        plan,
+        args.hello_connections,
+    );
+
+    Ok(json!({
+        "scenario": {
+            "preset": format!("{:?}", args.preset).to_lowercase(),
+            "work": format!("{:?}", args.work).to_lowercase(),
+            "offered_rps": rate,
+            "duration_s": plan.duration.as_secs_f64(),
+            "service_ms": args.service_ms,
+            "alloc_kb": args.alloc_kb,
+            "layer": args.layer.to_string(),
+            "capacity_rps": capacity,
+            "overload": rate / capacity,
+            "connections": plan.connections,
+            "deadline_ms": args.deadline_ms,
+            "mem_cap_bytes": mem_cap,
+        },
+        "strategies": [
+            strategy_json("bare", &bare_report, Some(&bare_mem), bare_stats),
+            strategy_json("layered", &layered_report, Some(&layered_mem), layered_stats),
+        ],
+        "hello_rps": {"bare": bare_hello, "layered": layered_hello,
+                      "rounds": {"bare": bare_rps, "layered": layered_rps},
+                      "status_counts": hello_statuses.iter().map(|(k, v)| (k.to_string(), counts_json(v))).collect::<serde_json::Map<_, _>>()},
+    }))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// A `surgepool-lab serve` child process on 127.0.0.1 with a free port.
+struct ServerChild {
+    child: Child,
+    target: Target,
+}
+
+impl ServerChild {
+    fn start(args: &Args, layer: LayerChoice) -> anyhow::Result<ServerChild> {
+        let exe = std::env::current_exe().context("finding the lab's own executable")?;
+        let mut child = Command::new(exe)
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--layer",
+                &layer.to_string(),
+            ])
+            .args(["--work", &format!("{:?}", args.work).to_lowercase()])
+            .args(["--service-ms", &args.service_ms.to_string()])
+            .args(["--alloc-kb", &args.alloc_kb.to_string()])
+            .args(["--drain-timeout-s", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the server child process")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(str::to_owned);
+        let Some(url) = url else {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            let _ = child.wait();
+            bail!("the server child did not start: {}", err.trim());
+        };
+        Ok(ServerChild {
+            child,
+            target: Target::parse_loopback(&url)?,
+        })
+    }
+
+    /// Runs the open loop against this server while sampling its RSS.
+    async fn drive(
+        &mut self,
+        spec: OpenLoop,
+        mem_cap: u64,
+    ) -> anyhow::Result<(LoadReport, Memory)> {
+        let pid = self.child.id();
+        let stop = Arc::new(AtomicBool::new(false));
+        let memory = Arc::new(Mutex::new(Memory::default()));
+        let sampler = {
+            let (stop, memory) = (stop.clone(), memory.clone());
+            std::thread::spawn(move || sample_rss(pid, mem_cap, &stop, &memory))
+        };
+        let report = http_load::open_loop(spec).await;
+        stop.store(true, Ordering::Relaxed);
+        let _ = sampler.join();
+        let memory = std::mem::take(&mut *memory.lock().expect("sampler panicked"));
+        Ok((report?, memory))
+    }
+
+    async fn stats(&self) -> Value {
+        let target = self.target.with_path("/stats");
+        match fetch(&target).await {
+            Ok(body) => serde_json::from_str(&body).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// SIGTERM (the server drains), then a kill if it is still there after 3 s.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        // Never leave a server behind, even on an error path.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn fetch(target: &Target) -> anyhow::Result<String> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::TcpStream::connect(target.addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = http::Request::get(target.path.as_str())
+        .header(http::header::HOST, target.host.as_str())
+        .body(Empty::<hyper::body::Bytes>::new())?;
+    let response =
+        tokio::time::timeout(Duration::from_secs(5), sender.send_request(request)).await??;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The child's memory over the run.
+#[derive(Debug, Default)]
+struct Memory {
+    peak_rss: u64,
+    /// (seconds since the start, RSS bytes), every 50 ms.
+    samples: Vec<(f64, u64)>,
+    /// Set when the RSS passed the cap and the child was killed.
+    stopped_at: Option<f64>,
+}
+
+fn sample_rss(pid: u32, cap: u64, stop: &AtomicBool, memory: &Mutex<Memory>) {
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(rss) = read_rss(pid) else { return };
+        let t = start.elapsed().as_secs_f64();
+        let mut m = memory.lock().expect("poisoned");
+        m.peak_rss = m.peak_rss.max(rss);
+        m.samples.push((t, rss));
+        if rss > cap && m.stopped_at.is_none() {
+            m.stopped_at = Some(t);
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            return;
+        }
+        drop(m);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `VmRSS` of `pid`, in bytes.
+fn read_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    json!({
+        "mean": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+        "p50": ms(h, 0.5), "p99": ms(h, 0.99), "p999": ms(h, 0.999),
+        "max": if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+    })
+}
+
+fn counts_json(counts: &BTreeMap<u16, u64>) -> Value {
+    Value::Object(
+        counts
+            .iter()
+            .map(|(c, n)| (c.to_string(), json!(n)))
+            .collect(),
+    )
+}
+
+/// The accounting of one run, in API.md's terms.
+struct Accounting {
+    accepted: u64,
+    rejected: u64,
+    completed: u64,
+    failed: u64,
+    cancelled: u64,
+    lost: i64,
+}
+
+fn accounting(r: &LoadReport) -> Accounting {
+    let rejected = r.status(503);
+    let completed = r.ok();
+    let answered: u64 = r.statuses.values().sum();
+    let failed = answered - completed - rejected + r.errors + r.timeouts;
+    let cancelled = r.unsent;
+    let accepted = r.offered - rejected;
+    // Independent counters: sent requests must each have ended in exactly one way.
+    let lost = accepted as i64 - (completed + failed + cancelled) as i64;
+    Accounting {
+        accepted,
+        rejected,
+        completed,
+        failed,
+        cancelled,
+        lost,
+    }
+}
+
+fn strategy_json(name: &str, r: &LoadReport, mem: Option<&Memory>, server: Value) -> Value {
+    let a = accounting(r);
+    let ran = mem
+        .and_then(|m| m.stopped_at)
+        .unwrap_or(r.elapsed.as_secs_f64());
+    json!({
+        "name": name,
+        "offered": r.offered,
+        "achieved_rps": r.achieved_rps(),
+        "accepted": a.accepted,
+        "rejected": a.rejected,
+        "completed": a.completed,
+        "failed": a.failed,
+        "shed": 0,
+        "cancelled": a.cancelled,
+        "lost": a.lost,
+        "goodput_rps": a.completed as f64 / r.elapsed.as_secs_f64().max(1e-9),
+        "peak_rss_bytes": mem.map_or(0, |m| m.peak_rss),
+        "stopped_at_cap": mem.is_some_and(|m| m.stopped_at.is_some()),
+        "ran_s": ran,
+        "latency_ms": latency_json(&r.ok_latency),
+        "status_counts": counts_json(&r.statuses),
+        "errors": r.errors,
+        "timeouts": r.timeouts,
+        "unsent": r.unsent,
+        "shed_latency_ms": latency_json(&r.shed_latency),
+        "p99_by_second_ms": r.ok_p99_by_second.iter().map(|v| if v.is_nan() { Value::Null } else { json!(v) }).collect::<Vec<_>>(),
+        "rss_samples": mem.map_or(Value::Null, |m| json!(m.samples.iter().step_by(4).map(|(t, b)| json!([t, b])).collect::<Vec<_>>())),
+        "server": server,
+    })
+}
+
+fn print_table(rows: &[(&str, &LoadReport, Option<&Memory>)]) {
+    println!(
+        "\n{:<8} {:>8} {:>9} {:>9} {:>9} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "server",
+        "offered",
+        "ach.rps",
+        "completed",
+        "503",
+        "failed",
+        "lost",
+        "mean ms",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "goodput/s",
+        "peak RSS"
+    );
+    for (name, r, mem) in rows {
+        let a = accounting(r);
+        let h = &r.ok_latency;
+        let rss = match mem {
+            Some(m) if m.stopped_at.is_some() => format!("cap@{:.1}s", m.stopped_at.unwrap_or(0.0)),
+            Some(m) => format!("{:.0} MiB", m.peak_rss as f64 / 1048576.0),
+            None => "-".to_owned(),
+        };
+        println!(
+            "{:<8} {:>8} {:>9.0} {:>9} {:>9} {:>7} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>9}",
+            name,
+            r.offered,
+            r.achieved_rps(),
+            a.completed,
+            a.rejected,
+            a.failed + a.cancelled,
+            a.lost,
+            if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            ms(h, 0.5),
+            ms(h, 0.99),
+            if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+            a.completed as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            rss,
+        );
+        let others: Vec<String> = r
+            .statuses
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        println!(
+            "         status codes {{{}}}, connection errors {}, timeouts {}, never sent {}; 503 answered in p50 {:.2} ms, p99 {:.2} ms",
+            others.join(", "),
+            r.errors,
+            r.timeouts,
+            r.unsent,
+            ms(&r.shed_latency, 0.5),
+            ms(&r.shed_latency, 0.99),
+        );
+    }
+}
+
+fn print_growth(bare: &LoadReport, bare_mem: &Memory, layered: &LoadReport, layered_mem: &Memory) {
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| {
+                if x.is_nan() {
+                    "-".to_owned()
+                } else {
+                    format!("{x:.0}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rss_by_second = |m: &Memory| {
+        let mut out = Vec::new();
+        let mut next = 1.0;
+        for (t, b) in &m.samples {
+            if *t >= next {
+                out.push(format!("{:.0}", *b as f64 / 1048576.0));
+                next += 1.0;
+            }
+        }
+        out.join(" ")
+    };
+    println!("\nover time (one value per second of the schedule):");
+    println!("  bare    p99 ms: {}", fmt(&bare.ok_p99_by_second));
+    println!("  layered p99 ms: {}", fmt(&layered.ok_p99_by_second));
+    println!("  bare    RSS MiB: {}", rss_by_second(bare_mem));
+    println!("  layered RSS MiB: {}", rss_by_second(layered_mem));
+}
+
+/// What the goals are judged on.
+struct Results<'a> {
+    capacity: f64,
+    rate: f64,
+    layered: &'a LoadReport,
+    bare: &'a LoadReport,
+    bare_mem: &'a Memory,
+    /// (bare, layered) hello requests/s.
+    hello: (f64, f64),
+}
+
+fn print_goals(args: &Args, results: &Results<'_>) {
+    let Results {
+        capacity,
+        rate,
+        layered,
+        bare,
+        bare_mem,
+        hello: (bare_hello, layered_hello),
+    } = *results;
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let service = args.service_ms as f64;
+    let p99 = ms(&layered.ok_latency, 0.99);
+    let goodput = accounting(layered).completed as f64 / layered.elapsed.as_secs_f64().max(1e-9);
+    let shed_p99 = ms(&layered.shed_latency, 0.99);
+    let overhead = 1.0 - layered_hello / bare_hello;
+    let hung = layered.timeouts + bare.timeouts;
+    println!("\ngoals:");
+    if rate < capacity {
+        println!("  (offered load below the measured capacity: the overload goals do not apply to this run)");
+    }
+    println!(
+        "  layered p99 {p99:.1} ms <= 3 x {service} ms: {}",
+        verdict(p99 <= 3.0 * service)
+    );
+    println!(
+        "  layered goodput {goodput:.0}/s >= 0.9 x capacity {capacity:.0}/s: {}",
+        verdict(goodput >= 0.9 * capacity)
+    );
+    println!(
+        "  503s answered within 1 ms at p99 ({shed_p99:.2} ms): {}",
+        verdict(layered.status(503) > 0 && shed_p99 <= 1.0)
+    );
+    let first = bare
+        .ok_p99_by_second
+        .iter()
+        .copied()
+        .find(|v| !v.is_nan())
+        .unwrap_or(0.0);
+    let last = bare
+        .ok_p99_by_second
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| !v.is_nan())
+        .unwrap_or(0.0);
+    println!(
+        "  bare server degrades: p99 {first:.0} ms in the first second -> {last:.0} ms in the last, peak RSS {:.0} MiB{}",
+        bare_mem.peak_rss as f64 / 1048576.0,
+        if bare_mem.stopped_at.is_some() { " (stopped at the cap)" } else { "" }
+    );
+    println!(
+        "  hello overhead {:.1}% <= 5%: {}",
+        overhead * 100.0,
+        verdict(overhead <= 0.05)
+    );
+    println!(
+        "  no request hangs: every request answered or failed within its {} ms deadline ({hung} hit it)",
+        args.deadline_ms
+    );
+}
+
+fn print_wrk(base: &str, target: &Target, rate: f64, plan: &Plan, hello_connections: usize) {
+    println!(
+        "\nthe same load with wrk2 (open loop; latency from intended send time):\n  wrk2 -t2 -c{} -d{}s -R{:.0} --latency {base}{}",
+        plan.connections.min(1000),
+        plan.duration.as_secs().max(1),
+        rate,
+        target.path
+    );
+    println!(
+        "the hello closed loop with wrk:\n  wrk -t2 -c{hello_connections} -d{}s {base}/hello",
+        plan.hello.as_secs().max(1)
+    );
+    if base == "http://127.0.0.1:8080" {
+        println!("(run a server for them with: surgepool-lab serve --layer adaptive --addr 127.0.0.1:8080)");
+    }
 }

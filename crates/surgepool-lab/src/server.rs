@@ -1,0 +1,274 @@
+//! The lab's HTTP server: an axum app whose `/work` handler does the overload experiment's
+//! job (allocate and touch `alloc_kb`, then 20 ms of sleep or CPU), plus `/hello` (nothing)
+//! and `/stats` (JSON counters, never behind the admission layer).
+//!
+//! `serve` runs it for any client; `http` runs it in child processes and drives it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use surgepool::Limit;
+use surgepool_tower::AdmissionLayer;
+
+/// Which admission layer sits in front of the handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerChoice {
+    /// No layer: every request runs (the "bare" server).
+    None,
+    /// `surgepool_tower::AdmissionLayer` with `Limit::adaptive()`.
+    Adaptive,
+    /// `surgepool_tower::AdmissionLayer` with `Limit::fixed(n)`.
+    Fixed(usize),
+}
+
+impl FromStr for LayerChoice {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<LayerChoice> {
+        match s {
+            "none" => Ok(LayerChoice::None),
+            "adaptive" => Ok(LayerChoice::Adaptive),
+            _ => {
+                let Some(n) = s.strip_prefix("fixed:") else {
+                    bail!("unknown layer {s:?}: expected none, adaptive or fixed:<N>");
+                };
+                let n: usize = n
+                    .parse()
+                    .with_context(|| format!("fixed:<N> needs a whole number, got {n:?}"))?;
+                if n == 0 {
+                    bail!("fixed:<N> needs N >= 1 (0 would shed every request)");
+                }
+                Ok(LayerChoice::Fixed(n))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LayerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayerChoice::None => f.write_str("none"),
+            LayerChoice::Adaptive => f.write_str("adaptive"),
+            LayerChoice::Fixed(n) => write!(f, "fixed:{n}"),
+        }
+    }
+}
+
+/// What `/work` spends its time on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Work {
+    /// Sleep (waiting work: a downstream call, a database).
+    Sleep,
+    /// Spin on a blocking thread (CPU work, done as a careful axum user would, off the
+    /// runtime's workers with `spawn_blocking`).
+    Cpu,
+}
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) layer: LayerChoice,
+    pub(crate) work: Work,
+    pub(crate) service_time: Duration,
+    pub(crate) alloc_bytes: usize,
+    /// Admission queue capacity (0: shed at once). Needs `deadline`.
+    pub(crate) queue: usize,
+    pub(crate) deadline: Option<Duration>,
+}
+
+/// Counters the handlers keep, served at `/stats`.
+#[derive(Debug, Default)]
+struct Counters {
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    handled: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    config: Arc<ServerConfig>,
+    counters: Arc<Counters>,
+    layer: Option<AdmissionLayer>,
+}
+
+/// Builds the app; returns the layer too so callers can read its counters.
+pub(crate) fn app(config: ServerConfig) -> anyhow::Result<(Router, Option<AdmissionLayer>)> {
+    let layer = match config.layer {
+        LayerChoice::None => None,
+        LayerChoice::Adaptive => Some(build_layer(Limit::adaptive(), &config)?),
+        LayerChoice::Fixed(n) => Some(build_layer(Limit::fixed(n), &config)?),
+    };
+    let state = AppState {
+        config: Arc::new(config),
+        counters: Arc::default(),
+        layer: layer.clone(),
+    };
+    let mut served = Router::new()
+        .route("/work", get(work))
+        .route("/hello", get(hello));
+    if let Some(layer) = &layer {
+        // One layer value = one limit shared by every route and every per-request clone.
+        served = served.layer(layer.clone());
+    }
+    // Added after `.layer`, so `/stats` answers even when the server sheds everything else.
+    let app = served.route("/stats", get(stats)).with_state(state);
+    Ok((app, layer))
+}
+
+fn build_layer(limit: Limit, config: &ServerConfig) -> anyhow::Result<AdmissionLayer> {
+    let mut builder = AdmissionLayer::builder()
+        .limit(limit)
+        .queue_capacity(config.queue);
+    if let Some(deadline) = config.deadline {
+        builder = builder.deadline(deadline);
+    }
+    builder.build().context("building the admission layer")
+}
+
+/// Counts a handler as in flight for as long as it runs (also when it is cancelled).
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> InFlight<'a> {
+        let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The overload experiment's job: hold `alloc_bytes` (every page written, so it is resident)
+/// for `service_time` of sleep or CPU.
+async fn work(State(state): State<AppState>) -> impl IntoResponse {
+    let _in_flight = InFlight::enter(&state.counters);
+    let buffer = touched_buffer(state.config.alloc_bytes);
+    let service_time = state.config.service_time;
+    match state.config.work {
+        Work::Sleep => tokio::time::sleep(service_time).await,
+        Work::Cpu => {
+            let spun = tokio::task::spawn_blocking(move || spin(service_time)).await;
+            if spun.is_err() {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "work panicked");
+            }
+        }
+    }
+    std::hint::black_box(&buffer);
+    (StatusCode::OK, "done")
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+async fn stats(State(state): State<AppState>) -> impl IntoResponse {
+    let c = &state.counters;
+    let mut body = serde_json::json!({
+        "layer": state.config.layer.to_string(),
+        "in_flight": c.in_flight.load(Ordering::Relaxed),
+        "peak_in_flight": c.peak_in_flight.load(Ordering::Relaxed),
+        "handled": c.handled.load(Ordering::Relaxed),
+    });
+    if let Some(layer) = &state.layer {
+        let s = layer.stats();
+        body["admission"] = serde_json::json!({
+            "limit": s.limiter.limit,
+            "admitted": s.admitted,
+            "overloaded": s.overloaded,
+            "queue_timeouts": s.queue_timeouts,
+            "timeouts": s.timeouts,
+            "queued": s.queued,
+            "succeeded": s.limiter.succeeded,
+            "dropped": s.limiter.dropped,
+        });
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}
+
+/// Allocates `bytes` and writes one byte per 4 KiB page (the overload experiment's job), so
+/// the memory is really resident: a zeroed allocation alone would be mapped lazily and never
+/// show in RSS.
+fn touched_buffer(bytes: usize) -> Vec<u8> {
+    let mut buffer = vec![0u8; bytes];
+    for i in (0..bytes).step_by(4096) {
+        buffer[i] = 1;
+    }
+    buffer
+}
+
+fn spin(duration: Duration) {
+    let start = Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..1_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    std::hint::black_box(x);
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish (axum's graceful shutdown). Returns when all connections are
+/// closed.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `addr`, with a clear error when it is taken.
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_choice_parses_and_rejects() {
+        assert_eq!("none".parse::<LayerChoice>().unwrap(), LayerChoice::None);
+        assert_eq!(
+            "adaptive".parse::<LayerChoice>().unwrap(),
+            LayerChoice::Adaptive
+        );
+        assert_eq!(
+            "fixed:16".parse::<LayerChoice>().unwrap(),
+            LayerChoice::Fixed(16)
+        );
+        assert!("fixed:0".parse::<LayerChoice>().is_err());
+        assert!("fixed:x".parse::<LayerChoice>().is_err());
+        assert!("bogus".parse::<LayerChoice>().is_err());
+    }
+
+    #[test]
+    fn touched_buffer_has_every_page_written() {
+        let b = touched_buffer(10_000);
+        assert_eq!(b.len(), 10_000);
+        assert_eq!((b[0], b[4096], b[8192]), (1, 1, 1));
+    }
+}
