@@ -109,6 +109,9 @@ pub(crate) struct LoadReport {
     pub(crate) ok_latency: Histogram<u64>,
     /// 503 responses, from the actual send to the end of the body (the server's answer time).
     pub(crate) shed_latency: Histogram<u64>,
+    /// 2xx responses, from the actual send (the server's time alone, without the time the
+    /// request waited for a free connection in the generator).
+    pub(crate) ok_service: Histogram<u64>,
     /// 2xx latency (from intended time) by second of the run (by intended time).
     pub(crate) ok_p99_by_second: Vec<f64>,
     /// From the first intended send to the last response.
@@ -168,6 +171,7 @@ struct WorkerStats {
     timeouts: u64,
     ok_latency: Histogram<u64>,
     shed_latency: Histogram<u64>,
+    ok_service: Histogram<u64>,
     by_second: Vec<Histogram<u64>>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
@@ -214,6 +218,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         timeouts: 0,
         ok_latency: histogram(),
         shed_latency: histogram(),
+        ok_service: histogram(),
         ok_p99_by_second: Vec::new(),
         elapsed: Duration::ZERO,
         send_window: Duration::ZERO,
@@ -233,6 +238,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
             .shed_latency
             .add(&w.shed_latency)
             .expect("same bounds");
+        report.ok_service.add(&w.ok_service).expect("same bounds");
         for (all, mine) in by_second.iter_mut().zip(&w.by_second) {
             all.add(mine).expect("same bounds");
         }
@@ -276,6 +282,7 @@ async fn worker(
         timeouts: 0,
         ok_latency: histogram(),
         shed_latency: histogram(),
+        ok_service: histogram(),
         by_second: (0..seconds).map(|_| histogram()).collect(),
         first_send: None,
         last_send: None,
@@ -306,6 +313,7 @@ async fn worker(
                 if (200..300).contains(&status) {
                     let latency = micros(done - intended);
                     stats.ok_latency.saturating_record(latency);
+                    stats.ok_service.saturating_record(micros(done - sent_at));
                     let second = offset.as_secs() as usize;
                     if let Some(h) = stats.by_second.get_mut(second) {
                         h.saturating_record(latency);

@@ -69,8 +69,10 @@ impl std::fmt::Display for LayerChoice {
 pub(crate) enum Work {
     /// Sleep (waiting work: a downstream call, a database).
     Sleep,
-    /// Spin on a blocking thread (CPU work, done as a careful axum user would, off the
-    /// runtime's workers with `spawn_blocking`).
+    /// A fixed amount of computation worth `service_time` of one core's CPU time, on a
+    /// blocking thread (off the runtime's workers with `spawn_blocking`, as a careful axum
+    /// user would). Fixed work, not "spin until the clock says 20 ms": under contention a
+    /// job must take longer, as real CPU work does.
     Cpu,
 }
 
@@ -97,6 +99,8 @@ struct Counters {
 #[derive(Debug, Clone)]
 struct AppState {
     config: Arc<ServerConfig>,
+    /// Iterations of [`burn`] worth `service_time` of CPU (0 for sleep work).
+    cpu_iterations: u64,
     counters: Arc<Counters>,
     layer: Option<AdmissionLayer>,
 }
@@ -108,7 +112,15 @@ pub(crate) fn app(config: ServerConfig) -> anyhow::Result<(Router, Option<Admiss
         LayerChoice::Adaptive => Some(build_layer(Limit::adaptive(), &config)?),
         LayerChoice::Fixed(n) => Some(build_layer(Limit::fixed(n), &config)?),
     };
+    let cpu_iterations = match config.work {
+        Work::Sleep => 0,
+        Work::Cpu => {
+            let per_ms = calibrate_iterations_per_ms();
+            (per_ms * config.service_time.as_secs_f64() * 1000.0).round() as u64
+        }
+    };
     let state = AppState {
+        cpu_iterations,
         config: Arc::new(config),
         counters: Arc::default(),
         layer: layer.clone(),
@@ -162,7 +174,8 @@ async fn work(State(state): State<AppState>) -> impl IntoResponse {
     match state.config.work {
         Work::Sleep => tokio::time::sleep(service_time).await,
         Work::Cpu => {
-            let spun = tokio::task::spawn_blocking(move || spin(service_time)).await;
+            let iterations = state.cpu_iterations;
+            let spun = tokio::task::spawn_blocking(move || burn(iterations)).await;
             if spun.is_err() {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "work panicked");
             }
@@ -183,6 +196,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "in_flight": c.in_flight.load(Ordering::Relaxed),
         "peak_in_flight": c.peak_in_flight.load(Ordering::Relaxed),
         "handled": c.handled.load(Ordering::Relaxed),
+        "cpu_iterations_per_job": state.cpu_iterations,
     });
     if let Some(layer) = &state.layer {
         let s = layer.stats();
@@ -214,15 +228,38 @@ fn touched_buffer(bytes: usize) -> Vec<u8> {
     buffer
 }
 
-fn spin(duration: Duration) {
-    let start = Instant::now();
+/// `iterations` steps of a dependent multiply-add chain (about a nanosecond each), that the
+/// optimiser cannot skip.
+fn burn(iterations: u64) {
     let mut x = 0u64;
-    while start.elapsed() < duration {
-        for _ in 0..1_000 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
+    for _ in 0..iterations {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
     std::hint::black_box(x);
+}
+
+/// How many [`burn`] iterations take one millisecond of this thread's CPU time. The time is
+/// the thread's own on-CPU time from `/proc/thread-self/schedstat`, so preemption by other
+/// processes does not inflate it; without it, the fastest of several wall-clock runs.
+fn calibrate_iterations_per_ms() -> f64 {
+    const CHUNK: u64 = 2_000_000;
+    burn(CHUNK); // warm up
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let (cpu0, wall0) = (thread_cpu_ns(), Instant::now());
+        burn(CHUNK);
+        let ns = match (cpu0, thread_cpu_ns()) {
+            (Some(a), Some(b)) if b > a => (b - a) as f64,
+            _ => wall0.elapsed().as_nanos() as f64,
+        };
+        best = best.max(CHUNK as f64 / ns * 1e6);
+    }
+    best
+}
+
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets

@@ -76,9 +76,10 @@ fn http_smoke_run_writes_consistent_json() {
     }
     // The bare server never sheds.
     assert_eq!(strategies[0]["rejected"], 0);
-    assert!(strategies[1]["server"]["admission"]["limit"]
-        .as_u64()
-        .is_some());
+    let admission = &strategies[1]["server"]["admission"];
+    assert!(admission["limit"].as_u64().is_some(), "{admission}");
+    // Served responses feed the limiter as successes (not as ignored or dropped).
+    assert!(admission["succeeded"].as_u64().unwrap() > 0, "{admission}");
     assert!(json["hello_rps"]["bare"].as_f64().unwrap() > 0.0);
     assert!(json["hello_rps"]["layered"].as_f64().unwrap() > 0.0);
 }

@@ -119,8 +119,8 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body, guard } => {
-                let frame = ready!(body.poll_frame(cx));
+            KindProj::Inner { mut body, guard } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
                 match &frame {
                     None => {
                         if let Some(g) = guard.take() {
@@ -137,6 +137,13 @@ where
                                     .0
                                     .classify_trailers(trailers)
                                     .unwrap_or(g.outcome);
+                                g.finish(outcome);
+                            }
+                        } else if body.is_end_stream() {
+                            // The last data frame: servers (hyper among them) stop polling a
+                            // body that says it is over, so this is its end.
+                            if let Some(g) = guard.take() {
+                                let outcome = g.outcome;
                                 g.finish(outcome);
                             }
                         }

@@ -39,6 +39,30 @@ fn the_body_holds_the_permit_until_it_ends() {
     assert_eq!(assert_ready_ok!(b.poll()).status(), 503);
 
     assert!(assert_ready!(poll_frame(&mut body)).is_some());
+    assert_eq!(layer.limiter().in_flight(), 1);
+    // The last frame: the body now says it is over, and that is its end (hyper drops a body
+    // in that state without polling it again).
+    assert!(assert_ready!(poll_frame(&mut body)).is_some());
+    assert!(body.is_end_stream());
+    let stats = layer.stats().limiter;
+    assert_eq!((stats.in_flight, stats.succeeded), (0, 1));
+    assert!(assert_ready!(poll_frame(&mut body)).is_none());
+    drop(body);
+    assert_eq!(layer.stats().limiter.succeeded, 1, "released exactly once");
+}
+
+#[test]
+fn a_body_without_a_known_end_is_released_when_it_returns_none() {
+    let layer = fixed(1);
+    let (mut svc, mut handle) = mocked(&layer);
+    let mut a = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    let (_req, send) = assert_ready!(handle.poll_request()).unwrap();
+    // A stream that cannot tell it is over until polled once more.
+    let mut frames = Frames::data(&["only"]);
+    frames.1 = false;
+    send.send_response(ok(frames));
+    let mut body = assert_ready_ok!(a.poll()).into_body();
     assert!(assert_ready!(poll_frame(&mut body)).is_some());
     assert_eq!(layer.limiter().in_flight(), 1);
     assert!(assert_ready!(poll_frame(&mut body)).is_none());

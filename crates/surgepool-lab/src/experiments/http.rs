@@ -602,6 +602,7 @@ fn strategy_json(name: &str, r: &LoadReport, mem: Option<&Memory>, server: Value
         "timeouts": r.timeouts,
         "unsent": r.unsent,
         "shed_latency_ms": latency_json(&r.shed_latency),
+        "service_latency_ms": latency_json(&r.ok_service),
         "p99_by_second_ms": r.ok_p99_by_second.iter().map(|v| if v.is_nan() { Value::Null } else { json!(v) }).collect::<Vec<_>>(),
         "rss_samples": mem.map_or(Value::Null, |m| json!(m.samples.iter().step_by(4).map(|(t, b)| json!([t, b])).collect::<Vec<_>>())),
         "server": server,
@@ -655,11 +656,14 @@ fn print_table(rows: &[(&str, &LoadReport, Option<&Memory>)]) {
             .map(|(c, n)| format!("{c}: {n}"))
             .collect();
         println!(
-            "         status codes {{{}}}, connection errors {}, timeouts {}, never sent {}; 503 answered in p50 {:.2} ms, p99 {:.2} ms",
+            "         status codes {{{}}}, connection errors {}, timeouts {}, never sent {}\n         \
+             from the actual send: 2xx p50 {:.1} ms, p99 {:.1} ms; 503 p50 {:.2} ms, p99 {:.2} ms",
             others.join(", "),
             r.errors,
             r.timeouts,
             r.unsent,
+            ms(&r.ok_service, 0.5),
+            ms(&r.ok_service, 0.99),
             ms(&r.shed_latency, 0.5),
             ms(&r.shed_latency, 0.99),
         );

@@ -15,9 +15,11 @@ use tower::Layer;
 use tower_test::mock;
 
 /// A body that yields the given frames, one per poll, then ends; or stays pending forever
-/// once `pending` frames are reached (`None` in the queue).
-#[derive(Debug, Default)]
-pub struct Frames(pub VecDeque<Option<Frame<Bytes>>>);
+/// once `pending` frames are reached (`None` in the queue). The flag says whether
+/// `is_end_stream` reports the end as soon as the queue is empty (like `Full`), or never
+/// (like a stream that learns it is over only when polled again).
+#[derive(Debug)]
+pub struct Frames(pub VecDeque<Option<Frame<Bytes>>>, pub bool);
 
 impl Frames {
     pub fn data(chunks: &[&'static str]) -> Frames {
@@ -26,6 +28,7 @@ impl Frames {
                 .iter()
                 .map(|c| Some(Frame::data(Bytes::from_static(c.as_bytes()))))
                 .collect(),
+            true,
         )
     }
 
@@ -35,7 +38,7 @@ impl Frames {
     }
 
     pub fn empty() -> Frames {
-        Frames(VecDeque::new())
+        Frames(VecDeque::new(), true)
     }
 }
 
@@ -58,7 +61,7 @@ impl Body for Frames {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.1 && self.0.is_empty()
     }
 }
 
