@@ -32,13 +32,17 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod accounting;
 mod blocking;
+mod completion;
 mod error;
 pub mod limit;
 mod pool;
+mod queue;
 mod stats;
 mod sync;
 
@@ -47,3 +51,8 @@ pub use error::{BuildError, SubmitError, TaskError};
 pub use limit::Limit;
 pub use pool::{Pool, PoolBuilder, TaskHandle};
 pub use stats::{LatencySummary, ShutdownReport, Snapshot};
+
+/// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

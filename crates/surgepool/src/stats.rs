@@ -108,7 +108,7 @@ pub struct ShutdownReport {
 }
 
 /// The three latency histograms of a pool. Lives inside the pool's locked state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Latencies {
     queue_wait: Histogram<u64>,
     run_time: Histogram<u64>,
@@ -124,7 +124,9 @@ fn histogram() -> Histogram<u64> {
 }
 
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).clamp(1, MAX_TRACKED_NS)
+    u64::try_from(d.as_nanos())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TRACKED_NS)
 }
 
 fn summary(h: &Histogram<u64>) -> LatencySummary {

@@ -4,14 +4,25 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    Arc, Condvar, Mutex, MutexGuard,
+    Condvar, Mutex, MutexGuard,
 };
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    Arc, Condvar, Mutex, MutexGuard,
+    Condvar, Mutex, MutexGuard,
 };
+
+/// Always `std`'s `Arc`: the pools need `Arc<dyn Trait>` and `self: &Arc<Self>`, which
+/// loom's `Arc` cannot express. Loom still sees every lock, condvar, atomic and thread.
+pub(crate) use std::sync::Arc;
+
+/// Threads: loom's under `cfg(loom)`, so models can run the blocking pool's workers.
+#[cfg(not(loom))]
+pub(crate) use std::thread;
+
+#[cfg(loom)]
+pub(crate) use loom::thread;
 
 /// Locks a mutex, ignoring poisoning: the pools never run user code while holding a lock,
 /// so a poisoned lock only means a panic elsewhere, and the state it guards is consistent.

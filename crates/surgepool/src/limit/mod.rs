@@ -29,8 +29,8 @@ mod algorithm;
 mod limiter;
 
 pub(crate) use algorithm::{Algorithm, Sample};
-pub use limiter::{Limiter, LimiterStats, Permit};
 pub(crate) use limiter::Outcome;
+pub use limiter::{Limiter, LimiterStats, Permit};
 
 use crate::error::BuildError;
 
@@ -63,7 +63,9 @@ pub struct Limit {
 pub(crate) enum Config {
     Fixed(usize),
     /// Placeholder until the adaptive controller lands: behaves as a fixed limit.
-    Adaptive { initial: usize },
+    Adaptive {
+        initial: usize,
+    },
 }
 
 impl Limit {

@@ -1,127 +1,309 @@
-//! The async pool. (Skeleton: the implementation lands with the core-pool issue.)
+//! [`Pool`]: bounded, adaptive concurrency for futures on the ambient tokio runtime.
+
+mod builder;
+mod inner;
+mod submit;
+mod task;
+mod worker;
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc as StdArc;
 use std::time::Duration;
 
-use crate::error::{BuildError, SubmitError, TaskError};
-use crate::limit::Limit;
+use tokio::time::Instant;
+
+pub use builder::PoolBuilder;
+pub(crate) use builder::{
+    CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+};
+pub use task::TaskHandle;
+
+use crate::error::{SubmitError, TaskError};
 use crate::stats::{ShutdownReport, Snapshot};
+use crate::sync::Arc;
+use inner::{Inner, JobOptions, Refusal};
 
-/// An async worker pool on the ambient tokio runtime.
-#[derive(Debug, Clone)]
+/// A hook that sees every task panic (after the pool caught it).
+pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
+
+/// A pool that runs futures with bounded concurrency and a bounded queue.
+///
+/// At most `limit` tasks run at once (the [`Limit`](crate::Limit), adaptive by default) and
+/// at most `queue_capacity` wait. When both are full, [`try_submit`](Pool::try_submit)
+/// hands the future back at once, so the caller can shed load (answer 503) instead of
+/// letting work and memory pile up. Tasks run on workers — tokio tasks the pool starts on
+/// demand and retires when idle — so the pool spawns nothing per task.
+///
+/// Clones share one pool. When the last clone is dropped, the pool closes: queued and
+/// running tasks still finish, then the workers end. Nothing blocks and nothing leaks.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::{Limit, Pool, SubmitError};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::builder()
+///     .limit(Limit::fixed(64))
+///     .queue_capacity(1024)
+///     .build()?;
+///
+/// // Shed at once when full ...
+/// match pool.try_submit(async { 1 }) {
+///     Ok(handle) => assert_eq!(handle.await?, 1),
+///     Err(SubmitError::Full(_)) => { /* answer 503 */ }
+///     Err(e) => return Err(e.into()),
+/// }
+/// // ... or wait a bounded time for room.
+/// let handle = pool.submit_timeout(async { 2 }, Duration::from_millis(50)).await?;
+/// assert_eq!(handle.await?, 2);
+///
+/// let report = pool.shutdown().await; // drains everything accepted
+/// assert_eq!(report.cancelled, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
 pub struct Pool {
-    _private: (),
+    owner: Arc<Owner>,
 }
 
-/// Builds a [`Pool`].
-#[derive(Debug, Clone, Default)]
-pub struct PoolBuilder {
-    limit: Limit,
-    queue_capacity: usize,
-    min_workers: usize,
-    idle_timeout: Option<Duration>,
+/// Closes the pool when the last `Pool` clone goes (handles and workers hold `Inner`, not
+/// `Owner`, so they do not keep it open).
+struct Owner {
+    inner: Arc<Inner>,
 }
 
-/// A handle to a task in a [`Pool`].
-#[derive(Debug)]
-pub struct TaskHandle<T> {
-    _marker: std::marker::PhantomData<T>,
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
 }
 
 impl Pool {
-    /// A builder with the defaults.
+    /// A builder with the defaults: `Limit::adaptive()`, a queue of 1024, no minimum of
+    /// workers, a 10 s idle timeout.
     pub fn builder() -> PoolBuilder {
-        PoolBuilder::default()
+        PoolBuilder::new()
     }
 
-    /// Submits without waiting.
+    fn inner(&self) -> &Arc<Inner> {
+        &self.owner.inner
+    }
+
+    /// Submits a future without waiting.
+    ///
+    /// # Errors
+    ///
+    /// * [`SubmitError::Full`] when the limit and the queue are both full (or the memory
+    ///   budget would be exceeded), and also while other callers are parked in
+    ///   [`submit`](Pool::submit): they were first.
+    /// * [`SubmitError::Closed`] once `close` or a shutdown began.
+    ///
+    /// The future comes back inside the error, unpolled.
     pub fn try_submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        Err(SubmitError::Closed(fut))
+        self.try_submit_with(fut, JobOptions::default())
     }
 
-    /// Submits, waiting for room.
-    pub async fn submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
-    where
-        F: Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.try_submit(fut)
-    }
-
-    /// Submits, waiting at most `wait` for room.
-    pub async fn submit_timeout<F, T>(
+    /// As [`try_submit`](Pool::try_submit), with a deadline: if the task is still queued
+    /// when `deadline` passes, it is shed (never runs; its handle reports
+    /// [`TaskError::is_shed`]). A task that already started is not affected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::{Limit, Pool};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let pool = Pool::builder().limit(Limit::fixed(1)).build().unwrap();
+    /// let busy = pool.try_submit(tokio::time::sleep(Duration::from_secs(1))).unwrap();
+    /// let deadline = Instant::now() + Duration::from_millis(100);
+    /// let late = pool.try_submit_with_deadline(async { "too late" }, deadline).unwrap();
+    /// busy.await.unwrap();
+    /// assert!(late.await.unwrap_err().is_shed());
+    /// # }
+    /// ```
+    pub fn try_submit_with_deadline<F, T>(
         &self,
         fut: F,
-        _wait: Duration,
+        deadline: Instant,
     ) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.try_submit(fut)
+        let options = JobOptions {
+            deadline: Some(deadline),
+            weight: 0,
+        };
+        self.try_submit_with(fut, options)
     }
 
-    /// The pool's accounting now.
+    /// As [`try_submit`](Pool::try_submit), declaring that the task holds `bytes` of memory
+    /// from acceptance to its end. With a [`memory_budget`](PoolBuilder::memory_budget),
+    /// admission stops (`Full`) while the declared bytes in flight would pass the budget —
+    /// memory limited by admission control, not by hoping the allocator copes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().memory_budget(1_000_000).build().unwrap();
+    /// let a = pool.try_submit_weighted(async {}, 600_000).unwrap();
+    /// assert!(pool.try_submit_weighted(async {}, 600_000).unwrap_err().is_full());
+    /// a.await.unwrap();
+    /// assert!(pool.try_submit_weighted(async {}, 600_000).is_ok());
+    /// # }
+    /// ```
+    pub fn try_submit_weighted<F, T>(
+        &self,
+        fut: F,
+        bytes: u64,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let options = JobOptions {
+            deadline: None,
+            weight: bytes,
+        };
+        self.try_submit_with(fut, options)
+    }
+
+    fn try_submit_with<F, T>(
+        &self,
+        fut: F,
+        options: JobOptions,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.inner().try_admit(fut, options, None) {
+            Ok(task) => Ok(TaskHandle::new(task, self.inner().clone())),
+            Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
+            Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
+        }
+    }
+
+    /// Submits a future, waiting for room as long as it takes.
+    ///
+    /// Waiting callers are served first come, first served, and `try_submit` does not
+    /// barge past them.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Closed`] if the pool is or becomes closed while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if the returned future is dropped before it completes, nothing was
+    /// admitted (the job is dropped with it) and the next waiter gets its turn.
+    pub async fn submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        submit::wait(self.inner(), fut, None).await
+    }
+
+    /// Submits a future, waiting at most `wait` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Timeout`] (with the future) when no room came in time;
+    /// [`SubmitError::Closed`] if the pool is or becomes closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`submit`](Pool::submit).
+    pub async fn submit_timeout<F, T>(
+        &self,
+        fut: F,
+        wait: Duration,
+    ) -> Result<TaskHandle<T>, SubmitError<F>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let deadline = Instant::now().checked_add(wait);
+        // A wait too long to represent is a wait without deadline.
+        submit::wait(self.inner(), fut, deadline).await
+    }
+
+    /// The pool's accounting now; see [`Snapshot`] for the identities it keeps.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::default()
+        self.inner().snapshot()
     }
 
-    /// Stops accepting work.
-    pub fn close(&self) {}
+    /// Stops accepting work: later submits get [`SubmitError::Closed`]. Queued and running
+    /// tasks go on. Idempotent.
+    pub fn close(&self) {
+        self.inner().close();
+    }
 
-    /// Closes and drains.
+    /// `true` once `close` or a shutdown began.
+    pub fn is_closed(&self) -> bool {
+        self.inner().snapshot_closed()
+    }
+
+    /// Closes the pool, then waits until every accepted task has finished.
+    ///
+    /// Idempotent: concurrent and later callers all return once the pool is drained, with
+    /// the same report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future stops the waiting, not the shutdown (the pool
+    /// stays closed and keeps draining).
     pub async fn shutdown(&self) -> ShutdownReport {
-        ShutdownReport::default()
+        let inner = self.inner();
+        inner.close();
+        inner.wait_drained().await;
+        inner.report(false)
     }
 
-    /// Closes, drains, and cancels what is left after `grace`.
-    pub async fn shutdown_timeout(&self, _grace: Duration) -> ShutdownReport {
-        ShutdownReport::default()
+    /// As [`shutdown`](Pool::shutdown), but whatever has not finished after `grace` is
+    /// cancelled: queued tasks at once, running tasks at their next poll. The report
+    /// counts them and sets `timed_out`.
+    ///
+    /// A task that blocks its thread without reaching an `.await` cannot be cancelled
+    /// until it does; this call waits for it.
+    pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
+        let inner = self.inner();
+        inner.close();
+        if tokio::time::timeout(grace, inner.wait_drained())
+            .await
+            .is_ok()
+        {
+            return inner.report(false);
+        }
+        inner.cancel_all();
+        inner.wait_drained().await;
+        inner.report(true)
+    }
+
+    /// The pool's limiter (current limit, in-flight, its counters).
+    pub fn limiter(&self) -> &crate::limit::Limiter {
+        &self.inner().limiter
     }
 }
 
-impl PoolBuilder {
-    /// The concurrency limit.
-    pub fn limit(mut self, limit: Limit) -> Self {
-        self.limit = limit;
-        self
-    }
-    /// How many tasks may wait.
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue_capacity = n;
-        self
-    }
-    /// Workers kept alive while idle.
-    pub fn min_workers(mut self, n: usize) -> Self {
-        self.min_workers = n;
-        self
-    }
-    /// How long an idle worker above the minimum lives.
-    pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.idle_timeout = Some(d);
-        self
-    }
-    /// Builds the pool.
-    pub fn build(self) -> Result<Pool, BuildError> {
-        self.limit.validate()?;
-        Ok(Pool { _private: () })
-    }
-}
-
-impl<T> TaskHandle<T> {
-    /// Cancels the task.
-    pub fn abort(&self) {}
-}
-
-impl<T> Future for TaskHandle<T> {
-    type Output = Result<T, TaskError>;
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Err(TaskError::cancelled()))
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self.inner(), f)
     }
 }

@@ -1,0 +1,87 @@
+//! Exact accounting shared by both pools. Every counter changes under the pool's lock, and
+//! snapshots are taken under it, so the identities of [`Snapshot`] hold in every snapshot.
+
+use std::time::Duration;
+
+use crate::stats::{Latencies, Snapshot};
+
+/// How an accepted task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    Cancelled,
+    Shed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Accounting {
+    pub(crate) submitted: u64,
+    pub(crate) rejected: u64,
+    pub(crate) accepted: u64,
+    pub(crate) completed: u64,
+    pub(crate) panicked: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) shed: u64,
+    pub(crate) latencies: Latencies,
+    /// Outcomes reached since shutdown began (for `ShutdownReport::drained`).
+    pub(crate) finished_since_shutdown: u64,
+    /// Tasks cancelled by a shutdown deadline.
+    pub(crate) cancelled_at_deadline: u64,
+    pub(crate) shutting_down: bool,
+}
+
+impl Accounting {
+    pub(crate) fn new() -> Accounting {
+        Accounting {
+            submitted: 0,
+            rejected: 0,
+            accepted: 0,
+            completed: 0,
+            panicked: 0,
+            cancelled: 0,
+            shed: 0,
+            latencies: Latencies::new(),
+            finished_since_shutdown: 0,
+            cancelled_at_deadline: 0,
+            shutting_down: false,
+        }
+    }
+
+    pub(crate) fn reject(&mut self) {
+        self.submitted += 1;
+        self.rejected += 1;
+    }
+
+    pub(crate) fn accept(&mut self) {
+        self.submitted += 1;
+        self.accepted += 1;
+    }
+
+    /// Records a task's end. `run` is `(queue wait, run time)` when the task ran.
+    pub(crate) fn finish(&mut self, outcome: Outcome, run: Option<(Duration, Duration)>) {
+        match outcome {
+            Outcome::Completed => self.completed += 1,
+            Outcome::Panicked => self.panicked += 1,
+            Outcome::Cancelled => self.cancelled += 1,
+            Outcome::Shed => self.shed += 1,
+        }
+        if self.shutting_down {
+            self.finished_since_shutdown += 1;
+        }
+        if let Some((wait, run_time)) = run {
+            self.latencies.record_run(wait, run_time);
+        }
+    }
+
+    /// Fills the counters of a snapshot; the caller fills the gauges and the latencies.
+    pub(crate) fn fill(&self, s: &mut Snapshot) {
+        s.submitted = self.submitted;
+        s.rejected = self.rejected;
+        s.accepted = self.accepted;
+        s.completed = self.completed;
+        s.panicked = self.panicked;
+        s.cancelled = self.cancelled;
+        s.shed = self.shed;
+    }
+}

@@ -1,0 +1,457 @@
+//! The blocking pool's state machine: the async pool's rules (see `pool/inner.rs`) with
+//! threads and condvars instead of tasks and wakers. One mutex guards every transition;
+//! closures never run while it is held.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::task::{BlockingJob, Closure};
+use super::worker::{self, ThreadParker};
+use crate::accounting::{Accounting, Outcome};
+use crate::error::TaskError;
+use crate::limit::{Limiter, Outcome as LimitOutcome};
+use crate::pool::PanicHook;
+use crate::queue::{Entry, JobQueue, Popped};
+use crate::stats::{ShutdownReport, Snapshot};
+use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
+
+pub(crate) struct Running {
+    pub(crate) job: BlockingJob,
+    pub(crate) accepted: Instant,
+    pub(crate) started: Instant,
+}
+
+pub(crate) struct Settings {
+    pub(crate) min_workers: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) on_panic: Option<PanicHook>,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    /// Signalled when room appears (for `submit_timeout`) and when the pool drains.
+    changed: Condvar,
+    pub(crate) limiter: Limiter,
+    pub(crate) settings: Settings,
+}
+
+struct State {
+    queue: JobQueue<BlockingJob>,
+    acct: Accounting,
+    running: usize,
+    workers: usize,
+    idle: Vec<Arc<ThreadParker>>,
+    closed: bool,
+    waiters: VecDeque<u64>,
+    next_waiter: u64,
+    next_thread: u64,
+}
+
+pub(crate) enum Refusal {
+    Full,
+    Closed,
+    Timeout,
+}
+
+pub(crate) enum AfterRun {
+    Run(Running),
+    Idle,
+    Exit,
+}
+
+pub(crate) enum IdleDecision {
+    Retire,
+    Stay,
+    TaskArrived,
+}
+
+enum Dispatch {
+    Woken,
+    Spawn(Arc<ThreadParker>, Running, u64),
+}
+
+impl Inner {
+    pub(crate) fn new(
+        limiter: Limiter,
+        settings: Settings,
+        queue: JobQueue<BlockingJob>,
+    ) -> Arc<Inner> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                queue,
+                acct: Accounting::new(),
+                running: 0,
+                workers: 0,
+                idle: Vec::new(),
+                closed: false,
+                waiters: VecDeque::new(),
+                next_waiter: 0,
+                next_thread: 0,
+            }),
+            changed: Condvar::new(),
+            limiter,
+            settings,
+        });
+        let parkers: Vec<(Arc<ThreadParker>, u64)> = {
+            let mut st = inner.state();
+            (0..inner.settings.min_workers)
+                .map(|_| {
+                    let parker = Arc::new(ThreadParker::new());
+                    st.workers += 1;
+                    st.idle.push(parker.clone());
+                    let n = st.next_thread;
+                    st.next_thread += 1;
+                    (parker, n)
+                })
+                .collect()
+        };
+        for (parker, n) in parkers {
+            inner.spawn_thread(parker, None, n);
+        }
+        inner
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn spawn_thread(self: &Arc<Self>, parker: Arc<ThreadParker>, first: Option<Running>, n: u64) {
+        let inner = self.clone();
+        let thread_parker = parker.clone();
+        let mut builder =
+            crate::sync::thread::Builder::new().name(format!("{}-{n}", self.settings.thread_name));
+        if let Some(size) = self.settings.stack_size {
+            builder = builder.stack_size(size);
+        }
+        // The first job travels in the parker, so a failed spawn can take it back.
+        if let Some(running) = first {
+            parker.give(running);
+        }
+        if builder
+            .spawn(move || worker::run(inner, thread_parker))
+            .is_err()
+        {
+            self.spawn_failed(&parker);
+        }
+    }
+
+    /// The OS refused a thread: the task it was for ends as cancelled, nothing is lost.
+    fn spawn_failed(&self, parker: &Arc<ThreadParker>) {
+        let job = parker.take();
+        let mut st = self.state();
+        st.workers -= 1;
+        st.idle.retain(|p| !Arc::ptr_eq(p, parker));
+        if let Some(running) = job {
+            st.running -= 1;
+            st.acct.finish(Outcome::Cancelled, None);
+            self.limiter.release_raw(LimitOutcome::Ignored);
+            drop(st);
+            running.job.finish_unrun(TaskError::cancelled());
+        }
+        self.changed.notify_all();
+    }
+
+    fn has_room(&self, st: &State) -> bool {
+        self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room()
+    }
+
+    /// Tries to accept `f`. With `wait`, blocks the calling thread until room comes, the
+    /// pool closes, or the deadline passes.
+    pub(crate) fn admit<F, T>(
+        self: &Arc<Self>,
+        f: F,
+        deadline: Option<Instant>,
+        wait_until: Option<Instant>,
+    ) -> Result<Arc<Closure<F, T>>, (F, Refusal)>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut st = self.state();
+        let mut me: Option<u64> = None;
+        loop {
+            if st.closed {
+                st.acct.reject();
+                if let Some(id) = me {
+                    st.waiters.retain(|w| *w != id);
+                }
+                return Err((f, Refusal::Closed));
+            }
+            let my_turn = match (st.waiters.front(), me) {
+                (None, _) => true,
+                (Some(head), Some(id)) => *head == id,
+                (Some(_), None) => false,
+            };
+            if my_turn && self.has_room(&st) {
+                if let Some(id) = me {
+                    st.waiters.retain(|w| *w != id);
+                }
+                break;
+            }
+            let Some(until) = wait_until else {
+                st.acct.reject();
+                return Err((f, Refusal::Full));
+            };
+            let now = Instant::now();
+            if now >= until {
+                st.acct.reject();
+                if let Some(id) = me {
+                    st.waiters.retain(|w| *w != id);
+                }
+                // Room may have come for the next in line.
+                self.changed.notify_all();
+                return Err((f, Refusal::Timeout));
+            }
+            if me.is_none() {
+                let id = st.next_waiter;
+                st.next_waiter += 1;
+                st.waiters.push_back(id);
+                me = Some(id);
+            }
+            st = match self.changed.wait_timeout(st, until - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let closure = Closure::new(f);
+        let job: BlockingJob = closure.clone();
+        let now = Instant::now();
+        st.acct.accept();
+        let dispatch = if self.limiter.try_acquire_raw() {
+            st.running += 1;
+            Some(self.hand_to_worker(
+                &mut st,
+                Running {
+                    job,
+                    accepted: now,
+                    started: now,
+                },
+            ))
+        } else {
+            st.queue.push(Entry {
+                job,
+                enqueued: now,
+                deadline,
+                weight: 0,
+            });
+            None
+        };
+        if !st.waiters.is_empty() {
+            self.changed.notify_all();
+        }
+        drop(st);
+        if let Some(Dispatch::Spawn(parker, running, n)) = dispatch {
+            self.spawn_thread(parker, Some(running), n);
+        }
+        Ok(closure)
+    }
+
+    fn hand_to_worker(&self, st: &mut State, running: Running) -> Dispatch {
+        if let Some(parker) = st.idle.pop() {
+            parker.give(running);
+            Dispatch::Woken
+        } else {
+            let parker = Arc::new(ThreadParker::new());
+            st.workers += 1;
+            let n = st.next_thread;
+            st.next_thread += 1;
+            Dispatch::Spawn(parker, running, n)
+        }
+    }
+
+    /// Called by a worker thread when its closure returned.
+    pub(crate) fn finish(
+        self: &Arc<Self>,
+        parker: &Arc<ThreadParker>,
+        done: &Running,
+        outcome: Outcome,
+    ) -> AfterRun {
+        let now = Instant::now();
+        let run_time = now.saturating_duration_since(done.started);
+        let queue_wait = done.started.saturating_duration_since(done.accepted);
+        let limit_outcome = match outcome {
+            Outcome::Completed => LimitOutcome::Success(run_time),
+            _ => LimitOutcome::Ignored,
+        };
+        let mut shed = Vec::new();
+        let mut spawns = Vec::new();
+        let after = {
+            let mut st = self.state();
+            st.running -= 1;
+            st.acct.finish(outcome, Some((queue_wait, run_time)));
+            self.limiter.release_raw(limit_outcome);
+            let mut mine = None;
+            while !st.queue.is_empty() && self.limiter.in_flight() < self.limiter.limit() {
+                let entry = match st.queue.pop(now) {
+                    Popped::Run(entry) => entry,
+                    Popped::Shed(entry, reason) => {
+                        st.acct.latencies.record_queue_wait(now - entry.enqueued);
+                        st.acct.finish(Outcome::Shed, None);
+                        shed.push((entry.job, reason));
+                        continue;
+                    }
+                    Popped::Empty => break,
+                };
+                if !self.limiter.try_acquire_raw() {
+                    st.queue.push_front(entry);
+                    break;
+                }
+                st.running += 1;
+                st.acct.latencies.record_queue_wait(now - entry.enqueued);
+                let running = Running {
+                    job: entry.job,
+                    accepted: entry.enqueued,
+                    started: now,
+                };
+                if mine.is_none() {
+                    mine = Some(running);
+                } else if let Dispatch::Spawn(p, r, n) = self.hand_to_worker(&mut st, running) {
+                    spawns.push((p, r, n));
+                }
+            }
+            // Room, or the end of the drain: tell whoever waits.
+            self.changed.notify_all();
+            match mine {
+                Some(running) => AfterRun::Run(running),
+                None => {
+                    let keep = self.settings.min_workers.max(self.limiter.limit());
+                    if st.closed || st.workers > keep {
+                        st.workers -= 1;
+                        AfterRun::Exit
+                    } else {
+                        st.idle.push(parker.clone());
+                        AfterRun::Idle
+                    }
+                }
+            }
+        };
+        for (job, reason) in shed {
+            job.finish_unrun(TaskError::shed(reason));
+        }
+        for (p, r, n) in spawns {
+            self.spawn_thread(p, Some(r), n);
+        }
+        after
+    }
+
+    pub(crate) fn idle_timeout(&self, parker: &Arc<ThreadParker>) -> IdleDecision {
+        let mut st = self.state();
+        let Some(index) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) else {
+            return IdleDecision::TaskArrived;
+        };
+        if st.closed || st.workers > self.settings.min_workers {
+            st.idle.swap_remove(index);
+            st.workers -= 1;
+            IdleDecision::Retire
+        } else {
+            IdleDecision::Stay
+        }
+    }
+
+    pub(crate) fn idle_timer_needed(&self) -> bool {
+        self.state().workers > self.settings.min_workers
+    }
+
+    pub(crate) fn close(&self) {
+        let idle = {
+            let mut st = self.state();
+            if !st.closed {
+                st.closed = true;
+                st.acct.shutting_down = true;
+            }
+            let idle = std::mem::take(&mut st.idle);
+            st.workers -= idle.len();
+            idle
+        };
+        for parker in idle {
+            parker.exit();
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Blocks until drained, or until `until`; `true` when drained.
+    pub(crate) fn wait_drained(&self, until: Option<Instant>) -> bool {
+        let mut st = self.state();
+        loop {
+            if st.running == 0 && st.queue.is_empty() {
+                return true;
+            }
+            match until {
+                None => {
+                    st = match self.changed.wait(st) {
+                        Ok(guard) => guard,
+                        Err(poisoned) => poisoned.into_inner(),
+                    }
+                }
+                Some(until) => {
+                    let now = Instant::now();
+                    if now >= until {
+                        return false;
+                    }
+                    st = match self.changed.wait_timeout(st, until - now) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The grace deadline passed: cancel what still waits in the queue. Running closures
+    /// cannot be interrupted; they finish in the background.
+    pub(crate) fn cancel_queued(&self) {
+        let queued = {
+            let mut st = self.state();
+            let queued = st.queue.drain();
+            for _ in &queued {
+                st.acct.finish(Outcome::Cancelled, None);
+                st.acct.cancelled_at_deadline += 1;
+            }
+            queued
+        };
+        for entry in queued {
+            entry.job.finish_unrun(TaskError::cancelled());
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
+        let st = self.state();
+        ShutdownReport {
+            drained: st.acct.finished_since_shutdown - st.acct.cancelled_at_deadline,
+            cancelled: st.acct.cancelled_at_deadline,
+            timed_out,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        let latencies = {
+            let st = self.state();
+            st.acct.fill(&mut s);
+            s.queued = st.queue.len() as u64;
+            s.running = st.running as u64;
+            s.workers = st.workers as u64;
+            s.limit = self.limiter.limit() as u64;
+            st.acct.latencies.clone()
+        };
+        latencies.fill(&mut s);
+        s
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingPool")
+            .field("state", &self.snapshot())
+            .finish()
+    }
+}

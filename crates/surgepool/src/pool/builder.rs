@@ -1,0 +1,224 @@
+//! [`PoolBuilder`]: the pool's settings, validated by `build`.
+
+use std::fmt;
+use std::sync::Arc as StdArc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use super::inner::{Inner, Settings};
+use super::{Owner, PanicHook, Pool};
+use crate::error::{BuildError, TaskError};
+use crate::limit::{Limit, Limiter};
+use crate::queue::{Codel, JobQueue};
+use crate::sync::Arc;
+
+/// The default queue capacity.
+pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// The default time an idle worker above the minimum lives.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// CoDel's defaults (RFC 8289): 5 ms target over 100 ms intervals.
+pub(crate) const CODEL_TARGET: Duration = Duration::from_millis(5);
+pub(crate) const CODEL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Builds a [`Pool`]. Every setting is checked by [`build`](PoolBuilder::build), which
+/// returns a [`BuildError`] naming the wrong one; no setter panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::{Limit, Pool};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), surgepool::BuildError> {
+/// let pool = Pool::builder()
+///     .limit(Limit::fixed(64))          // default: Limit::adaptive()
+///     .queue_capacity(1024)             // 0 = no queue: admit only under the limit
+///     .min_workers(4)
+///     .idle_timeout(Duration::from_secs(10))
+///     .queue_timeout(Duration::from_millis(100)) // shed what waited too long
+///     .build()?;
+/// # drop(pool);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PoolBuilder {
+    limit: Limit,
+    queue_capacity: usize,
+    min_workers: usize,
+    idle_timeout: Duration,
+    queue_timeout: Option<Duration>,
+    codel: Option<(Duration, Duration)>,
+    memory_budget: Option<u64>,
+    on_panic: Option<PanicHook>,
+    runtime: Option<Handle>,
+}
+
+impl PoolBuilder {
+    pub(crate) fn new() -> PoolBuilder {
+        PoolBuilder {
+            limit: Limit::adaptive(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            min_workers: 0,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            queue_timeout: None,
+            codel: None,
+            memory_budget: None,
+            on_panic: None,
+            runtime: None,
+        }
+    }
+
+    /// How many tasks may run at once. Default: [`Limit::adaptive()`].
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// How many tasks may wait for a slot. `0`: no queue, admit only while under the
+    /// limit. Default: 1024. The queue's memory grows with use, not with its capacity.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Workers kept alive even when idle (started at `build`). Default: 0. Must not be
+    /// above a fixed limit.
+    pub fn min_workers(mut self, n: usize) -> Self {
+        self.min_workers = n;
+        self
+    }
+
+    /// How long an idle worker above `min_workers` lives. Default: 10 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sheds a task that waited in the queue longer than `timeout`, just before it would
+    /// run: it never runs and its handle reports [`TaskError::is_shed`]. Default: none.
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = Some(timeout);
+        self
+    }
+
+    /// Turns on CoDel queue management (RFC 8289) with its standard 5 ms target and
+    /// 100 ms interval: while the queue delay stays above target for an interval, queued
+    /// tasks are shed at a rising rate until it falls back. Bursts that drain within an
+    /// interval are never shed.
+    pub fn codel(self) -> Self {
+        self.codel_with(CODEL_TARGET, CODEL_INTERVAL)
+    }
+
+    /// CoDel with your own target delay and interval.
+    pub fn codel_with(mut self, target: Duration, interval: Duration) -> Self {
+        self.codel = Some((target, interval));
+        self
+    }
+
+    /// Admission stops while the bytes declared by
+    /// [`try_submit_weighted`](Pool::try_submit_weighted) in flight (queued or running)
+    /// would pass `bytes`.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// Calls `hook` with each task's panic (after it was caught; the pool lives on). A
+    /// panic inside the hook is caught too.
+    pub fn on_panic<H>(mut self, hook: H) -> Self
+    where
+        H: Fn(&TaskError) + Send + Sync + 'static,
+    {
+        self.on_panic = Some(StdArc::new(hook));
+        self
+    }
+
+    /// Runs the workers on this runtime instead of the ambient one, so the pool can be
+    /// built outside a runtime.
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Builds the pool and starts `min_workers` workers.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
+    /// above a fixed limit, a zero CoDel target or interval, a zero memory budget, or no
+    /// tokio runtime (build inside one, or pass [`runtime`](Self::runtime)).
+    pub fn build(self) -> Result<Pool, BuildError> {
+        self.limit.validate()?;
+        if self.limit.is_fixed() && self.min_workers > self.limit.initial() {
+            return Err(BuildError::new(
+                "min_workers",
+                format!(
+                    "{} is above the fixed limit of {}: the extra workers could never run a task",
+                    self.min_workers,
+                    self.limit.initial()
+                ),
+            ));
+        }
+        if let Some((target, interval)) = self.codel {
+            if target.is_zero() || interval.is_zero() {
+                return Err(BuildError::new(
+                    "codel",
+                    "the target delay and the interval must both be above zero",
+                ));
+            }
+        }
+        if self.memory_budget == Some(0) {
+            return Err(BuildError::new(
+                "memory_budget",
+                "a budget of 0 bytes would admit only weightless tasks; leave it unset instead",
+            ));
+        }
+        let runtime = match self.runtime {
+            Some(handle) => handle,
+            None => Handle::try_current().map_err(|_| {
+                BuildError::new(
+                    "runtime",
+                    "no tokio runtime here: build the pool inside a runtime, or pass one with \
+                     `PoolBuilder::runtime`",
+                )
+            })?,
+        };
+        let limiter = Limiter::new(self.limit)?;
+        let codel = self.codel.map(|(t, i)| Codel::new(t, i));
+        let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel);
+        let settings = Settings {
+            min_workers: self.min_workers,
+            idle_timeout: self.idle_timeout,
+            memory_budget: self.memory_budget,
+            on_panic: self.on_panic,
+        };
+        let inner = Inner::new(limiter, runtime, settings, queue);
+        Ok(Pool {
+            owner: Arc::new(Owner { inner }),
+        })
+    }
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder::new()
+    }
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("limit", &self.limit)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("min_workers", &self.min_workers)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("queue_timeout", &self.queue_timeout)
+            .field("codel", &self.codel)
+            .field("memory_budget", &self.memory_budget)
+            .field("on_panic", &self.on_panic.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,621 @@
+//! The async pool's state machine. Every transition happens under one mutex, so admission,
+//! handoff to workers, shedding, accounting and shutdown cannot race each other; user code
+//! (futures, their destructors, wakers) never runs while it is held.
+//!
+//! Invariants (checked by the stress and loom tests):
+//! * `running` = tasks holding a slot of the limiter (handed to a worker or being run);
+//!   `running <= limit` at the moment each slot is taken.
+//! * a free slot and a non-empty queue never coexist after a transition: whoever frees a
+//!   slot (a finishing worker) takes the next queued task under the same lock.
+//! * `workers` = workers alive; idle workers are in `idle` and hold no task.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::task::{Job, Task};
+use super::worker::{self, Parker};
+use super::PanicHook;
+use crate::accounting::{Accounting, Outcome};
+use crate::error::{ShedReason, TaskError};
+use crate::limit::{Limiter, Outcome as LimitOutcome};
+use crate::queue::{Entry, JobQueue, Popped};
+use crate::stats::{ShutdownReport, Snapshot};
+use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering};
+
+/// A task that holds a slot and is on its way to, or on, a worker.
+pub(crate) struct Running {
+    pub(crate) job: Job,
+    pub(crate) accepted: Instant,
+    pub(crate) started: Instant,
+    pub(crate) weight: u64,
+}
+
+/// Per-submit options.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JobOptions {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) weight: u64,
+}
+
+pub(crate) struct Settings {
+    pub(crate) min_workers: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) memory_budget: Option<u64>,
+    pub(crate) on_panic: Option<PanicHook>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    pub(crate) limiter: Limiter,
+    pub(crate) runtime: Handle,
+    pub(crate) settings: Settings,
+    /// Set at a shutdown deadline: every running task is dropped at its next poll.
+    pub(crate) cancel_running: AtomicBool,
+    drained: Notify,
+}
+
+struct State {
+    queue: JobQueue<Job>,
+    acct: Accounting,
+    running: usize,
+    workers: usize,
+    idle: Vec<Arc<Parker>>,
+    /// Every live worker, to wake them all at a shutdown deadline.
+    all: Vec<Arc<Parker>>,
+    closed: bool,
+    bytes_in_flight: u64,
+    /// Callers parked in `submit`, FIFO.
+    waiters: VecDeque<(u64, Waker)>,
+    next_waiter: u64,
+}
+
+/// What the caller of an admission must do once the lock is released.
+pub(crate) enum Dispatch {
+    None,
+    Wake(Waker),
+    Spawn(Arc<Parker>, Running),
+}
+
+/// Why an admission failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    Closed,
+}
+
+/// What a worker does after finishing a task.
+pub(crate) enum AfterRun {
+    Run(Running),
+    Idle,
+    Exit,
+}
+
+/// Work to do after the lock is released: wake or spawn workers, end shed tasks, wake a
+/// submitter. Collected under the lock, carried out without it. The common case (one
+/// dispatch, at most one submitter to wake) lives inline: the hot path allocates nothing.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    dispatch: Option<Dispatch>,
+    more_dispatch: Vec<Dispatch>,
+    shed: Vec<(Job, ShedReason)>,
+    wake: Option<Waker>,
+    wake_all: Vec<Waker>,
+}
+
+impl Deferred {
+    fn dispatch(&mut self, d: Dispatch) {
+        if self.dispatch.is_none() {
+            self.dispatch = Some(d);
+        } else {
+            self.more_dispatch.push(d);
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(
+        limiter: Limiter,
+        runtime: Handle,
+        settings: Settings,
+        queue: JobQueue<Job>,
+    ) -> Arc<Inner> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                queue,
+                acct: Accounting::new(),
+                running: 0,
+                workers: 0,
+                idle: Vec::new(),
+                all: Vec::new(),
+                closed: false,
+                bytes_in_flight: 0,
+                waiters: VecDeque::new(),
+                next_waiter: 0,
+            }),
+            limiter,
+            runtime,
+            settings,
+            cancel_running: AtomicBool::new(false),
+            drained: Notify::new(),
+        });
+        // Start the minimum of workers now, idle, so no race can find fewer.
+        let parkers: Vec<Arc<Parker>> = {
+            let mut st = lock(&inner.state);
+            (0..inner.settings.min_workers)
+                .map(|_| {
+                    let parker = Arc::new(Parker::new());
+                    st.workers += 1;
+                    st.idle.push(parker.clone());
+                    st.all.push(parker.clone());
+                    parker
+                })
+                .collect()
+        };
+        for parker in parkers {
+            inner.spawn_worker(parker, None);
+        }
+        inner
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn spawn_worker(self: &Arc<Self>, parker: Arc<Parker>, first: Option<Running>) {
+        let inner = self.clone();
+        // The JoinHandle is dropped: workers are detached and end by themselves.
+        drop(self.runtime.spawn(worker::run(inner, parker, first)));
+    }
+
+    fn has_room(&self, st: &State, weight: u64) -> bool {
+        let budget_ok = match self.settings.memory_budget {
+            Some(budget) => st.bytes_in_flight.saturating_add(weight) <= budget,
+            None => true,
+        };
+        budget_ok && (self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room())
+    }
+
+    /// Tries to accept `future` right now. `waiter` is the id of a parked `submit` call that
+    /// is at the head of the line; other callers must not barge past parked ones.
+    pub(crate) fn try_admit<F>(
+        self: &Arc<Self>,
+        future: F,
+        options: JobOptions,
+        waiter: Option<u64>,
+    ) -> Result<Arc<Task<F>>, (F, Refusal)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut deferred = Deferred::default();
+        let result = {
+            let mut st = self.state();
+            if st.closed {
+                st.acct.reject();
+                return Err((future, Refusal::Closed));
+            }
+            let my_turn = match (st.waiters.front(), waiter) {
+                (None, _) => true,
+                (Some((head, _)), Some(me)) => *head == me,
+                (Some(_), None) => false,
+            };
+            if !my_turn || !self.has_room(&st, options.weight) {
+                if waiter.is_none() {
+                    st.acct.reject();
+                }
+                return Err((future, Refusal::Full));
+            }
+            if let Some(me) = waiter {
+                st.waiters.retain(|(id, _)| *id != me);
+            }
+            let task = Task::new(future);
+            let job: Job = task.clone();
+            let now = Instant::now();
+            st.acct.accept();
+            st.bytes_in_flight += options.weight;
+            if self.limiter.try_acquire_raw() {
+                st.running += 1;
+                let running = Running {
+                    job,
+                    accepted: now,
+                    started: now,
+                    weight: options.weight,
+                };
+                let d = self.hand_to_worker(&mut st, running);
+                deferred.dispatch(d);
+            } else {
+                st.queue.push(Entry {
+                    job,
+                    enqueued: now,
+                    deadline: options.deadline,
+                    weight: options.weight,
+                });
+            }
+            // Room may remain for the next parked submitter.
+            self.wake_next_waiter(&mut st, &mut deferred);
+            Ok(task)
+        };
+        self.carry_out(deferred);
+        result
+    }
+
+    /// Counts a rejection that a waiting `submit` ends with (timeout, or closed).
+    pub(crate) fn count_rejection(&self) {
+        self.state().acct.reject();
+    }
+
+    /// Gives a task that holds a slot to an idle worker, or to a new one.
+    fn hand_to_worker(&self, st: &mut State, running: Running) -> Dispatch {
+        if let Some(parker) = st.idle.pop() {
+            match parker.give(running) {
+                Some(waker) => Dispatch::Wake(waker),
+                None => Dispatch::None,
+            }
+        } else {
+            let parker = Arc::new(Parker::new());
+            st.workers += 1;
+            st.all.push(parker.clone());
+            Dispatch::Spawn(parker, running)
+        }
+    }
+
+    /// Starts queued tasks while slots are free; the first may go to `me` (a worker that
+    /// just finished), the rest to idle or new workers.
+    fn start_queued(
+        &self,
+        st: &mut State,
+        now: Instant,
+        deferred: &mut Deferred,
+        mut me: Option<&mut Option<Running>>,
+    ) {
+        while !st.queue.is_empty() && self.limiter.in_flight() < self.limiter.limit() {
+            let entry = match st.queue.pop(now) {
+                Popped::Run(entry) => entry,
+                Popped::Shed(entry, reason) => {
+                    st.bytes_in_flight -= entry.weight;
+                    st.acct.latencies.record_queue_wait(now - entry.enqueued);
+                    st.acct.finish(Outcome::Shed, None);
+                    deferred.shed.push((entry.job, reason));
+                    continue;
+                }
+                Popped::Empty => break,
+            };
+            if !self.limiter.try_acquire_raw() {
+                // Only the pool takes this limiter's slots, under this lock: unreachable in
+                // practice, but never lose the task.
+                st.queue.push_front(entry);
+                break;
+            }
+            st.running += 1;
+            st.acct.latencies.record_queue_wait(now - entry.enqueued);
+            let running = Running {
+                job: entry.job,
+                accepted: entry.enqueued,
+                started: now,
+                weight: entry.weight,
+            };
+            match me.as_deref_mut() {
+                Some(slot @ None) => *slot = Some(running),
+                _ => {
+                    let d = self.hand_to_worker(st, running);
+                    deferred.dispatch(d);
+                }
+            }
+        }
+        self.wake_next_waiter(st, deferred);
+        self.notify_if_drained(st);
+    }
+
+    fn wake_next_waiter(&self, st: &mut State, deferred: &mut Deferred) {
+        if !st.waiters.is_empty() && (st.closed || self.has_room(st, 0)) {
+            if st.closed {
+                deferred
+                    .wake_all
+                    .extend(st.waiters.iter().map(|(_, w)| w.clone()));
+            } else if let Some((_, waker)) = st.waiters.front() {
+                deferred.wake = Some(waker.clone());
+            }
+        }
+    }
+
+    fn notify_if_drained(&self, st: &State) {
+        if st.closed && st.running == 0 && st.queue.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Called by a worker when its task ended; decides what the worker does next.
+    pub(crate) fn finish(
+        self: &Arc<Self>,
+        parker: &Arc<Parker>,
+        done: &Running,
+        outcome: Outcome,
+    ) -> AfterRun {
+        let now = Instant::now();
+        let run_time = now.saturating_duration_since(done.started);
+        let queue_wait = done.started.saturating_duration_since(done.accepted);
+        let limit_outcome = match outcome {
+            Outcome::Completed => LimitOutcome::Success(run_time),
+            Outcome::Panicked | Outcome::Cancelled | Outcome::Shed => LimitOutcome::Ignored,
+        };
+        let mut deferred = Deferred::default();
+        let after = {
+            let mut st = self.state();
+            st.running -= 1;
+            st.bytes_in_flight -= done.weight;
+            st.acct.finish(outcome, Some((queue_wait, run_time)));
+            if outcome == Outcome::Cancelled && self.cancel_running.load(Ordering::Acquire) {
+                st.acct.cancelled_at_deadline += 1;
+            }
+            self.limiter.release_raw(limit_outcome);
+            let mut next = None;
+            self.start_queued(&mut st, now, &mut deferred, Some(&mut next));
+            match next {
+                Some(running) => AfterRun::Run(running),
+                None => self.idle_or_exit(&mut st, parker),
+            }
+        };
+        self.carry_out(deferred);
+        after
+    }
+
+    fn idle_or_exit(&self, st: &mut State, parker: &Arc<Parker>) -> AfterRun {
+        let keep = self.settings.min_workers.max(self.limiter.limit());
+        if st.closed || st.workers > keep {
+            self.remove_worker(st, parker);
+            AfterRun::Exit
+        } else {
+            st.idle.push(parker.clone());
+            AfterRun::Idle
+        }
+    }
+
+    fn remove_worker(&self, st: &mut State, parker: &Arc<Parker>) {
+        st.workers -= 1;
+        st.all.retain(|p| !Arc::ptr_eq(p, parker));
+    }
+
+    /// Called by an idle worker whose idle timeout fired. `None`: it retires (or, at the
+    /// minimum, keeps waiting without a timer); `Some`: a task arrived meanwhile.
+    pub(crate) fn idle_timeout(&self, parker: &Arc<Parker>) -> IdleDecision {
+        let mut st = self.state();
+        let Some(index) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) else {
+            // Not idle any more: a task was handed over while the timer fired.
+            return IdleDecision::TaskArrived;
+        };
+        if st.closed || st.workers > self.settings.min_workers {
+            st.idle.swap_remove(index);
+            self.remove_worker(&mut st, parker);
+            IdleDecision::Retire
+        } else {
+            IdleDecision::Stay
+        }
+    }
+
+    /// `true` if the worker must keep an idle timer (it is above the minimum).
+    pub(crate) fn idle_timer_needed(&self) -> bool {
+        self.state().workers > self.settings.min_workers
+    }
+
+    pub(crate) fn abort(self: &Arc<Self>, job: Job) {
+        let removed = {
+            let mut st = self.state();
+            let removed = st.queue.remove(|j| Arc::ptr_eq(j, &job));
+            if let Some(entry) = &removed {
+                st.bytes_in_flight -= entry.weight;
+                st.acct.finish(Outcome::Cancelled, None);
+                let mut deferred = Deferred::default();
+                self.wake_next_waiter(&mut st, &mut deferred);
+                self.notify_if_drained(&st);
+                drop(st);
+                self.carry_out(deferred);
+            }
+            removed
+        };
+        match removed {
+            Some(entry) => entry.job.finish_unrun(TaskError::cancelled()),
+            None => {
+                // Running (or about to run): its worker drops it at the next poll.
+                job.set_aborted();
+                self.wake_workers();
+            }
+        }
+    }
+
+    /// Wakes every worker (they re-check abort flags; idle ones just park again).
+    fn wake_workers(&self) {
+        let parkers: Vec<Arc<Parker>> = self.state().all.clone();
+        for parker in parkers {
+            parker.wake_task();
+        }
+    }
+
+    pub(crate) fn close(self: &Arc<Self>) {
+        let mut deferred = Deferred::default();
+        let idle = {
+            let mut st = self.state();
+            if !st.closed {
+                st.closed = true;
+                st.acct.shutting_down = true;
+            }
+            // Idle workers will get no more work: let them go.
+            let idle = std::mem::take(&mut st.idle);
+            for parker in &idle {
+                self.remove_worker(&mut st, parker);
+            }
+            self.wake_next_waiter(&mut st, &mut deferred);
+            self.notify_if_drained(&st);
+            idle
+        };
+        for parker in idle {
+            parker.exit();
+        }
+        self.carry_out(deferred);
+    }
+
+    pub(crate) fn snapshot_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    pub(crate) fn is_drained(&self) -> bool {
+        let st = self.state();
+        st.closed && st.running == 0 && st.queue.is_empty()
+    }
+
+    pub(crate) async fn wait_drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_drained() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The shutdown deadline passed: cancel every queued task and every running one.
+    pub(crate) fn cancel_all(self: &Arc<Self>) {
+        let queued = {
+            let mut st = self.state();
+            let queued = st.queue.drain();
+            for entry in &queued {
+                st.bytes_in_flight -= entry.weight;
+                st.acct.finish(Outcome::Cancelled, None);
+                st.acct.cancelled_at_deadline += 1;
+            }
+            self.cancel_running.store(true, Ordering::Release);
+            self.notify_if_drained(&st);
+            queued
+        };
+        for entry in queued {
+            entry.job.finish_unrun(TaskError::cancelled());
+        }
+        self.wake_workers();
+    }
+
+    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
+        let st = self.state();
+        ShutdownReport {
+            drained: st.acct.finished_since_shutdown - st.acct.cancelled_at_deadline,
+            cancelled: st.acct.cancelled_at_deadline,
+            timed_out,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        let latencies = {
+            let st = self.state();
+            st.acct.fill(&mut s);
+            s.queued = st.queue.len() as u64;
+            s.running = st.running as u64;
+            s.workers = st.workers as u64;
+            s.limit = self.limiter.limit() as u64;
+            // Copy the histograms (a few KiB) and summarise them without the lock.
+            st.acct.latencies.clone()
+        };
+        latencies.fill(&mut s);
+        s
+    }
+
+    /// Registers (or refreshes) a parked submitter; returns its id.
+    pub(crate) fn park_waiter(&self, id: Option<u64>, waker: &Waker) -> Option<u64> {
+        let mut st = self.state();
+        if st.closed {
+            return None;
+        }
+        match id.and_then(|id| st.waiters.iter_mut().find(|(i, _)| *i == id)) {
+            Some((_, w)) => {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                id
+            }
+            None => {
+                let id = st.next_waiter;
+                st.next_waiter += 1;
+                st.waiters.push_back((id, waker.clone()));
+                Some(id)
+            }
+        }
+    }
+
+    /// A parked submitter left (admitted elsewhere, timed out or cancelled).
+    pub(crate) fn unpark_waiter(self: &Arc<Self>, id: u64) {
+        let mut deferred = Deferred::default();
+        {
+            let mut st = self.state();
+            let was_head = st.waiters.front().is_some_and(|(i, _)| *i == id);
+            st.waiters.retain(|(i, _)| *i != id);
+            if was_head {
+                // It may have been woken for room it did not take: pass it on.
+                self.wake_next_waiter(&mut st, &mut deferred);
+            }
+        }
+        self.carry_out(deferred);
+    }
+
+    fn carry_out(self: &Arc<Self>, deferred: Deferred) {
+        if let Some(dispatch) = deferred.dispatch {
+            self.run_dispatch(dispatch);
+        }
+        if !deferred.more_dispatch.is_empty() {
+            for dispatch in deferred.more_dispatch {
+                self.run_dispatch(dispatch);
+            }
+        }
+        if !deferred.shed.is_empty() {
+            for (job, reason) in deferred.shed {
+                job.finish_unrun(TaskError::shed(reason));
+            }
+        }
+        if let Some(waker) = deferred.wake {
+            waker.wake();
+        }
+        if !deferred.wake_all.is_empty() {
+            for waker in deferred.wake_all {
+                waker.wake();
+            }
+        }
+    }
+
+    fn run_dispatch(self: &Arc<Self>, dispatch: Dispatch) {
+        match dispatch {
+            Dispatch::None => {}
+            Dispatch::Wake(waker) => waker.wake(),
+            Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
+        }
+    }
+}
+
+/// What an idle worker does when its timer fires.
+pub(crate) enum IdleDecision {
+    Retire,
+    Stay,
+    TaskArrived,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("state", &self.snapshot())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("accepted", &self.accepted)
+            .field("started", &self.started)
+            .field("weight", &self.weight)
+            .finish_non_exhaustive()
+    }
+}

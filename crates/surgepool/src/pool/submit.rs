@@ -1,0 +1,76 @@
+//! `submit` and `submit_timeout`: wait in a FIFO line for room, cancel-safely.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::time::{Instant, Sleep};
+
+use super::inner::{Inner, JobOptions, Refusal};
+use super::TaskHandle;
+use crate::error::SubmitError;
+use crate::sync::Arc;
+
+/// Leaves the line when the wait ends for any reason, including being dropped.
+struct Place<'a> {
+    inner: &'a Arc<Inner>,
+    id: Option<u64>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.inner.unpark_waiter(id);
+        }
+    }
+}
+
+pub(crate) async fn wait<F, T>(
+    inner: &Arc<Inner>,
+    fut: F,
+    deadline: Option<Instant>,
+) -> Result<TaskHandle<T>, SubmitError<F>>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut place = Place { inner, id: None };
+    let mut job = Some(fut);
+    let mut timer: Option<Pin<Box<Sleep>>> =
+        deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+    poll_fn(|cx| {
+        let Some(fut) = job.take() else {
+            // Polled after completion: nothing left to submit.
+            return Poll::Pending;
+        };
+        match inner.try_admit(fut, JobOptions::default(), place.id) {
+            Ok(task) => {
+                // `try_admit` took us out of the line.
+                place.id = None;
+                return Poll::Ready(Ok(TaskHandle::new(task, inner.clone())));
+            }
+            Err((fut, Refusal::Closed)) => return Poll::Ready(Err(SubmitError::Closed(fut))),
+            Err((fut, Refusal::Full)) => job = Some(fut),
+        }
+        if let Some(timer) = timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                inner.count_rejection();
+                let fut = job.take().expect("the job was put back above");
+                return Poll::Ready(Err(SubmitError::Timeout(fut)));
+            }
+        }
+        match inner.park_waiter(place.id, cx.waker()) {
+            Some(id) => {
+                place.id = Some(id);
+                Poll::Pending
+            }
+            None => {
+                // Closed between the admission attempt and parking.
+                inner.count_rejection();
+                let fut = job.take().expect("the job was put back above");
+                Poll::Ready(Err(SubmitError::Closed(fut)))
+            }
+        }
+    })
+    .await
+}

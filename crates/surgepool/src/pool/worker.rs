@@ -1,0 +1,163 @@
+//! A worker: a tokio task that runs one pool task at a time, then takes the next queued one
+//! or parks idle until a task is handed to it, its idle timeout fires, or the pool closes.
+//!
+//! Workers start on demand: a task that gets a slot while no worker is idle gets a new
+//! worker at once, with the task as its first job (no polling tick). Idle workers are kept
+//! LIFO, so the most recently busy worker (warm caches) gets the next task and the coldest
+//! ones time out first.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::time::{Instant, Sleep};
+
+use super::inner::{AfterRun, IdleDecision, Inner, Running};
+use crate::sync::{lock, Arc, Mutex};
+
+/// Where an idle worker waits for a task.
+#[derive(Debug)]
+pub(crate) struct Parker {
+    state: Mutex<ParkState>,
+}
+
+#[derive(Debug, Default)]
+struct ParkState {
+    job: Option<Running>,
+    waker: Option<Waker>,
+    exit: bool,
+}
+
+impl Parker {
+    pub(crate) fn new() -> Parker {
+        Parker {
+            state: Mutex::new(ParkState::default()),
+        }
+    }
+
+    /// Hands a task over; returns the waker to wake once the pool's lock is released.
+    pub(crate) fn give(&self, running: Running) -> Option<Waker> {
+        let mut st = lock(&self.state);
+        st.job = Some(running);
+        st.waker.clone()
+    }
+
+    /// Tells an idle worker to end.
+    pub(crate) fn exit(&self) {
+        let waker = {
+            let mut st = lock(&self.state);
+            st.exit = true;
+            st.waker.clone()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wakes the worker's task, wherever it is (a shutdown deadline).
+    pub(crate) fn wake_task(&self) {
+        let waker = lock(&self.state).waker.clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn register(&self, cx: &mut Context<'_>) {
+        let mut st = lock(&self.state);
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+    }
+
+    fn poll_job(&self, cx: &mut Context<'_>) -> Poll<Option<Running>> {
+        let mut st = lock(&self.state);
+        if let Some(job) = st.job.take() {
+            return Poll::Ready(Some(job));
+        }
+        if st.exit {
+            return Poll::Ready(None);
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// The worker's life.
+pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option<Running>) {
+    // Register this task's waker first, so a shutdown deadline can wake it mid-task.
+    poll_fn(|cx| {
+        parker.register(cx);
+        Poll::Ready(())
+    })
+    .await;
+    let mut idle_timer: Option<Pin<Box<Sleep>>> = None;
+    loop {
+        let running = match next.take() {
+            Some(running) => running,
+            None => match wait_for_job(&inner, &parker, &mut idle_timer).await {
+                Some(running) => running,
+                None => return,
+            },
+        };
+        let outcome = poll_fn(|cx| {
+            let cancel = inner.cancel_running.load(crate::sync::Ordering::Acquire);
+            running
+                .job
+                .poll_run(cx, cancel, inner.settings.on_panic.as_ref())
+        })
+        .await;
+        let after = inner.finish(&parker, &running, outcome);
+        running.job.publish();
+        drop(running);
+        match after {
+            AfterRun::Run(running) => {
+                next = Some(running);
+                // Back-to-back tasks must not starve the runtime's other tasks: spend coop
+                // budget, which yields only once the budget is used up.
+                tokio::task::consume_budget().await;
+            }
+            AfterRun::Idle => {}
+            AfterRun::Exit => return,
+        }
+    }
+}
+
+/// Parks until a task arrives (`Some`) or the worker must end (`None`).
+async fn wait_for_job(
+    inner: &Arc<Inner>,
+    parker: &Arc<Parker>,
+    idle_timer: &mut Option<Pin<Box<Sleep>>>,
+) -> Option<Running> {
+    let mut timed = inner.idle_timer_needed();
+    if timed {
+        let deadline = Instant::now() + inner.settings.idle_timeout;
+        match idle_timer {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => *idle_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+    loop {
+        let fired = poll_fn(|cx| {
+            if let Poll::Ready(job) = parker.poll_job(cx) {
+                return Poll::Ready(Err(job));
+            }
+            match idle_timer {
+                Some(sleep) if timed => sleep.as_mut().poll(cx).map(Ok),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        match fired {
+            Err(job) => return job,
+            Ok(()) => match inner.idle_timeout(parker) {
+                IdleDecision::Retire => return None,
+                IdleDecision::Stay => timed = false,
+                IdleDecision::TaskArrived => timed = false,
+            },
+        }
+    }
+}

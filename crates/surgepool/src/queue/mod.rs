@@ -1,0 +1,107 @@
+//! The bounded queue both pools keep in front of their workers, with the three ways a
+//! waiting job can be shed before it runs: the pool's queue timeout, the job's own
+//! deadline, and CoDel queue-delay management (RFC 8289).
+//!
+//! Shedding happens when a worker takes the next job: a shed job never runs, its handle
+//! reports `is_shed()`, and the caller counts it.
+
+mod codel;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub(crate) use codel::Codel;
+
+use crate::error::ShedReason;
+
+/// A waiting job and what the queue needs to know about it.
+#[derive(Debug)]
+pub(crate) struct Entry<J> {
+    pub(crate) job: J,
+    pub(crate) enqueued: Instant,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) weight: u64,
+}
+
+/// What `pop` found.
+#[derive(Debug)]
+pub(crate) enum Popped<J> {
+    Run(Entry<J>),
+    Shed(Entry<J>, ShedReason),
+    Empty,
+}
+
+#[derive(Debug)]
+pub(crate) struct JobQueue<J> {
+    entries: VecDeque<Entry<J>>,
+    capacity: usize,
+    timeout: Option<Duration>,
+    codel: Option<Codel>,
+}
+
+impl<J> JobQueue<J> {
+    pub(crate) fn new(capacity: usize, timeout: Option<Duration>, codel: Option<Codel>) -> Self {
+        JobQueue {
+            // Grow on demand: a queue of 100,000 must not cost memory while empty.
+            entries: VecDeque::new(),
+            capacity,
+            timeout,
+            codel,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.entries.len() < self.capacity
+    }
+
+    /// Adds a job; the caller checked `has_room`.
+    pub(crate) fn push(&mut self, entry: Entry<J>) {
+        self.entries.push_back(entry);
+    }
+
+    /// Puts a job back at the head (it was popped but could not start).
+    pub(crate) fn push_front(&mut self, entry: Entry<J>) {
+        self.entries.push_front(entry);
+    }
+
+    /// Takes the oldest job, or sheds it if it must not run any more.
+    pub(crate) fn pop(&mut self, now: Instant) -> Popped<J> {
+        let Some(entry) = self.entries.pop_front() else {
+            return Popped::Empty;
+        };
+        if entry.deadline.is_some_and(|d| now >= d) {
+            return Popped::Shed(entry, ShedReason::Deadline);
+        }
+        let sojourn = now.saturating_duration_since(entry.enqueued);
+        if self.timeout.is_some_and(|t| sojourn > t) {
+            return Popped::Shed(entry, ShedReason::QueueTimeout);
+        }
+        if let Some(codel) = &mut self.codel {
+            if codel.should_shed(now, sojourn, self.entries.is_empty()) {
+                return Popped::Shed(entry, ShedReason::QueueDelay);
+            }
+        }
+        Popped::Run(entry)
+    }
+
+    /// Removes the first job that matches (an aborted one).
+    pub(crate) fn remove(&mut self, mut matches: impl FnMut(&J) -> bool) -> Option<Entry<J>> {
+        let index = self.entries.iter().position(|e| matches(&e.job))?;
+        self.entries.remove(index)
+    }
+
+    /// Takes every waiting job (shutdown deadline).
+    pub(crate) fn drain(&mut self) -> VecDeque<Entry<J>> {
+        std::mem::take(&mut self.entries)
+    }
+}
