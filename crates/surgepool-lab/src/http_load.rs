@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
@@ -87,6 +87,9 @@ pub(crate) struct OpenLoop {
     pub(crate) connections: usize,
     /// Each request's limit from its actual send to the end of its response body.
     pub(crate) deadline: Duration,
+    /// A cheap path to send one request to on every connection before the clock starts
+    /// (the lab server's `/hello`), so the schedule does not measure first-use costs.
+    pub(crate) warm_path: Option<String>,
 }
 
 /// What an open-loop run saw. Latencies are in microseconds.
@@ -161,10 +164,14 @@ struct Plan {
     cutoff: Instant,
     deadline: Duration,
     next: AtomicU64,
+    recorder: Arc<Mutex<Recorder>>,
 }
 
+/// Everything the workers measure, behind one lock taken once per request. (Per-worker
+/// histograms would cost about 200 KB each per histogram, times thousands of connections.)
 #[derive(Debug)]
-struct WorkerStats {
+struct Recorder {
+    start: Instant,
     sent: u64,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
@@ -176,6 +183,44 @@ struct WorkerStats {
     first_send: Option<Instant>,
     last_send: Option<Instant>,
     last_done: Option<Instant>,
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Status(u16),
+    Error,
+    Timeout,
+}
+
+impl Recorder {
+    fn sent(&mut self, at: Instant) {
+        self.sent += 1;
+        self.first_send.get_or_insert(at);
+        self.last_send = Some(at);
+    }
+
+    fn ended(&mut self, ending: Ending, intended: Instant, sent_at: Instant, done: Instant) {
+        self.last_done = Some(self.last_done.map_or(done, |d| d.max(done)));
+        match ending {
+            Ending::Status(status) => {
+                *self.statuses.entry(status).or_default() += 1;
+                if (200..300).contains(&status) {
+                    let latency = micros(done - intended);
+                    self.ok_latency.saturating_record(latency);
+                    self.ok_service.saturating_record(micros(done - sent_at));
+                    let second = intended.saturating_duration_since(self.start).as_secs();
+                    if let Some(h) = self.by_second.get_mut(second as usize) {
+                        h.saturating_record(latency);
+                    }
+                } else if status == 503 {
+                    self.shed_latency.saturating_record(micros(done - sent_at));
+                }
+            }
+            Ending::Error => self.errors += 1,
+            Ending::Timeout => self.timeouts += 1,
+        }
+    }
 }
 
 /// Runs an open-loop load. Needs a tokio runtime (multi-threaded preferably).
@@ -191,91 +236,15 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
     ensure!(total > 0, "rate × duration is less than one request");
     // Open every connection before the clock starts, as wrk does: the schedule then measures
     // the server, not a burst of TCP handshakes.
-    let conns = preconnect(&spec.target, spec.connections).await?;
+    let mut conns = preconnect(&spec.target, spec.connections).await?;
+    if let Some(path) = &spec.warm_path {
+        conns = warm(conns, &spec.target.with_path(path)).await?;
+    }
 
-    let start = Instant::now() + Duration::from_millis(10);
-    let plan = Arc::new(Plan {
-        target: spec.target.clone(),
-        start,
-        rate: spec.rate,
-        total,
-        cutoff: start + spec.duration + spec.deadline,
-        deadline: spec.deadline,
-        next: AtomicU64::new(0),
-    });
     let seconds = spec.duration.as_secs_f64().ceil() as usize;
-    let workers: Vec<_> = conns
-        .into_iter()
-        .map(|conn| tokio::spawn(worker(plan.clone(), seconds, Some(conn))))
-        .collect();
-
-    let mut report = LoadReport {
-        offered: total,
-        sent: 0,
-        unsent: 0,
-        statuses: BTreeMap::new(),
-        errors: 0,
-        timeouts: 0,
-        ok_latency: histogram(),
-        shed_latency: histogram(),
-        ok_service: histogram(),
-        ok_p99_by_second: Vec::new(),
-        elapsed: Duration::ZERO,
-        send_window: Duration::ZERO,
-    };
-    let mut by_second: Vec<Histogram<u64>> = (0..seconds).map(|_| histogram()).collect();
-    let (mut first_send, mut last_send, mut last_done) = (None::<Instant>, None::<Instant>, start);
-    for worker in workers {
-        let w = worker.await.context("a load worker panicked")?;
-        report.sent += w.sent;
-        for (code, n) in w.statuses {
-            *report.statuses.entry(code).or_default() += n;
-        }
-        report.errors += w.errors;
-        report.timeouts += w.timeouts;
-        report.ok_latency.add(&w.ok_latency).expect("same bounds");
-        report
-            .shed_latency
-            .add(&w.shed_latency)
-            .expect("same bounds");
-        report.ok_service.add(&w.ok_service).expect("same bounds");
-        for (all, mine) in by_second.iter_mut().zip(&w.by_second) {
-            all.add(mine).expect("same bounds");
-        }
-        first_send = match (first_send, w.first_send) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        last_send = last_send.max(w.last_send);
-        if let Some(done) = w.last_done {
-            last_done = last_done.max(done);
-        }
-    }
-    report.unsent = total - report.sent;
-    report.elapsed = last_done.saturating_duration_since(start);
-    if let (Some(first), Some(last)) = (first_send, last_send) {
-        // The window of n sends spans n - 1 intervals; count the last one too.
-        report.send_window = last.duration_since(first) + Duration::from_secs_f64(1.0 / spec.rate);
-    }
-    report.ok_p99_by_second = by_second
-        .iter()
-        .map(|h| {
-            if h.is_empty() {
-                f64::NAN
-            } else {
-                h.value_at_quantile(0.99) as f64 / 1000.0
-            }
-        })
-        .collect();
-    Ok(report)
-}
-
-async fn worker(
-    plan: Arc<Plan>,
-    seconds: usize,
-    mut conn: Option<SendRequest<Empty<Bytes>>>,
-) -> WorkerStats {
-    let mut stats = WorkerStats {
+    let start = Instant::now() + Duration::from_millis(10);
+    let recorder = Arc::new(Mutex::new(Recorder {
+        start,
         sent: 0,
         statuses: BTreeMap::new(),
         errors: 0,
@@ -287,53 +256,97 @@ async fn worker(
         first_send: None,
         last_send: None,
         last_done: None,
+    }));
+    let plan = Arc::new(Plan {
+        target: spec.target.clone(),
+        start,
+        rate: spec.rate,
+        total,
+        cutoff: start + spec.duration + spec.deadline,
+        deadline: spec.deadline,
+        next: AtomicU64::new(0),
+        recorder: recorder.clone(),
+    });
+    let workers: Vec<_> = conns
+        .into_iter()
+        .map(|conn| tokio::spawn(worker(plan.clone(), Some(conn))))
+        .collect();
+    for worker in workers {
+        worker.await.context("a load worker panicked")?;
+    }
+    drop(plan);
+    let r = Arc::try_unwrap(recorder)
+        .map_err(|_| anyhow::anyhow!("a load worker outlived the run"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a load worker panicked while recording"))?;
+    let mut report = LoadReport {
+        offered: total,
+        sent: r.sent,
+        unsent: total - r.sent,
+        statuses: r.statuses,
+        errors: r.errors,
+        timeouts: r.timeouts,
+        ok_latency: r.ok_latency,
+        shed_latency: r.shed_latency,
+        ok_service: r.ok_service,
+        ok_p99_by_second: r
+            .by_second
+            .iter()
+            .map(|h| {
+                if h.is_empty() {
+                    f64::NAN
+                } else {
+                    h.value_at_quantile(0.99) as f64 / 1000.0
+                }
+            })
+            .collect(),
+        elapsed: r
+            .last_done
+            .unwrap_or(start)
+            .saturating_duration_since(start),
+        send_window: Duration::ZERO,
+    };
+    if let (Some(first), Some(last)) = (r.first_send, r.last_send) {
+        // The window of n sends spans n - 1 intervals; count the last one too.
+        report.send_window = last.duration_since(first) + Duration::from_secs_f64(1.0 / spec.rate);
+    }
+    Ok(report)
+}
+
+async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Empty<Bytes>>>) {
+    let record = |f: &mut dyn FnMut(&mut Recorder)| {
+        let mut r = plan.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut r);
     };
     loop {
         let i = plan.next.fetch_add(1, Ordering::Relaxed);
         if i >= plan.total {
             break;
         }
-        let offset = Duration::from_secs_f64(i as f64 / plan.rate);
-        let intended = plan.start + offset;
+        let intended = plan.start + Duration::from_secs_f64(i as f64 / plan.rate);
         tokio::time::sleep_until(intended).await;
         let sent_at = Instant::now();
         if sent_at > plan.cutoff {
             // Too late to send within the run's bound; the caller counts it as unsent.
             break;
         }
-        stats.sent += 1;
-        stats.first_send.get_or_insert(sent_at);
-        stats.last_send = Some(sent_at);
+        record(&mut |r| r.sent(sent_at));
         let outcome = tokio::time::timeout(plan.deadline, exchange(&mut conn, &plan.target)).await;
         let done = Instant::now();
-        stats.last_done = Some(done);
-        match outcome {
-            Ok(Ok(status)) => {
-                *stats.statuses.entry(status).or_default() += 1;
-                if (200..300).contains(&status) {
-                    let latency = micros(done - intended);
-                    stats.ok_latency.saturating_record(latency);
-                    stats.ok_service.saturating_record(micros(done - sent_at));
-                    let second = offset.as_secs() as usize;
-                    if let Some(h) = stats.by_second.get_mut(second) {
-                        h.saturating_record(latency);
-                    }
-                } else if status == 503 {
-                    stats.shed_latency.saturating_record(micros(done - sent_at));
-                }
-            }
+        let ending = match outcome {
+            Ok(Ok(status)) => Ending::Status(status),
             Ok(Err(_)) => {
                 conn = None;
-                stats.errors += 1;
+                Ending::Error
             }
             Err(_elapsed) => {
                 // The connection is mid-request; it cannot be reused.
                 conn = None;
-                stats.timeouts += 1;
+                Ending::Timeout
             }
-        }
+        };
+        record(&mut |r| r.ended(ending, intended, sent_at, done));
     }
-    stats
 }
 
 /// One request and its whole response body on `conn`, (re)connecting when needed.
@@ -360,9 +373,10 @@ async fn exchange(
     Ok(status)
 }
 
-/// Opens `n` connections, at most 128 handshakes at a time.
+/// Opens `n` connections, at most 32 handshakes at a time: gently, since a server's listen
+/// backlog may be as short as 128 and an overflow costs a 1 s SYN retransmit.
 async fn preconnect(target: &Target, n: usize) -> anyhow::Result<Vec<SendRequest<Empty<Bytes>>>> {
-    let gate = Arc::new(tokio::sync::Semaphore::new(128));
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
         let gate = gate.clone();
@@ -386,6 +400,29 @@ async fn preconnect(target: &Target, n: usize) -> anyhow::Result<Vec<SendRequest
         conns.push(conn);
     }
     Ok(conns)
+}
+
+/// Sends one request on every connection, 32 at a time.
+async fn warm(
+    conns: Vec<SendRequest<Empty<Bytes>>>,
+    target: &Target,
+) -> anyhow::Result<Vec<SendRequest<Empty<Bytes>>>> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut set = tokio::task::JoinSet::new();
+    for conn in conns {
+        let (gate, target) = (gate.clone(), target.clone());
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let mut conn = Some(conn);
+            exchange(&mut conn, &target).await?;
+            conn.context("the warm-up lost its connection")
+        });
+    }
+    let mut warmed = Vec::new();
+    while let Some(result) = set.join_next().await {
+        warmed.push(result.context("a warm-up task panicked")??);
+    }
+    Ok(warmed)
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Empty<Bytes>>> {

@@ -275,11 +275,23 @@ pub(crate) async fn serve(
         .await
 }
 
-/// Binds `addr`, with a clear error when it is taken.
+/// Listen backlog: room for bursts of new connections. tokio's `TcpListener::bind` uses 128;
+/// past it the kernel drops handshakes and clients stall for a SYN retransmit (1 s, 3 s, ...),
+/// which a load test would then blame on the server.
+const BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a deep backlog, with a clear error when it is taken.
 pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
+    let listen = || -> std::io::Result<tokio::net::TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    listen().with_context(|| format!("cannot listen on {addr}"))
 }
 
 #[cfg(test)]

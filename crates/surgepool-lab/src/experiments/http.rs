@@ -75,6 +75,10 @@ pub(crate) struct Args {
     /// `http://127.0.0.1:8080/work`; needs --rps.
     #[arg(long)]
     target: Option<String>,
+    /// With --target: a cheap path to request once on every connection before the clock
+    /// starts (e.g. `/hello`), so the run does not measure first-use costs.
+    #[arg(long)]
+    warm_path: Option<String>,
     /// Write the results as JSON (API.md's shape) to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -191,6 +195,7 @@ async fn run_target(args: &Args, plan: &Plan, url: &str) -> anyhow::Result<Value
         duration: plan.duration,
         connections: plan.connections,
         deadline: Duration::from_millis(args.deadline_ms),
+        warm_path: args.warm_path.clone(),
     })
     .await?;
     let strategy = strategy_json("target", &report, None, Value::Null);
@@ -245,6 +250,7 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         duration: plan.duration,
         connections: plan.connections,
         deadline,
+        warm_path: Some("/hello".to_owned()),
     };
     let (layered_report, layered_mem) = layered.drive(spec.clone(), mem_cap).await?;
     let layered_stats = layered.stats().await;
