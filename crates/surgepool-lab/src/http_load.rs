@@ -115,8 +115,10 @@ pub(crate) struct LoadReport {
     /// 2xx responses, from the actual send (the server's time alone, without the time the
     /// request waited for a free connection in the generator).
     pub(crate) ok_service: Histogram<u64>,
-    /// 2xx latency (from intended time) by second of the run (by intended time).
-    pub(crate) ok_p99_by_second: Vec<f64>,
+    /// 503 responses, from the intended send time (what the client saw).
+    pub(crate) shed_from_intended: Histogram<u64>,
+    /// 2xx latency (from intended time), one histogram per second of the schedule.
+    pub(crate) ok_by_second: Vec<Histogram<u64>>,
     /// From the first intended send to the last response.
     pub(crate) elapsed: Duration,
     /// From the first to the last actual send.
@@ -179,6 +181,7 @@ struct Recorder {
     ok_latency: Histogram<u64>,
     shed_latency: Histogram<u64>,
     ok_service: Histogram<u64>,
+    shed_from_intended: Histogram<u64>,
     by_second: Vec<Histogram<u64>>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
@@ -215,6 +218,8 @@ impl Recorder {
                     }
                 } else if status == 503 {
                     self.shed_latency.saturating_record(micros(done - sent_at));
+                    self.shed_from_intended
+                        .saturating_record(micros(done - intended));
                 }
             }
             Ending::Error => self.errors += 1,
@@ -252,6 +257,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         ok_latency: histogram(),
         shed_latency: histogram(),
         ok_service: histogram(),
+        shed_from_intended: histogram(),
         by_second: (0..seconds).map(|_| histogram()).collect(),
         first_send: None,
         last_send: None,
@@ -289,17 +295,8 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         ok_latency: r.ok_latency,
         shed_latency: r.shed_latency,
         ok_service: r.ok_service,
-        ok_p99_by_second: r
-            .by_second
-            .iter()
-            .map(|h| {
-                if h.is_empty() {
-                    f64::NAN
-                } else {
-                    h.value_at_quantile(0.99) as f64 / 1000.0
-                }
-            })
-            .collect(),
+        shed_from_intended: r.shed_from_intended,
+        ok_by_second: r.by_second,
         elapsed: r
             .last_done
             .unwrap_or(start)

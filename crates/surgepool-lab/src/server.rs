@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use axum::extract::State;
@@ -19,6 +19,8 @@ use axum::routing::get;
 use axum::Router;
 use surgepool::Limit;
 use surgepool_tower::AdmissionLayer;
+
+use crate::work::{Work, WorkKind};
 
 /// Which admission layer sits in front of the handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,23 +66,11 @@ impl std::fmt::Display for LayerChoice {
     }
 }
 
-/// What `/work` spends its time on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Work {
-    /// Sleep (waiting work: a downstream call, a database).
-    Sleep,
-    /// A fixed amount of computation worth `service_time` of one core's CPU time, on a
-    /// blocking thread (off the runtime's workers with `spawn_blocking`, as a careful axum
-    /// user would). Fixed work, not "spin until the clock says 20 ms": under contention a
-    /// job must take longer, as real CPU work does.
-    Cpu,
-}
-
 /// The server's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
     pub(crate) layer: LayerChoice,
-    pub(crate) work: Work,
+    pub(crate) work: WorkKind,
     pub(crate) service_time: Duration,
     pub(crate) alloc_bytes: usize,
     /// Admission queue capacity (0: shed at once). Needs `deadline`.
@@ -99,8 +89,6 @@ struct Counters {
 #[derive(Debug, Clone)]
 struct AppState {
     config: Arc<ServerConfig>,
-    /// Iterations of [`burn`] worth `service_time` of CPU (0 for sleep work).
-    cpu_iterations: u64,
     counters: Arc<Counters>,
     layer: Option<AdmissionLayer>,
 }
@@ -112,15 +100,7 @@ pub(crate) fn app(config: ServerConfig) -> anyhow::Result<(Router, Option<Admiss
         LayerChoice::Adaptive => Some(build_layer(Limit::adaptive(), &config)?),
         LayerChoice::Fixed(n) => Some(build_layer(Limit::fixed(n), &config)?),
     };
-    let cpu_iterations = match config.work {
-        Work::Sleep => 0,
-        Work::Cpu => {
-            let per_ms = calibrate_iterations_per_ms();
-            (per_ms * config.service_time.as_secs_f64() * 1000.0).round() as u64
-        }
-    };
     let state = AppState {
-        cpu_iterations,
         config: Arc::new(config),
         counters: Arc::default(),
         layer: layer.clone(),
@@ -165,23 +145,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The overload experiment's job: hold `alloc_bytes` (every page written, so it is resident)
-/// for `service_time` of sleep or CPU.
+/// The overload experiment's unit of work ([`Work`]): allocate and touch `alloc_bytes`, then
+/// `service_time` of sleep, CPU or both. CPU work runs on a blocking thread
+/// (`spawn_blocking`), as a careful axum user would write it, so the runtime's workers stay
+/// free to parse requests and answer 503s; sleep work runs in the handler.
 async fn work(State(state): State<AppState>) -> impl IntoResponse {
     let _in_flight = InFlight::enter(&state.counters);
-    let buffer = touched_buffer(state.config.alloc_bytes);
-    let service_time = state.config.service_time;
-    match state.config.work {
-        Work::Sleep => tokio::time::sleep(service_time).await,
-        Work::Cpu => {
-            let iterations = state.cpu_iterations;
-            let spun = tokio::task::spawn_blocking(move || burn(iterations)).await;
-            if spun.is_err() {
+    let work = Work {
+        kind: state.config.work,
+        service: state.config.service_time,
+        alloc_bytes: state.config.alloc_bytes,
+    };
+    match work.kind {
+        WorkKind::Sleep => work.run().await,
+        WorkKind::Cpu | WorkKind::Mixed => {
+            let runtime = tokio::runtime::Handle::current();
+            let done = tokio::task::spawn_blocking(move || runtime.block_on(work.run())).await;
+            if done.is_err() {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "work panicked");
             }
         }
     }
-    std::hint::black_box(&buffer);
     (StatusCode::OK, "done")
 }
 
@@ -196,7 +180,6 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         "in_flight": c.in_flight.load(Ordering::Relaxed),
         "peak_in_flight": c.peak_in_flight.load(Ordering::Relaxed),
         "handled": c.handled.load(Ordering::Relaxed),
-        "cpu_iterations_per_job": state.cpu_iterations,
     });
     if let Some(layer) = &state.layer {
         let s = layer.stats();
@@ -215,51 +198,6 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-}
-
-/// Allocates `bytes` and writes one byte per 4 KiB page (the overload experiment's job), so
-/// the memory is really resident: a zeroed allocation alone would be mapped lazily and never
-/// show in RSS.
-fn touched_buffer(bytes: usize) -> Vec<u8> {
-    let mut buffer = vec![0u8; bytes];
-    for i in (0..bytes).step_by(4096) {
-        buffer[i] = 1;
-    }
-    buffer
-}
-
-/// `iterations` steps of a dependent multiply-add chain (about a nanosecond each), that the
-/// optimiser cannot skip.
-fn burn(iterations: u64) {
-    let mut x = 0u64;
-    for _ in 0..iterations {
-        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-    }
-    std::hint::black_box(x);
-}
-
-/// How many [`burn`] iterations take one millisecond of this thread's CPU time. The time is
-/// the thread's own on-CPU time from `/proc/thread-self/schedstat`, so preemption by other
-/// processes does not inflate it; without it, the fastest of several wall-clock runs.
-fn calibrate_iterations_per_ms() -> f64 {
-    const CHUNK: u64 = 2_000_000;
-    burn(CHUNK); // warm up
-    let mut best = 0.0f64;
-    for _ in 0..5 {
-        let (cpu0, wall0) = (thread_cpu_ns(), Instant::now());
-        burn(CHUNK);
-        let ns = match (cpu0, thread_cpu_ns()) {
-            (Some(a), Some(b)) if b > a => (b - a) as f64,
-            _ => wall0.elapsed().as_nanos() as f64,
-        };
-        best = best.max(CHUNK as f64 / ns * 1e6);
-    }
-    best
-}
-
-fn thread_cpu_ns() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
@@ -312,12 +250,5 @@ mod tests {
         assert!("fixed:0".parse::<LayerChoice>().is_err());
         assert!("fixed:x".parse::<LayerChoice>().is_err());
         assert!("bogus".parse::<LayerChoice>().is_err());
-    }
-
-    #[test]
-    fn touched_buffer_has_every_page_written() {
-        let b = touched_buffer(10_000);
-        assert_eq!(b.len(), 10_000);
-        assert_eq!((b[0], b[4096], b[8192]), (1, 1, 1));
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::server::{self, LayerChoice, ServerConfig, Work};
+use crate::server::{self, LayerChoice, ServerConfig};
+use crate::work::WorkKind;
 
 /// Arguments of `surgepool-lab serve`.
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,7 @@ pub(crate) struct Args {
     pub(crate) addr: SocketAddr,
     /// What `/work` spends its time on.
     #[arg(long, value_enum, default_value = "sleep")]
-    pub(crate) work: Work,
+    pub(crate) work: WorkKind,
     /// Time `/work` takes, in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub(crate) service_ms: u64,
