@@ -307,6 +307,17 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     let hello_layered = ServerChild::start(args, args.layer)?;
     let (mut bare_rps, mut layered_rps) = (Vec::new(), Vec::new());
     let mut hello_statuses: BTreeMap<&str, BTreeMap<u16, u64>> = BTreeMap::new();
+    // One uncounted warm-up round each (fresh processes, cold caches), then alternating
+    // rounds, so other processes' noise falls on both servers alike.
+    for child in [&hello_bare, &hello_layered] {
+        http_load::closed_loop(ClosedLoop {
+            target: child.target.with_path("/hello"),
+            connections: args.hello_connections,
+            duration: plan.hello,
+            deadline,
+        })
+        .await?;
+    }
     for _ in 0..plan.hello_rounds {
         for (name, child, out) in [
             ("bare", &hello_bare, &mut bare_rps),
@@ -328,7 +339,14 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     }
     hello_bare.stop();
     hello_layered.stop();
-    let (bare_hello, layered_hello) = (median(&mut bare_rps), median(&mut layered_rps));
+    // Best of the rounds: on a shared machine the least disturbed round is the closest to
+    // what each server can do; the medians are reported beside it.
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (bare_hello, layered_hello) = (best(&bare_rps), best(&layered_rps));
+    let (bare_median, layered_median) = (
+        median(&mut bare_rps.clone()),
+        median(&mut layered_rps.clone()),
+    );
 
     let bare_result = strategy_result("bare", &bare_report, Some(&bare_mem), &bare_stats, rate);
     let layered_result = strategy_result(
@@ -344,10 +362,11 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     ]);
     print_growth(&bare_result, &layered_result);
     println!(
-        "\nhello_rps (closed loop, {} clients, median of {} alternating rounds): bare {bare_hello:.0}, layered {layered_hello:.0} ({:+.1}%)",
+        "\nhello_rps (closed loop, {} clients, best of {} alternating rounds): bare {bare_hello:.0}, layered {layered_hello:.0} ({:+.1}%); medians {bare_median:.0} and {layered_median:.0} ({:+.1}%)",
         args.hello_connections,
         plan.hello_rounds,
-        (layered_hello / bare_hello - 1.0) * 100.0
+        (layered_hello / bare_hello - 1.0) * 100.0,
+        (layered_median / bare_median - 1.0) * 100.0
     );
     print_goals(
         args,
@@ -396,6 +415,8 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
             strategy_json(&layered_result, &layered_report, &layered_stats),
         ],
         "hello_rps": {"bare": bare_hello, "layered": layered_hello,
+                      "method": "best of alternating closed-loop rounds after one warm-up round each",
+                      "median": {"bare": bare_median, "layered": layered_median},
                       "rounds": {"bare": bare_rps, "layered": layered_rps},
                       "status_counts": hello_counts},
         "machine": machine(),
