@@ -19,7 +19,10 @@ pin_project! {
     ///
     /// For an admitted request it is the inner service's body, and it **holds the request's
     /// permit until the body ends**: a streaming response counts against the limit for as long
-    /// as it streams, and its latency sample covers the whole body. The outcome is the
+    /// as it streams, and its latency sample covers the whole body. The body ends when it
+    /// yields its trailers, returns `None`, or yields a frame after which it reports
+    /// `is_end_stream()` (hyper stops polling such a body, so that frame is its end; an empty
+    /// body releases the permit when the head is answered). The outcome is the
     /// classifier's verdict on the head, revised by the trailers if any; a body error counts
     /// as a drop. A body dropped before its end (the client went away, or a `HEAD` request
     /// whose body the server never reads) releases its permit without a latency sample,
