@@ -9,7 +9,8 @@ use super::{BlockingPool, Owner};
 use crate::error::{BuildError, TaskError};
 use crate::limit::{Limit, Limiter};
 use crate::pool::{
-    PanicHook, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+    validate_limit, PanicHook, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_QUEUE_CAPACITY,
 };
 use crate::queue::{Codel, JobQueue};
 use crate::sync::Arc;
@@ -129,17 +130,7 @@ impl BlockingPoolBuilder {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))
         });
-        limit.validate()?;
-        if limit.is_fixed() && self.min_workers > limit.initial() {
-            return Err(BuildError::new(
-                "min_workers",
-                format!(
-                    "{} is above the fixed limit of {}: the extra threads could never run a closure",
-                    self.min_workers,
-                    limit.initial()
-                ),
-            ));
-        }
+        validate_limit(&limit, self.min_workers)?;
         if self.thread_name.contains('\0') {
             return Err(BuildError::new(
                 "thread_name",

@@ -151,17 +151,7 @@ impl PoolBuilder {
     /// above a fixed limit, a zero CoDel target or interval, a zero memory budget, or no
     /// tokio runtime (build inside one, or pass [`runtime`](Self::runtime)).
     pub fn build(self) -> Result<Pool, BuildError> {
-        self.limit.validate()?;
-        if self.limit.is_fixed() && self.min_workers > self.limit.initial() {
-            return Err(BuildError::new(
-                "min_workers",
-                format!(
-                    "{} is above the fixed limit of {}: the extra workers could never run a task",
-                    self.min_workers,
-                    self.limit.initial()
-                ),
-            ));
-        }
+        validate_limit(&self.limit, self.min_workers)?;
         if let Some((target, interval)) = self.codel {
             if target.is_zero() || interval.is_zero() {
                 return Err(BuildError::new(
@@ -200,6 +190,21 @@ impl PoolBuilder {
             owner: Arc::new(Owner { inner }),
         })
     }
+}
+
+/// Checks a limit and a minimum of workers together (both pools' builders).
+pub(crate) fn validate_limit(limit: &Limit, min_workers: usize) -> Result<(), BuildError> {
+    limit.validate()?;
+    if limit.is_fixed() && min_workers > limit.initial() {
+        return Err(BuildError::new(
+            "min_workers",
+            format!(
+                "{min_workers} is above the fixed limit of {}: the extra workers could never run a task",
+                limit.initial()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Default for PoolBuilder {

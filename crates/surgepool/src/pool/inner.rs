@@ -501,28 +501,16 @@ impl Inner {
     }
 
     pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        let st = self.state();
-        ShutdownReport {
-            drained: st.acct.finished_since_shutdown - st.acct.cancelled_at_deadline,
-            cancelled: st.acct.cancelled_at_deadline,
-            timed_out,
-        }
+        self.state().acct.report(timed_out)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut s = Snapshot::default();
-        let latencies = {
-            let st = self.state();
-            st.acct.fill(&mut s);
-            s.queued = st.queue.len() as u64;
-            s.running = st.running as u64;
-            s.workers = st.workers as u64;
-            s.limit = self.limiter.limit() as u64;
-            // Copy the histograms (a few KiB) and summarise them without the lock.
-            st.acct.latencies.clone()
-        };
-        latencies.fill(&mut s);
-        s
+        let st = self.state();
+        let taken = st
+            .acct
+            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
+        drop(st);
+        taken.summarise()
     }
 
     /// Registers (or refreshes) a parked submitter; returns its id.
