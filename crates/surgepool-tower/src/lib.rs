@@ -26,21 +26,21 @@
 //!
 //! # axum
 //!
-//! ```
+//! ```no_run
 //! use axum::{routing::get, Router};
 //! use surgepool::Limit;
 //! use surgepool_tower::AdmissionLayer;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let admission = AdmissionLayer::new(Limit::adaptive())?; // 503 + Retry-After when full
-//! let app = Router::new()
-//!     .route("/", get(|| async { "hello" }))
-//!     .layer(admission.clone()); // every route shares this one limit
-//!
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await?;
-//! # Ok(())
-//! # }
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let admission = AdmissionLayer::new(Limit::adaptive())?; // full: 503 + Retry-After at once
+//!     let app = Router::new()
+//!         .route("/", get(|| async { "hello" }))
+//!         .layer(admission.clone()); // one limit for every route and every per-request clone
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
 //! ```
 //!
 //! `admission.stats()` reads the counters (admitted, shed, timed out, the current limit).
