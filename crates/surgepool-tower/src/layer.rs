@@ -20,6 +20,12 @@ use crate::shared::{AdmissionStats, Shared};
 /// those, shares it: applied with axum's `Router::layer`, all routes share one limit (build
 /// two layers for two limits). Clone the layer to apply the same limit in several places.
 ///
+/// An adaptive limit learns one latency for everything behind its layer. Endpoints whose
+/// service times differ by orders of magnitude (a 0.1 ms `/health` beside a 20 ms `/work`) can
+/// mislead it: a burst of fast requests makes the slow ones look queued, and the limit drops.
+/// Give such groups their own layer (`route_layer` per group), or keep cheap endpoints
+/// outside it (routes added after `Router::layer` are not wrapped).
+///
 /// # Examples
 ///
 /// ```

@@ -62,9 +62,10 @@ pub(crate) struct Args {
     /// Most connections the open-loop generator opens (each carries one request at a time).
     #[arg(long)]
     connections: Option<usize>,
-    /// Clients of the closed-loop capacity probe.
-    #[arg(long, default_value_t = 64)]
-    probe_connections: usize,
+    /// Clients of the closed-loop capacity probe (default: from the preset). It must keep more
+    /// requests in flight than the layered server admits, or it measures itself.
+    #[arg(long)]
+    probe_connections: Option<usize>,
     /// Clients of the closed-loop `/hello` overhead runs.
     #[arg(long, default_value_t = 8)]
     hello_connections: usize,
@@ -102,6 +103,7 @@ struct Plan {
     hello: Duration,
     hello_rounds: usize,
     connections: usize,
+    probe_connections: usize,
     max_rps: f64,
 }
 
@@ -116,7 +118,7 @@ impl Args {
         }
         ensure!(self.deadline_ms > 0, "--deadline-ms must be at least 1");
         ensure!(
-            self.probe_connections > 0 && self.hello_connections > 0,
+            self.probe_connections != Some(0) && self.hello_connections > 0,
             "connection counts must be at least 1"
         );
         let mut plan = match self.preset {
@@ -128,6 +130,7 @@ impl Args {
                 hello: Duration::from_millis(1_500),
                 hello_rounds: 5,
                 connections: 2_048,
+                probe_connections: 512,
                 max_rps: 50_000.0,
             },
             Preset::Smoke => Plan {
@@ -137,6 +140,7 @@ impl Args {
                 hello: Duration::from_millis(500),
                 hello_rounds: 1,
                 connections: 64,
+                probe_connections: 16,
                 max_rps: 300.0,
             },
         };
@@ -153,6 +157,10 @@ impl Args {
                 "--connections must be in 1..=16384"
             );
             plan.connections = c;
+        }
+        if let Some(c) = self.probe_connections {
+            ensure!(c <= 16_384, "--probe-connections must be at most 16384");
+            plan.probe_connections = c;
         }
         Ok(plan)
     }
@@ -246,7 +254,7 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     );
     let probe = |duration| ClosedLoop {
         target: work.clone(),
-        connections: args.probe_connections,
+        connections: plan.probe_connections,
         duration,
         deadline,
     };
@@ -272,7 +280,9 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         duration: plan.duration,
         connections: plan.connections,
         deadline,
-        warm_path: Some("/hello".to_owned()),
+        // `/stats` is outside the admission layer: warming the connections through the
+        // layer would feed an adaptive limit samples of another endpoint's latency.
+        warm_path: Some("/stats".to_owned()),
     };
     let (layered_report, layered_mem) = layered.drive(spec.clone(), mem_cap).await?;
     let layered_stats = layered.stats().await;
@@ -403,6 +413,7 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     scenario["capacity_rps"] = json!(capacity);
     scenario["overload"] = json!(rate / capacity);
     scenario["connections"] = json!(plan.connections);
+    scenario["probe_connections"] = json!(plan.probe_connections);
     scenario["deadline_ms"] = json!(args.deadline_ms);
     let hello_counts: serde_json::Map<String, Value> = hello_statuses
         .iter()
