@@ -75,7 +75,8 @@ impl BlockingPoolBuilder {
         self
     }
 
-    /// Threads kept alive even when idle (started at `build`). Default: 0.
+    /// Threads kept alive even when idle (started at `build`). Default: 0. Must not be
+    /// above the limit (for an adaptive limit: its starting value).
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
@@ -125,7 +126,7 @@ impl BlockingPoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above a fixed limit, a thread name with a NUL byte.
+    /// above the limit, a thread name with a NUL byte.
     pub fn build(self) -> Result<BlockingPool, BuildError> {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))

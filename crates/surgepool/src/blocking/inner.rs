@@ -255,6 +255,8 @@ impl Inner {
         st.acct.accept();
         let dispatch = if self.limiter.try_acquire_raw() {
             st.running += 1;
+            // It waited zero: record it, so queue-wait figures cover every task that ran.
+            st.acct.latencies.record_queue_wait(Duration::ZERO);
             Some(self.hand_to_worker(
                 &mut st,
                 Running {

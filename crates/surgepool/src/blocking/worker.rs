@@ -141,9 +141,12 @@ pub(crate) fn run(inner: Arc<Inner>, parker: Arc<ThreadParker>) {
 }
 
 fn wait_for_job(inner: &Arc<Inner>, parker: &Arc<ThreadParker>) -> Option<Running> {
-    let mut until = inner
-        .idle_timer_needed()
-        .then(|| Instant::now() + inner.settings.idle_timeout);
+    // An idle timeout too long to represent (`Duration::MAX`) means "never retire".
+    let mut until = if inner.idle_timer_needed() {
+        Instant::now().checked_add(inner.settings.idle_timeout)
+    } else {
+        None
+    };
     loop {
         match parker.wait(until) {
             Ok(job) => return job,

@@ -85,7 +85,7 @@ impl PoolBuilder {
     }
 
     /// Workers kept alive even when idle (started at `build`). Default: 0. Must not be
-    /// above a fixed limit.
+    /// above the limit (for an adaptive limit: its starting value).
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
@@ -148,7 +148,7 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above a fixed limit, a zero CoDel target or interval, a zero memory budget, or no
+    /// above the limit, a zero CoDel target or interval, a zero memory budget, or no
     /// tokio runtime (build inside one, or pass [`runtime`](Self::runtime)).
     pub fn build(self) -> Result<Pool, BuildError> {
         validate_limit(&self.limit, self.min_workers)?;
@@ -192,6 +192,10 @@ impl PoolBuilder {
     }
 }
 
+/// The most workers `min_workers` may keep: each is a parked task or thread, started at
+/// `build`; a larger number is a mistake (and `usize::MAX` would overflow an allocation).
+pub(crate) const MAX_MIN_WORKERS: usize = 65_536;
+
 /// Checks a limit and a minimum of workers together (both pools' builders).
 pub(crate) fn validate_limit(limit: &Limit, min_workers: usize) -> Result<(), BuildError> {
     limit.validate()?;
@@ -202,6 +206,12 @@ pub(crate) fn validate_limit(limit: &Limit, min_workers: usize) -> Result<(), Bu
                 "{min_workers} is above the fixed limit of {}: the extra workers could never run a task",
                 limit.initial()
             ),
+        ));
+    }
+    if min_workers > MAX_MIN_WORKERS {
+        return Err(BuildError::new(
+            "min_workers",
+            format!("{min_workers} is above the most a pool keeps idle ({MAX_MIN_WORKERS})"),
         ));
     }
     Ok(())

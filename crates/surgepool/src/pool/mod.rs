@@ -192,7 +192,7 @@ impl Pool {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        match self.inner().try_admit(fut, options, None) {
+        match self.inner().try_admit(fut, options, None, false) {
             Ok(task) => Ok(TaskHandle::new(task, self.inner().clone())),
             Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
             Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
