@@ -10,8 +10,15 @@ pub(crate) use std::sync::{
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    Arc, Condvar, Mutex, MutexGuard,
+    Condvar, Mutex, MutexGuard,
 };
+
+/// `Arc` stays `std`'s under loom: the pools need `self: &Arc<Self>` receivers and
+/// `Arc<dyn Trait>` coercions, which loom's `Arc` does not support (the crate did not
+/// compile under `cfg(loom)`). Reference counts are not part of the state machines the
+/// models explore; the locks, condvars, atomics and threads are, and those stay loom's.
+#[cfg(loom)]
+pub(crate) use std::sync::Arc;
 
 /// Threads: loom's under `cfg(loom)`, so models can run the blocking pool's workers.
 #[cfg(not(loom))]
