@@ -497,7 +497,7 @@ impl Inner {
     pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
         let st = self.state();
         ShutdownReport {
-            drained: st.acct.finished_since_shutdown - st.acct.cancelled_at_deadline,
+            drained: st.acct.finished_since_shutdown,
             cancelled: st.acct.cancelled_at_deadline,
             timed_out,
         }
