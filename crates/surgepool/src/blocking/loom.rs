@@ -228,3 +228,47 @@ fn loom_slots_are_never_exceeded_and_all_return() {
         after_shutdown(&pool, accepted, 3);
     });
 }
+
+/// Two slots, two workers, two submitters racing for them with no queue: at most two
+/// closures inside at once, and every slot comes back (the limiter ends at zero).
+#[test]
+fn loom_two_slots_two_workers() {
+    loom::model(|| {
+        let pool = pool(2, 0);
+        let now = Arc::new(AtomicUsize::new(0));
+        let job = |value: u32| {
+            let now = now.clone();
+            move || {
+                let inside = now.fetch_add(1, Ordering::SeqCst) + 1;
+                assert!(
+                    inside <= 2,
+                    "{inside} closures ran at once under a limit of 2"
+                );
+                now.fetch_sub(1, Ordering::SeqCst);
+                value
+            }
+        };
+        let other = {
+            let (pool, job) = (pool.clone(), job(2));
+            thread::spawn(move || match pool.try_submit(job) {
+                Ok(handle) => Offer::Accepted(handle),
+                Err(e) => {
+                    assert!(e.is_full(), "{e}");
+                    Offer::Returned
+                }
+            })
+        };
+        let a = match pool.try_submit(job(1)) {
+            Ok(handle) => Offer::Accepted(handle),
+            Err(e) => {
+                assert!(e.is_full(), "{e}");
+                Offer::Returned
+            }
+        };
+        let b = other.join().expect("no panic");
+        // Two slots for two offers: both fit, whatever the order.
+        let accepted = settle(vec![(a, 1), (b, 2)]);
+        assert_eq!(accepted, 2);
+        after_shutdown(&pool, 2, 2);
+    });
+}
