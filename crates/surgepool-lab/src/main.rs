@@ -5,7 +5,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alloc_count;
+mod child;
 mod experiments;
+mod machine;
+mod open_loop;
+mod report;
+mod rss;
+mod run_stats;
+mod scenario_json;
+mod table;
+mod work;
 
 /// The surgepool lab: measure concurrency shapes and overload behaviour on this machine.
 #[derive(Debug, Parser)]

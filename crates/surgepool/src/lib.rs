@@ -51,3 +51,8 @@ pub use error::{BuildError, SubmitError, TaskError};
 pub use limit::Limit;
 pub use pool::{Pool, PoolBuilder, TaskHandle};
 pub use stats::{LatencySummary, ShutdownReport, Snapshot};
+
+/// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

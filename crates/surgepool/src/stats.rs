@@ -108,7 +108,7 @@ pub struct ShutdownReport {
 }
 
 /// The three latency histograms of a pool. Lives inside the pool's locked state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Latencies {
     queue_wait: Histogram<u64>,
     run_time: Histogram<u64>,

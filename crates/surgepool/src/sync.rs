@@ -4,7 +4,7 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    Arc, Condvar, Mutex, MutexGuard,
+    Condvar, Mutex, MutexGuard,
 };
 
 #[cfg(loom)]
@@ -13,11 +13,8 @@ pub(crate) use loom::sync::{
     Condvar, Mutex, MutexGuard,
 };
 
-/// `Arc` stays `std`'s under loom: the pools need `self: &Arc<Self>` receivers and
-/// `Arc<dyn Trait>` coercions, which loom's `Arc` does not support (the crate did not
-/// compile under `cfg(loom)`). Reference counts are not part of the state machines the
-/// models explore; the locks, condvars, atomics and threads are, and those stay loom's.
-#[cfg(loom)]
+/// Always `std`'s `Arc`: the pools need `Arc<dyn Trait>` and `self: &Arc<Self>`, which
+/// loom's `Arc` cannot express. Loom still sees every lock, condvar, atomic and thread.
 pub(crate) use std::sync::Arc;
 
 /// Threads: loom's under `cfg(loom)`, so models can run the blocking pool's workers.

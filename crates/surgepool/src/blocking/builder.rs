@@ -9,7 +9,8 @@ use super::{BlockingPool, Owner};
 use crate::error::{BuildError, TaskError};
 use crate::limit::{Limit, Limiter};
 use crate::pool::{
-    PanicHook, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+    validate_limit, PanicHook, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_QUEUE_CAPACITY,
 };
 use crate::queue::{Codel, JobQueue};
 use crate::sync::Arc;
@@ -130,25 +131,7 @@ impl BlockingPoolBuilder {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))
         });
-        limit.validate()?;
-        // Checked for every limit, not only fixed ones: for an adaptive limit the starting
-        // limit is the only number known here, and without the check `min_workers(usize::MAX)`
-        // would try to start that many threads (a capacity-overflow panic in `build`).
-        if self.min_workers > limit.initial() {
-            let kind = if limit.is_fixed() {
-                "fixed"
-            } else {
-                "starting"
-            };
-            return Err(BuildError::new(
-                "min_workers",
-                format!(
-                    "{} is above the {kind} limit of {}: the extra threads could never run a closure",
-                    self.min_workers,
-                    limit.initial()
-                ),
-            ));
-        }
+        validate_limit(&limit, self.min_workers)?;
         if self.thread_name.contains('\0') {
             return Err(BuildError::new(
                 "thread_name",

@@ -1,5 +1,5 @@
 //! The interface every limit algorithm implements (Netflix concurrency-limits' shape:
-//! `onSample(startTime, rtt, inflight, didDrop) -> newLimit`).
+//! `onSample(startTime, rtt, inflight, didDrop) -> newLimit`), and the small helpers they share.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -20,6 +20,82 @@ pub(crate) struct Sample {
 }
 
 /// A limit algorithm: takes samples, returns the new limit (always at least 1).
+///
+/// `update` runs under the limiter's mutex once per finished job, so implementations keep it
+/// O(1) and allocation-free.
 pub(crate) trait Algorithm: Send + Debug + 'static {
     fn update(&mut self, sample: &Sample) -> usize;
+}
+
+/// A tiny deterministic PRNG (xorshift64*) for probe jitter: no dependency, no allocation,
+/// and reproducible in tests.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A generator whose stream differs per limiter in a process (so a fleet of limiters
+    /// created together does not probe in lock-step), yet needs no OS entropy.
+    pub(crate) fn new() -> Rng {
+        // Not `crate::sync`: this counter is not part of any loom model.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+        let seed = NEXT.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        Rng::with_seed(seed)
+    }
+
+    pub(crate) fn with_seed(seed: u64) -> Rng {
+        // splitmix64 scrambles the seed so that nearby seeds give unrelated streams.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Rng(z | 1)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        let bits = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        bits as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Rounds a float limit down to a whole limit within `[min, max]`.
+pub(crate) fn whole(limit: f64, min: usize, max: usize) -> usize {
+    if limit.is_nan() {
+        return min;
+    }
+    (limit.floor().max(0.0) as usize).clamp(min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_uniform_enough_and_deterministic() {
+        let mut a = Rng::with_seed(7);
+        let mut b = Rng::with_seed(7);
+        let mut sum = 0.0;
+        for _ in 0..10_000 {
+            let x = a.next_f64();
+            assert_eq!(x, b.next_f64());
+            assert!((0.0..1.0).contains(&x));
+            sum += x;
+        }
+        let mean = sum / 10_000.0;
+        assert!((0.45..0.55).contains(&mean), "mean {mean}");
+    }
+
+    #[test]
+    fn whole_clamps_and_survives_nan() {
+        assert_eq!(whole(f64::NAN, 3, 10), 3);
+        assert_eq!(whole(-5.0, 1, 10), 1);
+        assert_eq!(whole(7.9, 1, 10), 7);
+        assert_eq!(whole(1e30, 1, 10), 10);
+    }
 }

@@ -156,16 +156,19 @@ impl Limiter {
     /// Admission without a `Permit` object, for the pools (which hold the slot themselves).
     pub(crate) fn try_acquire_raw(&self) -> bool {
         let shared = &*self.shared;
-        let mut current = shared.in_flight.load(Ordering::Relaxed);
+        // SeqCst (free on x86): a parked `acquire` increments `waiters` and then checks here,
+        // while `release` decrements `in_flight` and then checks `waiters`; with both sides
+        // sequentially consistent, at least one of them sees the other (no lost wake-up).
+        let mut current = shared.in_flight.load(Ordering::SeqCst);
         loop {
-            if current >= shared.limit.load(Ordering::Acquire) {
+            if current >= shared.limit.load(Ordering::SeqCst) {
                 return false;
             }
             match shared.in_flight.compare_exchange_weak(
                 current,
                 current + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
@@ -199,14 +202,16 @@ impl Shared {
             let new_limit = lock(algorithm).update(&sample).max(1);
             self.store_limit(new_limit);
         }
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // SeqCst pairs with the waiter's increment of `waiters` and its SeqCst re-check of
+        // `in_flight` (see `try_acquire_raw`).
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.notify.notify_one();
         }
     }
 
     fn store_limit(&self, new_limit: usize) {
-        let old = self.limit.swap(new_limit, Ordering::AcqRel);
+        let old = self.limit.swap(new_limit, Ordering::SeqCst);
         if new_limit > old && self.waiters.load(Ordering::SeqCst) > 0 {
             for _ in 0..(new_limit - old).min(self.waiters.load(Ordering::SeqCst)) {
                 self.notify.notify_one();

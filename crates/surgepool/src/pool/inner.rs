@@ -97,12 +97,25 @@ pub(crate) enum AfterRun {
 }
 
 /// Work to do after the lock is released: wake or spawn workers, end shed tasks, wake a
-/// submitter. Collected under the lock, carried out without it.
+/// submitter. Collected under the lock, carried out without it. The common case (one
+/// dispatch, at most one submitter to wake) lives inline: the hot path allocates nothing.
 #[derive(Default)]
 pub(crate) struct Deferred {
-    dispatch: Vec<Dispatch>,
+    dispatch: Option<Dispatch>,
+    more_dispatch: Vec<Dispatch>,
     shed: Vec<(Job, ShedReason)>,
-    wake: Vec<Waker>,
+    wake: Option<Waker>,
+    wake_all: Vec<Waker>,
+}
+
+impl Deferred {
+    fn dispatch(&mut self, d: Dispatch) {
+        if self.dispatch.is_none() {
+            self.dispatch = Some(d);
+        } else {
+            self.more_dispatch.push(d);
+        }
+    }
 }
 
 impl Inner {
@@ -220,9 +233,8 @@ impl Inner {
                     started: now,
                     weight: options.weight,
                 };
-                deferred
-                    .dispatch
-                    .push(self.hand_to_worker(&mut st, running));
+                let d = self.hand_to_worker(&mut st, running);
+                deferred.dispatch(d);
             } else {
                 st.queue.push(Entry {
                     job,
@@ -298,7 +310,7 @@ impl Inner {
                 Some(slot @ None) => *slot = Some(running),
                 _ => {
                     let d = self.hand_to_worker(st, running);
-                    deferred.dispatch.push(d);
+                    deferred.dispatch(d);
                 }
             }
         }
@@ -310,10 +322,10 @@ impl Inner {
         if !st.waiters.is_empty() && (st.closed || self.has_room(st, 0)) {
             if st.closed {
                 deferred
-                    .wake
+                    .wake_all
                     .extend(st.waiters.iter().map(|(_, w)| w.clone()));
             } else if let Some((_, waker)) = st.waiters.front() {
-                deferred.wake.push(waker.clone());
+                deferred.wake = Some(waker.clone());
             }
         }
     }
@@ -495,23 +507,16 @@ impl Inner {
     }
 
     pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        let st = self.state();
-        ShutdownReport {
-            drained: st.acct.finished_since_shutdown,
-            cancelled: st.acct.cancelled_at_deadline,
-            timed_out,
-        }
+        self.state().acct.report(timed_out)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         let st = self.state();
-        let mut s = Snapshot::default();
-        st.acct.fill(&mut s);
-        s.queued = st.queue.len() as u64;
-        s.running = st.running as u64;
-        s.workers = st.workers as u64;
-        s.limit = self.limiter.limit() as u64;
-        s
+        let taken = st
+            .acct
+            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
+        drop(st);
+        taken.summarise()
     }
 
     /// Registers (or refreshes) a parked submitter; returns its id, and `true` when it is
@@ -557,18 +562,34 @@ impl Inner {
     }
 
     fn carry_out(self: &Arc<Self>, deferred: Deferred) {
-        for dispatch in deferred.dispatch {
-            match dispatch {
-                Dispatch::None => {}
-                Dispatch::Wake(waker) => waker.wake(),
-                Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
+        if let Some(dispatch) = deferred.dispatch {
+            self.run_dispatch(dispatch);
+        }
+        if !deferred.more_dispatch.is_empty() {
+            for dispatch in deferred.more_dispatch {
+                self.run_dispatch(dispatch);
             }
         }
-        for (job, reason) in deferred.shed {
-            job.finish_unrun(TaskError::shed(reason));
+        if !deferred.shed.is_empty() {
+            for (job, reason) in deferred.shed {
+                job.finish_unrun(TaskError::shed(reason));
+            }
         }
-        for waker in deferred.wake {
+        if let Some(waker) = deferred.wake {
             waker.wake();
+        }
+        if !deferred.wake_all.is_empty() {
+            for waker in deferred.wake_all {
+                waker.wake();
+            }
+        }
+    }
+
+    fn run_dispatch(self: &Arc<Self>, dispatch: Dispatch) {
+        match dispatch {
+            Dispatch::None => {}
+            Dispatch::Wake(waker) => waker.wake(),
+            Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 pub use builder::PoolBuilder;
 pub(crate) use builder::{
-    CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+    validate_limit, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
 };
 pub use task::TaskHandle;
 

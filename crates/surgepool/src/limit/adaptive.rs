@@ -1,0 +1,520 @@
+//! The default controller behind [`Limit::adaptive`]: a latency gradient against a
+//! periodically re-measured minimum RTT (Envoy's adaptive concurrency filter) that guards a
+//! throughput hill climber (the .NET thread pool's idea), started by TCP-style slow start.
+//! `README.md` beside this file gives the formulas, the reasons and the sources.
+//!
+//! Samples are folded into windows of about one round trip (every slot turned over once,
+//! and at least [`MIN_WINDOW_SAMPLES`]). After every change of the limit one *settle* window
+//! is thrown away, so each decision sees the system as the new limit shaped it; then a
+//! *measure* window gives the mean RTT `r` and the goodput `x` (successes per second), and
+//! the controller decides, in order:
+//!
+//! 1. **Drops** (more than 1 in 10 samples): back off ×0.9.
+//! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
+//! 3. **Latency guard**: if `r > base × tolerance`, cut toward `limit × base / r` (the limit at
+//!    which queueing would vanish), smoothed. If the previous cut did not lower the latency,
+//!    the latency is not ours (the work itself got slower): take `r` as the new base instead.
+//! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
+//!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
+//!    stuck at an old low.
+//! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
+//!    (an increase must win at least half its proportional gain, a decrease may lose at most
+//!    half its proportional loss), double the step after a kept move (slow start when it keeps
+//!    winning), and after a rejected move go back, flip direction and hold for 1, 2, 4, 8
+//!    windows before trying again.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::algorithm::{whole, Algorithm, Rng, Sample};
+use super::{check_bounds, check_range, Config, Limit};
+use crate::error::BuildError;
+
+/// The default upper bound: generous enough for waiting work on a large machine, small
+/// enough that a runaway limit cannot admit an unbounded amount of memory.
+pub(crate) const DEFAULT_MAX: usize = 10_000;
+/// A measure window holds at least this many samples, so one slow job cannot swing the mean.
+const MIN_WINDOW_SAMPLES: u32 = 16;
+/// The smallest hill-climbing step, as a share of the limit (at least 1).
+const STEP_FRACTION: f64 = 0.05;
+/// Share of the proportional goodput change a move must win (up) or may lose (down).
+const GAIN: f64 = 0.5;
+/// Longest pause, in windows, between moves once the climber sits on the knee.
+const MAX_HOLD: u32 = 8;
+/// Limit kept after a window with too many drops.
+const DROP_BACKOFF: f64 = 0.9;
+/// The cut never takes away more than half the limit at once (Envoy and Netflix clamp the
+/// gradient at 0.5 for the same reason: one outlier window must not collapse the limit).
+const MIN_GRADIENT: f64 = 0.5;
+
+/// Settings of [`Limit::adaptive`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AdaptiveConfig {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    pub(crate) initial: Option<usize>,
+    pub(crate) tolerance: f64,
+    pub(crate) smoothing: f64,
+    pub(crate) probe_interval: Duration,
+    pub(crate) probe_jitter: f64,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        AdaptiveConfig {
+            min: 1,
+            max: DEFAULT_MAX,
+            initial: None,
+            tolerance: 1.25,
+            smoothing: 0.5,
+            probe_interval: Duration::from_secs(10),
+            probe_jitter: 0.15,
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    /// The starting limit: the machine's parallelism unless set, within `[min, max]`.
+    pub(crate) fn initial(&self) -> usize {
+        self.initial.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .clamp(self.min.max(1), self.max.max(self.min.max(1)))
+        })
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        check_bounds(self.min, self.initial(), self.max)?;
+        check_range(
+            "tolerance",
+            self.tolerance,
+            1.0,
+            f64::MAX,
+            "must be a finite ratio >= 1.0: how much slower than the base RTT is tolerated",
+        )?;
+        check_range(
+            "smoothing",
+            self.smoothing,
+            f64::MIN_POSITIVE,
+            1.0 + f64::EPSILON,
+            "must be in (0, 1]: the share of a latency cut applied at once (1 = all of it)",
+        )?;
+        if self.probe_interval < Duration::from_millis(1) {
+            return Err(BuildError::new(
+                "probe_interval",
+                "must be at least 1 ms: how often the base RTT is re-measured",
+            ));
+        }
+        check_range(
+            "probe_jitter",
+            self.probe_jitter,
+            0.0,
+            1.0 + f64::EPSILON,
+            "must be in [0, 1]: the random extra delay of a re-measure, as a share of the interval",
+        )
+    }
+}
+
+/// Builds a [`Limit::adaptive`] with other settings.
+///
+/// Every setting has a default that needs no tuning; the knobs exist for bounds you must
+/// respect (a database that allows 50 connections) and for experiments.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `min` | 1 | the limit never goes below |
+/// | `max` | 10 000 | the limit never goes above |
+/// | `initial` | available parallelism | the limit before any sample |
+/// | `tolerance` | 1.25 | RTT / base RTT above which the limit is cut |
+/// | `smoothing` | 0.5 | share of a latency cut applied at once |
+/// | `probe_interval` | 10 s | how often the base RTT is re-measured at half the limit |
+/// | `probe_jitter` | 0.15 | random extra delay of a re-measure, share of the interval |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::Limit;
+///
+/// let limit = Limit::adaptive_builder()
+///     .min(2)
+///     .max(500)
+///     .tolerance(1.5)
+///     .probe_interval(Duration::from_secs(30))
+///     .build()?;
+///
+/// // Settings that cannot work are errors, never panics:
+/// let err = Limit::adaptive_builder().min(10).max(5).build().unwrap_err();
+/// assert_eq!(err.setting(), "max");
+/// # Ok::<(), surgepool::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct AdaptiveBuilder {
+    config: AdaptiveConfig,
+}
+
+impl AdaptiveBuilder {
+    pub(crate) fn new() -> Self {
+        AdaptiveBuilder {
+            config: AdaptiveConfig::default(),
+        }
+    }
+
+    /// The limit never goes below this (default 1).
+    pub fn min(mut self, n: usize) -> Self {
+        self.config.min = n;
+        self
+    }
+
+    /// The limit never goes above this (default 10 000).
+    pub fn max(mut self, n: usize) -> Self {
+        self.config.max = n;
+        self
+    }
+
+    /// The limit before any sample (default: the machine's available parallelism, within
+    /// `[min, max]`).
+    pub fn initial(mut self, n: usize) -> Self {
+        self.config.initial = Some(n);
+        self
+    }
+
+    /// The ratio of mean RTT to base RTT above which the limit is cut, `>= 1.0`
+    /// (default 1.25, Envoy's 25 % buffer). Lower reacts sooner and to more noise.
+    pub fn tolerance(mut self, ratio: f64) -> Self {
+        self.config.tolerance = ratio;
+        self
+    }
+
+    /// The share of a latency cut applied at once, in `(0, 1]` (default 0.5).
+    pub fn smoothing(mut self, smoothing: f64) -> Self {
+        self.config.smoothing = smoothing;
+        self
+    }
+
+    /// How often the base RTT is re-measured at half the limit (default 10 s).
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.config.probe_interval = interval;
+        self
+    }
+
+    /// Random extra delay of each re-measure, as a share of the interval, in `[0, 1]`
+    /// (default 0.15, as Envoy). Keeps many limiters from re-measuring in lock-step.
+    pub fn probe_jitter(mut self, jitter: f64) -> Self {
+        self.config.probe_jitter = jitter;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
+    /// max` does not hold.
+    pub fn build(self) -> Result<Limit, BuildError> {
+        self.config.validate()?;
+        Ok(Limit {
+            config: Config::Adaptive(self.config),
+        })
+    }
+}
+
+/// What the current window is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowKind {
+    /// The first round after a change: its samples mostly describe the old limit.
+    Settle,
+    /// A round whose samples the controller decides on.
+    Measure,
+}
+
+/// Sums over one window; O(1) to update.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    kind: WindowKind,
+    /// The limit this window ran under.
+    limit: usize,
+    start: Instant,
+    samples: u32,
+    successes: u32,
+    dropped: u32,
+    /// Sum of the successes' RTTs, in seconds.
+    rtt_sum: f64,
+    max_in_flight: usize,
+}
+
+/// A limit and the goodput measured under it.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    limit: usize,
+    goodput: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// The live state of the default controller.
+#[derive(Debug)]
+pub(crate) struct Adaptive {
+    config: AdaptiveConfig,
+    limit: usize,
+    window: Option<Window>,
+    /// Mean RTT of the last measure window, seconds: the length of a round.
+    round: f64,
+    /// The base (no-queue) RTT, seconds.
+    base: Option<f64>,
+    /// When the next periodic re-measure of the base starts.
+    next_probe: Option<Instant>,
+    /// While re-measuring the base: the limit to restore afterwards.
+    probing_from: Option<usize>,
+    /// The last latency cut: the limit before it and the RTT that caused it.
+    last_cut: Option<(usize, f64)>,
+    /// The point a pending hill-climbing move started from.
+    moved_from: Option<Point>,
+    direction: Direction,
+    step: usize,
+    hold: u32,
+    hold_left: u32,
+    rng: Rng,
+}
+
+impl Adaptive {
+    pub(crate) fn new(config: AdaptiveConfig) -> Self {
+        let limit = config.initial();
+        Adaptive {
+            config,
+            limit,
+            window: None,
+            round: 0.0,
+            base: None,
+            next_probe: None,
+            probing_from: None,
+            last_cut: None,
+            moved_from: None,
+            direction: Direction::Up,
+            // Slow start: the first moves double the limit for as long as goodput follows.
+            step: limit,
+            hold: 1,
+            hold_left: 0,
+            rng: Rng::new(),
+        }
+    }
+
+    fn min_step(&self) -> usize {
+        ((self.limit as f64 * STEP_FRACTION) as usize).max(1)
+    }
+
+    fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(self.config.min, self.config.max);
+    }
+
+    fn schedule_probe(&mut self, now: Instant) {
+        let jitter = 1.0 + self.config.probe_jitter * self.rng.next_f64();
+        self.next_probe = Some(now + self.config.probe_interval.mul_f64(jitter));
+    }
+
+    /// `true` once the window holds enough to act on.
+    fn window_done(&self, w: &Window, now: Instant) -> bool {
+        let round_samples = u32::try_from(w.limit).unwrap_or(u32::MAX);
+        let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
+        match w.kind {
+            // One round: every slot turned over once, or a round's time passed (app limited).
+            WindowKind::Settle => {
+                w.samples >= round_samples || (self.round > 0.0 && elapsed >= 2.0 * self.round)
+            }
+            WindowKind::Measure => {
+                w.samples >= MIN_WINDOW_SAMPLES
+                    && (w.samples >= round_samples
+                        || (self.round > 0.0 && elapsed >= 4.0 * self.round))
+            }
+        }
+    }
+
+    /// Acts on a finished measure window; returns `true` when the limit changed.
+    fn decide(&mut self, w: &Window, now: Instant) -> bool {
+        let before = self.limit;
+        let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
+        if w.successes == 0 || w.dropped * 10 > w.samples {
+            // Overload reported by the caller (timeouts, 503s): back off like AIMD.
+            self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
+            self.after_cut(before, self.round);
+            return self.limit != before;
+        }
+        let rtt = w.rtt_sum / f64::from(w.successes);
+        let goodput = f64::from(w.successes) / elapsed.max(1e-9);
+        self.round = rtt;
+
+        if let Some(restore) = self.probing_from.take() {
+            // This window ran at half the limit: its RTT is the new base.
+            self.base = Some(rtt);
+            self.set_limit(restore);
+            self.schedule_probe(now);
+            self.moved_from = None;
+            return self.limit != before;
+        }
+        let base = match self.base {
+            Some(base) if base <= rtt => base,
+            _ => {
+                self.base = Some(rtt);
+                rtt
+            }
+        };
+        if self.next_probe.is_none() {
+            self.schedule_probe(now);
+        }
+
+        if rtt > base * self.config.tolerance {
+            if let Some((cut_from, cut_rtt)) = self.last_cut {
+                // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
+                // proportion if queueing caused it. It did not: the work itself is slower
+                // now, and this RTT, measured at a lower limit, is the new base.
+                let shrink = w.limit as f64 / cut_from as f64;
+                if shrink < 1.0 && rtt > cut_rtt * (1.0 - GAIN * (1.0 - shrink)) {
+                    self.base = Some(rtt);
+                    self.last_cut = None;
+                    self.moved_from = None;
+                    return false;
+                }
+            }
+            let gradient = (base / rtt).max(MIN_GRADIENT);
+            let target = self.limit as f64 * gradient;
+            let smoothed =
+                self.limit as f64 * (1.0 - self.config.smoothing) + target * self.config.smoothing;
+            let new = whole(smoothed, 1, usize::MAX).min(self.limit.saturating_sub(1));
+            self.set_limit(new);
+            self.after_cut(before, rtt);
+            return self.limit != before;
+        }
+        self.last_cut = None;
+
+        if self.next_probe.is_some_and(|at| now >= at) {
+            let half = (self.limit / 2).max(self.config.min);
+            if half < self.limit {
+                self.probing_from = Some(self.limit);
+                self.set_limit(half);
+                self.moved_from = None;
+                return true;
+            }
+            self.base = Some(rtt);
+            self.schedule_probe(now);
+        }
+
+        self.climb(w, goodput);
+        self.limit != before
+    }
+
+    /// After a cut: forget the hill climber's reference and continue downwards, gently.
+    fn after_cut(&mut self, before: usize, rtt: f64) {
+        self.last_cut = Some((before, rtt));
+        self.moved_from = None;
+        self.direction = Direction::Down;
+        self.step = self.min_step();
+        self.hold = 1;
+        self.hold_left = 0;
+    }
+
+    fn climb(&mut self, w: &Window, goodput: f64) {
+        let here = Point {
+            limit: self.limit,
+            goodput,
+        };
+        if let Some(from) = self.moved_from.take() {
+            let change = here.limit as f64 / from.limit as f64 - 1.0;
+            // Up (change > 0): goodput must rise by at least GAIN x the proportional gain.
+            // Down (change < 0): goodput may fall by at most GAIN x the proportional loss.
+            let kept = goodput >= from.goodput * (1.0 + GAIN * change);
+            if kept {
+                self.step = (self.step * 2).min(self.limit.max(1));
+                self.hold = 1;
+            } else {
+                self.set_limit(from.limit);
+                self.direction = match self.direction {
+                    Direction::Up => Direction::Down,
+                    Direction::Down => Direction::Up,
+                };
+                self.step = self.min_step();
+                self.hold_left = self.hold;
+                self.hold = (self.hold * 2).min(MAX_HOLD);
+                return;
+            }
+        } else if self.hold_left > 0 {
+            self.hold_left -= 1;
+            return;
+        }
+
+        // Only move while the limit is what holds the work back: when callers bring less
+        // than the limit ("app limited"), goodput says nothing about the limit.
+        let binding = w.max_in_flight + w.limit / 10 >= w.limit;
+        if !binding {
+            return;
+        }
+        let target = match self.direction {
+            Direction::Up => self.limit.saturating_add(self.step),
+            Direction::Down => self.limit.saturating_sub(self.step),
+        };
+        let before = self.limit;
+        self.set_limit(target);
+        if self.limit == before {
+            // At a bound: try the other way next time.
+            self.direction = match self.direction {
+                Direction::Up => Direction::Down,
+                Direction::Down => Direction::Up,
+            };
+            self.step = self.min_step();
+        } else {
+            self.moved_from = Some(here);
+        }
+    }
+}
+
+impl Algorithm for Adaptive {
+    fn update(&mut self, sample: &Sample) -> usize {
+        let now = sample.now;
+        let limit = self.limit;
+        let w = self.window.get_or_insert_with(|| Window {
+            kind: WindowKind::Measure,
+            limit,
+            start: now.checked_sub(sample.rtt).unwrap_or(now),
+            samples: 0,
+            successes: 0,
+            dropped: 0,
+            rtt_sum: 0.0,
+            max_in_flight: 0,
+        });
+        w.samples += 1;
+        if sample.dropped {
+            w.dropped += 1;
+        } else {
+            w.successes += 1;
+            w.rtt_sum += sample.rtt.as_secs_f64();
+        }
+        w.max_in_flight = w.max_in_flight.max(sample.in_flight);
+        let w = *w;
+        if !self.window_done(&w, now) {
+            return self.limit;
+        }
+        let changed = match w.kind {
+            WindowKind::Settle => false,
+            WindowKind::Measure => self.decide(&w, now),
+        };
+        self.window = Some(Window {
+            kind: if changed {
+                WindowKind::Settle
+            } else {
+                WindowKind::Measure
+            },
+            limit: self.limit,
+            start: now,
+            samples: 0,
+            successes: 0,
+            dropped: 0,
+            rtt_sum: 0.0,
+            max_in_flight: 0,
+        });
+        self.limit
+    }
+}
