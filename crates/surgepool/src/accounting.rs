@@ -24,7 +24,9 @@ pub(crate) struct Accounting {
     pub(crate) cancelled: u64,
     pub(crate) shed: u64,
     pub(crate) latencies: Latencies,
-    /// Outcomes reached since shutdown began (for `ShutdownReport::drained`).
+    /// Outcomes other than cancellation reached since shutdown began
+    /// (`ShutdownReport::drained`, documented as excluding every cancellation: by the
+    /// grace deadline, and by `abort` while draining).
     pub(crate) finished_since_shutdown: u64,
     /// Tasks cancelled by a shutdown deadline.
     pub(crate) cancelled_at_deadline: u64,
@@ -66,7 +68,7 @@ impl Accounting {
             Outcome::Cancelled => self.cancelled += 1,
             Outcome::Shed => self.shed += 1,
         }
-        if self.shutting_down {
+        if self.shutting_down && outcome != Outcome::Cancelled {
             self.finished_since_shutdown += 1;
         }
         if let Some((wait, run_time)) = run {
@@ -106,7 +108,7 @@ impl Accounting {
     /// What shutdown did, as far as this accounting knows.
     pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
         ShutdownReport {
-            drained: self.finished_since_shutdown - self.cancelled_at_deadline,
+            drained: self.finished_since_shutdown,
             cancelled: self.cancelled_at_deadline,
             timed_out,
         }

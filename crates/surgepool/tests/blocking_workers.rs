@@ -34,8 +34,13 @@ fn watch_exit(tx: &mpsc::Sender<(String, Instant)>) {
 }
 
 /// Runs `n` closures at once (so on `n` different threads), each arming its thread's exit
-/// signal; returns when all have ended.
-fn occupy_threads(pool: &BlockingPool, n: usize, exits: &mpsc::Sender<(String, Instant)>) {
+/// signal; returns, per thread name, the instant its closure ended (its idle time starts
+/// after that).
+fn occupy_threads(
+    pool: &BlockingPool,
+    n: usize,
+    exits: &mpsc::Sender<(String, Instant)>,
+) -> std::collections::HashMap<String, Instant> {
     let barrier = Arc::new(Barrier::new(n));
     let handles: Vec<_> = (0..n)
         .map(|_| {
@@ -43,13 +48,13 @@ fn occupy_threads(pool: &BlockingPool, n: usize, exits: &mpsc::Sender<(String, I
             pool.try_submit(move || {
                 watch_exit(&exits);
                 barrier.wait();
+                let name = std::thread::current().name().unwrap_or("").to_owned();
+                (name, Instant::now())
             })
             .unwrap()
         })
         .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
 #[test]
@@ -91,13 +96,17 @@ fn idle_threads_above_the_minimum_exit_after_the_idle_timeout_and_not_before() {
         .unwrap();
     assert_eq!(pool.snapshot().workers, 1, "the minimum starts at build");
     let (exit_tx, exits) = mpsc::channel();
-    occupy_threads(&pool, 4, &exit_tx);
-    let idle_since = Instant::now();
+    let ended = occupy_threads(&pool, 4, &exit_tx);
+    assert_eq!(ended.len(), 4, "four closures at once ran on four threads");
     assert_eq!(pool.snapshot().workers, 4);
-    // Exactly three threads exit (those above the minimum), each after the idle timeout.
+    // Exactly three threads exit (those above the minimum), each at least the idle
+    // timeout after its last closure ended.
     for _ in 0..3 {
-        let (_name, at) = exits.recv().unwrap();
-        assert!(at.duration_since(idle_since) >= idle, "exited early");
+        let (name, at) = exits.recv().unwrap();
+        assert!(
+            at.duration_since(ended[&name]) >= idle,
+            "{name} exited early"
+        );
     }
     assert_eq!(pool.snapshot().workers, 1);
     // The minimum thread stays and serves.
@@ -123,7 +132,7 @@ fn the_minimum_never_dips_under_churn() {
         .map(|_| {
             let pool = pool.clone();
             std::thread::spawn(move || {
-                for i in 0..1_000u32 {
+                for i in 0..500u32 {
                     if let Ok(h) = pool.try_submit(move || i) {
                         if i % 4 == 0 {
                             h.join().unwrap();

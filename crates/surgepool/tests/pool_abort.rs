@@ -203,6 +203,8 @@ async fn abort_during_shutdown_lets_the_drain_end() {
     queued_behind.abort();
     let report = shutdown.await.unwrap();
     assert!(!report.timed_out);
+    // Aborted tasks are cancellations, not drained work (ShutdownReport's docs).
+    assert_eq!((report.drained, report.cancelled), (0, 0), "{report:?}");
     let s = pool.snapshot();
     assert_eq!((s.cancelled, s.running, s.queued), (2, 0, 0));
     assert_identities(&s);

@@ -76,7 +76,7 @@ impl BlockingPoolBuilder {
     }
 
     /// Threads kept alive even when idle (started at `build`). Default: 0. Must not be
-    /// above the limit (for an adaptive limit: its starting value).
+    /// above a fixed limit, nor above 65,536 for any limit.
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self

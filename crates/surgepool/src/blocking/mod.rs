@@ -2,6 +2,8 @@
 
 mod builder;
 mod inner;
+#[cfg(all(test, loom))]
+mod loom;
 mod task;
 mod worker;
 
