@@ -37,7 +37,7 @@ fn the_default_limit_is_the_available_parallelism() {
     let pool = BlockingPool::builder().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(pool.snapshot().limit, cores as u64);
-    assert_eq!(pool.limiter().limit(), cores);
+    assert_eq!(pool.limiter_stats().limit, cores);
 }
 
 #[test]

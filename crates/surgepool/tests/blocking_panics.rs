@@ -87,7 +87,7 @@ fn ten_thousand_panics_leave_capacity_unchanged() {
     let s = pool.snapshot();
     assert_eq!((s.panicked, s.running, s.queued), (10_000, 0, 0));
     assert!(s.workers <= 2);
-    assert_eq!(pool.limiter().in_flight(), 0);
+    assert_eq!(pool.limiter_stats().in_flight, 0);
     assert_identities(&s);
     // Both slots and the whole queue are still there.
     let (tx, rx) = mpsc::channel::<()>();

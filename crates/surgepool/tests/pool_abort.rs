@@ -95,7 +95,7 @@ async fn aborting_a_running_task_drops_it_at_its_next_poll_and_frees_the_slot() 
     assert!(dropped.load(Ordering::SeqCst));
     let s = pool.snapshot();
     assert_eq!((s.cancelled, s.running), (1, 0));
-    assert_eq!(pool.limiter().in_flight(), 0);
+    assert_eq!(pool.limiter_stats().in_flight, 0);
     assert_eq!(pool.try_submit(async { 2 }).unwrap().await.unwrap(), 2);
     assert_identities(&pool.snapshot());
 }

@@ -101,7 +101,7 @@ async fn ten_thousand_panics_leave_capacity_and_workers_unchanged() {
     let s = pool.snapshot();
     assert_eq!((s.panicked, s.running, s.queued), (10_000, 0, 0));
     assert!(s.workers <= 4, "{s:?}");
-    assert_eq!(pool.limiter().in_flight(), 0);
+    assert_eq!(pool.limiter_stats().in_flight, 0);
     assert_identities(&s);
     // All four slots and the full queue are still there.
     let (go, gate) = watch::channel(false);

@@ -170,7 +170,7 @@ async fn shutdown_timeout_cancels_what_is_left_at_the_deadline_only() {
         (s.completed, s.cancelled, s.running, s.queued),
         (1, 5, 0, 0)
     );
-    assert_eq!(pool.limiter().in_flight(), 0);
+    assert_eq!(pool.limiter_stats().in_flight, 0);
     assert_identities(&s);
 }
 

@@ -87,7 +87,7 @@ fn after_shutdown(pool: &BlockingPool, accepted: u64, offers: u64) {
     assert_eq!(s.submitted, offers);
     assert_eq!((s.accepted, s.completed), (accepted, accepted), "{s:?}");
     assert_eq!((s.queued, s.running, s.workers), (0, 0, 0), "{s:?}");
-    assert_eq!(pool.limiter().in_flight(), 0);
+    assert_eq!(pool.limiter_stats().in_flight, 0);
     assert_identities(&s);
 }
 

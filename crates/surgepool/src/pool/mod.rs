@@ -37,6 +37,10 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 /// Clones share one pool. When the last clone is dropped, the pool closes: queued and
 /// running tasks still finish, then the workers end. Nothing blocks and nothing leaks.
 ///
+/// The pool's workers live on the runtime it was built on: shut the pool down before that
+/// runtime. Tasks still held by a pool whose runtime has shut down never finish, and
+/// their handles never resolve.
+///
 /// # Examples
 ///
 /// ```
@@ -296,9 +300,13 @@ impl Pool {
         inner.report(true)
     }
 
-    /// The pool's limiter (current limit, in-flight, its counters).
-    pub fn limiter(&self) -> &crate::limit::Limiter {
-        &self.inner().limiter
+    /// The counters of the pool's limiter: the current limit, the tasks in flight, and how
+    /// many finished tasks it counted as succeeded, dropped or ignored.
+    ///
+    /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
+    /// slot that no task uses.
+    pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
+        self.inner().limiter.stats()
     }
 }
 
