@@ -8,12 +8,14 @@ use clap::{Parser, Subcommand};
 mod alloc_count;
 mod child;
 mod experiments;
+mod http_load;
 mod machine;
 mod open_loop;
 mod report;
 mod rss;
 mod run_stats;
 mod scenario_json;
+mod server;
 mod table;
 mod work;
 

@@ -124,15 +124,31 @@ where
 {
     let max_ops = plan.max_ops.max(1);
     let mut ops = 1;
-    loop {
+    let mut sample = loop {
         progress(Phase::WarmUp(ops));
         let sample = body(ops)?;
         if sample.elapsed >= plan.target || ops >= max_ops {
-            return Ok(ops_for(plan.target, &sample).clamp(1, max_ops));
+            break sample;
         }
         ops = next_ops(plan.target, &sample).min(max_ops);
+    };
+    // A shape can change speed after its first long run (threads that start spinning in
+    // step, a pool that has grown its workers): confirm the count with one more run and
+    // re-aim while a run of it is far off the target, so measured runs are not 100× short.
+    for _ in 0..CONFIRMATIONS {
+        ops = ops_for(plan.target, &sample).clamp(1, max_ops);
+        progress(Phase::WarmUp(ops));
+        sample = body(ops)?;
+        let elapsed = sample.elapsed;
+        if (elapsed >= plan.target / 2 && elapsed <= plan.target * 2) || ops >= max_ops {
+            break;
+        }
     }
+    Ok(ops_for(plan.target, &sample).clamp(1, max_ops))
 }
+
+/// Extra warm-up runs at the predicted count, at most (see [`warm_up`]).
+const CONFIRMATIONS: usize = 3;
 
 /// `testing.B`'s `predictN`: aim 20% past the target, grow at most 100× and at least by one.
 fn next_ops(target: Duration, last: &Sample) -> u64 {
@@ -235,9 +251,10 @@ mod tests {
             |_| {},
         )
         .unwrap();
+        // Warm-up 1, 100, 10 000 (lasts the target), one confirmation, then 5 runs.
         assert_eq!(
             calls,
-            [1, 100, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000]
+            [1, 100, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000]
         );
         assert_eq!(summary.median_ns, 1_000.0);
         assert_eq!(summary.min_ns, 1_000.0);
@@ -245,6 +262,33 @@ mod tests {
         assert_eq!(summary.bytes_per_op, 16.0);
         assert_eq!(summary.ops_per_run, 10_000);
         assert_eq!(summary.runs, 5);
+    }
+
+    #[test]
+    fn warm_up_re_aims_when_the_shape_speeds_up() {
+        let plan = Plan {
+            target: Duration::from_millis(10),
+            runs: 2,
+            max_ops: 1 << 40,
+            fixed_ops: None,
+        };
+        // 10 µs per op for the first 3 runs, then 10 ns per op (1000× faster).
+        let mut calls = Vec::new();
+        let summary = measure(
+            &plan,
+            |ops| {
+                calls.push(ops);
+                let ns_per_op = if calls.len() <= 3 { 10_000 } else { 10 };
+                Ok(sample(ops, ops * ns_per_op, 0))
+            },
+            |_| {},
+        )
+        .unwrap();
+        // 1, 100, 1200 (12 ms: done); confirm 1000 (10 µs: 1000× short); re-aim to 10⁶
+        // (10 ms: confirmed); measured runs of 10⁶.
+        assert_eq!(calls, [1, 100, 1200, 1000, 1_000_000, 1_000_000, 1_000_000]);
+        assert_eq!(summary.ops_per_run, 1_000_000);
+        assert_eq!(summary.median_ns, 10.0);
     }
 
     #[test]

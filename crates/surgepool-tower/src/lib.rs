@@ -1,2 +1,131 @@
-//! Adaptive admission control for tower services (axum, hyper, tonic).
-//! (Skeleton: the implementation lands with the tower issue.)
+//! Adaptive admission control for tower services: axum, hyper and tonic.
+//!
+//! A service that takes every request it is offered collapses under a spike: in-flight work,
+//! memory and latency grow until it dies. [`AdmissionLayer`] puts a concurrency limit in
+//! front of it, from [`surgepool::limit`] (adaptive by default), and answers requests beyond
+//! it **at once** with an overload response (`503 Service Unavailable` with `Retry-After`, or
+//! gRPC `UNAVAILABLE`), so admitted requests keep their latency and the server its memory.
+//!
+//! * **Shared limit.** The state lives behind one `Arc`: every service the layer makes and
+//!   every clone of them (axum and hyper clone per request or per connection) counts against
+//!   the same limit — unlike per-instance middleware such as `tower::limit` under axum
+//!   (axum issues #2582, #2634).
+//! * **Admission in `call`.** [`Admission::poll_ready`](tower_service::Service::poll_ready) is
+//!   always ready, so a cooperative-yield `Pending` of the inner service is never taken for
+//!   overload; the inner service's readiness is driven after admission, in the response
+//!   future (see [`Admission`]).
+//! * **Optional queue with a deadline.** Up to [`queue_capacity`] requests may wait for a
+//!   permit; the [`deadline`] covers the queue wait *and* the inner call.
+//! * **Feedback.** Each request's latency (permit held, body included) and outcome drive the
+//!   adaptive limit: 5xx answers, inner errors, timeouts, panics and cancelled requests count
+//!   as drops ([`Classify`] to change that).
+//! * **Streaming bodies hold their permit** until they end ([`AdmissionBody`]).
+//!
+//! [`queue_capacity`]: AdmissionLayerBuilder::queue_capacity
+//! [`deadline`]: AdmissionLayerBuilder::deadline
+//!
+//! # axum
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use surgepool::Limit;
+//! use surgepool_tower::AdmissionLayer;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let admission = AdmissionLayer::new(Limit::adaptive())?; // full: 503 + Retry-After at once
+//!     let app = Router::new()
+//!         .route("/", get(|| async { "hello" }))
+//!         .layer(admission.clone()); // one limit for every route and every per-request clone
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `admission.stats()` reads the counters (admitted, shed, timed out, the current limit).
+//!
+//! # hyper, with `service_fn`
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use http_body_util::Full;
+//! use hyper::body::{Bytes, Incoming};
+//! use hyper::{Request, Response};
+//! use hyper_util::rt::TokioIo;
+//! use hyper_util::service::TowerToHyperService;
+//! use surgepool::Limit;
+//! use surgepool_tower::AdmissionLayer;
+//! use tower::{service_fn, Layer};
+//!
+//! async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::new(Bytes::from("hello"))))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let admission = AdmissionLayer::builder()
+//!     .limit(Limit::adaptive())
+//!     .queue_capacity(100)
+//!     .deadline(Duration::from_secs(1))
+//!     .build()?;
+//! // One service for the whole server: every connection serves a clone of it.
+//! let service = admission.layer(service_fn(hello));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let service = TowerToHyperService::new(service.clone());
+//!     tokio::spawn(async move {
+//!         let conn = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), service);
+//!         let _ = conn.await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # tonic
+//!
+//! This crate does not depend on tonic (it would cost a long build for one constructor).
+//! tonic servers are tower services over `http::Request`/`http::Response`, so the layer
+//! applies as is; [`AdmissionLayerBuilder::grpc`] makes shed requests answer with a gRPC
+//! "trailers-only" `UNAVAILABLE` (status 14), which tonic clients read as
+//! `Status::unavailable`, and classifies `grpc-status` 4, 8 and 14 as drops:
+//!
+//! ```text
+//! let admission = AdmissionLayer::builder().limit(Limit::adaptive()).grpc().build()?;
+//! tonic::transport::Server::builder()
+//!     .layer(admission)
+//!     .add_service(GreeterServer::new(MyGreeter::default()))
+//!     .serve(addr)
+//!     .await?;
+//! ```
+//!
+//! The response body type changes to [`AdmissionBody<B>`]; it implements `http_body::Body`
+//! whenever `B` does and `B::Data: From<Bytes>` (true of axum's, hyper's and tonic's bodies).
+//!
+//! # Panics
+//!
+//! With a [`deadline`](AdmissionLayerBuilder::deadline), `call` must run inside a tokio
+//! runtime with the time driver enabled (as any tokio timer).
+#![forbid(unsafe_code)]
+
+mod body;
+mod classify;
+mod error;
+mod future;
+mod layer;
+mod response;
+mod service;
+mod shared;
+
+pub use body::AdmissionBody;
+pub use classify::{Classify, GrpcClassifier, HttpClassifier, Outcome};
+pub use error::BuildError;
+pub use future::ResponseFuture;
+pub use layer::{AdmissionLayer, AdmissionLayerBuilder};
+pub use response::{OverloadResponse, Reason};
+pub use service::Admission;
+pub use shared::AdmissionStats;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::stats::{Latencies, Snapshot};
+use crate::stats::{Latencies, ShutdownReport, Snapshot};
 
 /// How an accepted task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,9 @@ pub(crate) struct Accounting {
     pub(crate) cancelled: u64,
     pub(crate) shed: u64,
     pub(crate) latencies: Latencies,
-    /// Outcomes reached since shutdown began (for `ShutdownReport::drained`).
+    /// Outcomes other than cancellation reached since shutdown began
+    /// (`ShutdownReport::drained`, documented as excluding every cancellation: by the
+    /// grace deadline, and by `abort` while draining).
     pub(crate) finished_since_shutdown: u64,
     /// Tasks cancelled by a shutdown deadline.
     pub(crate) cancelled_at_deadline: u64,
@@ -66,7 +68,7 @@ impl Accounting {
             Outcome::Cancelled => self.cancelled += 1,
             Outcome::Shed => self.shed += 1,
         }
-        if self.shutting_down {
+        if self.shutting_down && outcome != Outcome::Cancelled {
             self.finished_since_shutdown += 1;
         }
         if let Some((wait, run_time)) = run {
@@ -74,14 +76,54 @@ impl Accounting {
         }
     }
 
-    /// Fills the counters of a snapshot; the caller fills the gauges and the latencies.
-    pub(crate) fn fill(&self, s: &mut Snapshot) {
-        s.submitted = self.submitted;
-        s.rejected = self.rejected;
-        s.accepted = self.accepted;
-        s.completed = self.completed;
-        s.panicked = self.panicked;
-        s.cancelled = self.cancelled;
-        s.shed = self.shed;
+    /// The counters and the gauges, taken under the pool's lock; the latency histograms
+    /// are copied (a few KiB) and summarised by [`Unsummarised::summarise`] without it.
+    pub(crate) fn snapshot(
+        &self,
+        queued: usize,
+        running: usize,
+        workers: usize,
+        limit: usize,
+    ) -> Unsummarised {
+        let snapshot = Snapshot {
+            submitted: self.submitted,
+            rejected: self.rejected,
+            accepted: self.accepted,
+            completed: self.completed,
+            panicked: self.panicked,
+            cancelled: self.cancelled,
+            shed: self.shed,
+            queued: queued as u64,
+            running: running as u64,
+            workers: workers as u64,
+            limit: limit as u64,
+            ..Snapshot::default()
+        };
+        Unsummarised {
+            snapshot,
+            latencies: self.latencies.clone(),
+        }
+    }
+
+    /// What shutdown did, as far as this accounting knows.
+    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
+        ShutdownReport {
+            drained: self.finished_since_shutdown,
+            cancelled: self.cancelled_at_deadline,
+            timed_out,
+        }
+    }
+}
+
+/// A snapshot whose latency figures are still histograms.
+pub(crate) struct Unsummarised {
+    snapshot: Snapshot,
+    latencies: Latencies,
+}
+
+impl Unsummarised {
+    pub(crate) fn summarise(mut self) -> Snapshot {
+        self.latencies.fill(&mut self.snapshot);
+        self.snapshot
     }
 }

@@ -42,8 +42,8 @@
 //! # Reading the numbers
 //!
 //! Wall-clock figures need a quiet machine: on a 2-core VM shared with compilers, every
-//! row slows down, and the ping-pong floor (two threads that spin) degrades by orders of
-//! magnitude whenever its two threads are not scheduled at the same time. The goals are
+//! row slows down, and the ping-pong floor (two threads that spin, pinned to two cores)
+//! degrades by orders of magnitude whenever one of its threads is preempted. The goals are
 //! therefore judged on ratios within one run. For a figure that noise cannot move, count
 //! instructions: run one shape with a fixed op count under callgrind at two counts and
 //! divide the difference by the difference in ops (set-up cancels out):
@@ -68,6 +68,7 @@ use surgepool::Limit;
 use crate::machine::Machine;
 use crate::run_stats::{self, Phase, Plan};
 
+mod affinity;
 mod batch;
 mod common;
 mod floor;

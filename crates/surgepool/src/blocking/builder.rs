@@ -9,7 +9,8 @@ use super::{BlockingPool, Owner};
 use crate::error::{BuildError, TaskError};
 use crate::limit::{Limit, Limiter};
 use crate::pool::{
-    PanicHook, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+    validate_limit, PanicHook, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_QUEUE_CAPACITY,
 };
 use crate::queue::{Codel, JobQueue};
 use crate::sync::Arc;
@@ -74,7 +75,8 @@ impl BlockingPoolBuilder {
         self
     }
 
-    /// Threads kept alive even when idle (started at `build`). Default: 0.
+    /// Threads kept alive even when idle (started at `build`). Default: 0. Must not be
+    /// above a fixed limit, nor above 65,536 for any limit.
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
@@ -124,22 +126,12 @@ impl BlockingPoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above a fixed limit, a thread name with a NUL byte.
+    /// above the limit, a thread name with a NUL byte.
     pub fn build(self) -> Result<BlockingPool, BuildError> {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))
         });
-        limit.validate()?;
-        if limit.is_fixed() && self.min_workers > limit.initial() {
-            return Err(BuildError::new(
-                "min_workers",
-                format!(
-                    "{} is above the fixed limit of {}: the extra threads could never run a closure",
-                    self.min_workers,
-                    limit.initial()
-                ),
-            ));
-        }
+        validate_limit(&limit, self.min_workers)?;
         if self.thread_name.contains('\0') {
             return Err(BuildError::new(
                 "thread_name",

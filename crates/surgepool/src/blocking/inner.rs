@@ -49,6 +49,9 @@ struct State {
     waiters: VecDeque<u64>,
     next_waiter: u64,
     next_thread: u64,
+    /// Threads blocked on `changed` (submitters and shutdown callers). Notifying a condvar
+    /// is a syscall even with nobody waiting, so it is skipped when this is 0.
+    watchers: usize,
 }
 
 pub(crate) enum Refusal {
@@ -91,6 +94,7 @@ impl Inner {
                 waiters: VecDeque::new(),
                 next_waiter: 0,
                 next_thread: 0,
+                watchers: 0,
             }),
             changed: Condvar::new(),
             limiter,
@@ -142,17 +146,48 @@ impl Inner {
     /// The OS refused a thread: the task it was for ends as cancelled, nothing is lost.
     fn spawn_failed(&self, parker: &Arc<ThreadParker>) {
         let job = parker.take();
-        let mut st = self.state();
-        st.workers -= 1;
-        st.idle.retain(|p| !Arc::ptr_eq(p, parker));
+        {
+            let mut st = self.state();
+            st.workers -= 1;
+            st.idle.retain(|p| !Arc::ptr_eq(p, parker));
+            if job.is_some() {
+                st.running -= 1;
+                st.acct.finish(Outcome::Cancelled, None);
+                self.limiter.release_raw(LimitOutcome::Ignored);
+            }
+        }
         if let Some(running) = job {
-            st.running -= 1;
-            st.acct.finish(Outcome::Cancelled, None);
-            self.limiter.release_raw(LimitOutcome::Ignored);
-            drop(st);
             running.job.finish_unrun(TaskError::cancelled());
         }
+        // Rare: wake every watcher unconditionally.
         self.changed.notify_all();
+    }
+
+    /// Blocks on `changed`, counted as a watcher, at most `timeout`.
+    fn watch<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        st.watchers += 1;
+        let mut st = match timeout {
+            None => match self.changed.wait(st) {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            },
+            Some(t) => match self.changed.wait_timeout(st, t) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            },
+        };
+        st.watchers -= 1;
+        st
+    }
+
+    fn notify_watchers(&self, st: &State) {
+        if st.watchers > 0 {
+            self.changed.notify_all();
+        }
     }
 
     fn has_room(&self, st: &State) -> bool {
@@ -203,7 +238,7 @@ impl Inner {
                     st.waiters.retain(|w| *w != id);
                 }
                 // Room may have come for the next in line.
-                self.changed.notify_all();
+                self.notify_watchers(&st);
                 return Err((f, Refusal::Timeout));
             }
             if me.is_none() {
@@ -212,10 +247,7 @@ impl Inner {
                 st.waiters.push_back(id);
                 me = Some(id);
             }
-            st = match self.changed.wait_timeout(st, until - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            st = self.watch(st, Some(until - now));
         }
         let closure = Closure::new(f);
         let job: BlockingJob = closure.clone();
@@ -223,6 +255,8 @@ impl Inner {
         st.acct.accept();
         let dispatch = if self.limiter.try_acquire_raw() {
             st.running += 1;
+            // It waited zero: record it, so queue-wait figures cover every task that ran.
+            st.acct.latencies.record_queue_wait(Duration::ZERO);
             Some(self.hand_to_worker(
                 &mut st,
                 Running {
@@ -241,7 +275,7 @@ impl Inner {
             None
         };
         if !st.waiters.is_empty() {
-            self.changed.notify_all();
+            self.notify_watchers(&st);
         }
         drop(st);
         if let Some(Dispatch::Spawn(parker, running, n)) = dispatch {
@@ -314,7 +348,7 @@ impl Inner {
                 }
             }
             // Room, or the end of the drain: tell whoever waits.
-            self.changed.notify_all();
+            self.notify_watchers(&st);
             match mine {
                 Some(running) => AfterRun::Run(running),
                 None => {
@@ -385,21 +419,13 @@ impl Inner {
                 return true;
             }
             match until {
-                None => {
-                    st = match self.changed.wait(st) {
-                        Ok(guard) => guard,
-                        Err(poisoned) => poisoned.into_inner(),
-                    }
-                }
+                None => st = self.watch(st, None),
                 Some(until) => {
                     let now = Instant::now();
                     if now >= until {
                         return false;
                     }
-                    st = match self.changed.wait_timeout(st, until - now) {
-                        Ok((guard, _)) => guard,
-                        Err(poisoned) => poisoned.into_inner().0,
-                    };
+                    st = self.watch(st, Some(until - now));
                 }
             }
         }
@@ -424,27 +450,16 @@ impl Inner {
     }
 
     pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        let st = self.state();
-        ShutdownReport {
-            drained: st.acct.finished_since_shutdown - st.acct.cancelled_at_deadline,
-            cancelled: st.acct.cancelled_at_deadline,
-            timed_out,
-        }
+        self.state().acct.report(timed_out)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut s = Snapshot::default();
-        let latencies = {
-            let st = self.state();
-            st.acct.fill(&mut s);
-            s.queued = st.queue.len() as u64;
-            s.running = st.running as u64;
-            s.workers = st.workers as u64;
-            s.limit = self.limiter.limit() as u64;
-            st.acct.latencies.clone()
-        };
-        latencies.fill(&mut s);
-        s
+        let st = self.state();
+        let taken = st
+            .acct
+            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
+        drop(st);
+        taken.summarise()
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod builder;
 mod inner;
+#[cfg(all(test, loom))]
+mod loom;
 mod task;
 mod worker;
 
@@ -173,9 +175,13 @@ impl BlockingPool {
         inner.report(true)
     }
 
-    /// The pool's limiter (current limit, in-flight, its counters).
-    pub fn limiter(&self) -> &crate::limit::Limiter {
-        &self.inner().limiter
+    /// The counters of the pool's limiter: the current limit, the tasks in flight, and how
+    /// many finished tasks it counted as succeeded, dropped or ignored.
+    ///
+    /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
+    /// slot that no task uses.
+    pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
+        self.inner().limiter.stats()
     }
 }
 

@@ -4,16 +4,18 @@
 //! `README.md` beside this file gives the formulas, the reasons and the sources.
 //!
 //! Samples are folded into windows of about one round trip (every slot turned over once,
-//! and at least [`MIN_WINDOW_SAMPLES`]). After every change of the limit one *settle* window
-//! is thrown away, so each decision sees the system as the new limit shaped it; then a
-//! *measure* window gives the mean RTT `r` and the goodput `x` (successes per second), and
-//! the controller decides, in order:
+//! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`).
+//! After every change of the limit one *settle* window is thrown away, so each decision
+//! sees the system as the new limit shaped it; then a *measure* window gives the mean RTT
+//! `r` and the goodput `x` (successes per second), and the controller decides, in order:
 //!
 //! 1. **Drops** (more than 1 in 10 samples): back off ×0.9.
 //! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
-//! 3. **Latency guard**: if `r > base × tolerance`, cut toward `limit × base / r` (the limit at
-//!    which queueing would vanish), smoothed. If the previous cut did not lower the latency,
-//!    the latency is not ours (the work itself got slower): take `r` as the new base instead.
+//! 3. **Latency guard**: if `r` exceeds `base × tolerance` by more than two standard
+//!    errors of the window's mean, cut toward `limit × base / r` (the limit at which
+//!    queueing would vanish), smoothed. If the previous cut did not lower the latency, the
+//!    latency is not ours (the work itself got slower): take `r` as the new base instead,
+//!    and undo the cuts.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low.
@@ -36,6 +38,8 @@ use crate::error::BuildError;
 pub(crate) const DEFAULT_MAX: usize = 10_000;
 /// A measure window holds at least this many samples, so one slow job cannot swing the mean.
 const MIN_WINDOW_SAMPLES: u32 = 16;
+/// The most samples noise can ask a measure window for (see `noise_samples`).
+const MAX_NOISE_SAMPLES: u32 = 1024;
 /// The smallest hill-climbing step, as a share of the limit (at least 1).
 const STEP_FRACTION: f64 = 0.05;
 /// Share of the proportional goodput change a move must win (up) or may lose (down).
@@ -47,6 +51,10 @@ const DROP_BACKOFF: f64 = 0.9;
 /// The cut never takes away more than half the limit at once (Envoy and Netflix clamp the
 /// gradient at 0.5 for the same reason: one outlier window must not collapse the limit).
 const MIN_GRADIENT: f64 = 0.5;
+
+/// After a cut, an RTT above this × the RTT that caused the cut means latency is still
+/// climbing (a change in progress), not that the work got slower.
+const STILL_RISING: f64 = 1.05;
 
 /// Settings of [`Limit::adaptive`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -241,7 +249,21 @@ struct Window {
     dropped: u32,
     /// Sum of the successes' RTTs, in seconds.
     rtt_sum: f64,
+    /// Sum of their squares, for the standard error of the mean.
+    rtt_sq_sum: f64,
     max_in_flight: usize,
+}
+
+impl Window {
+    /// The standard error of the successes' mean RTT `mean`.
+    fn std_error(&self, mean: f64) -> f64 {
+        let n = f64::from(self.successes);
+        if n < 2.0 {
+            return 0.0;
+        }
+        let variance = (self.rtt_sq_sum / n - mean * mean).max(0.0) * n / (n - 1.0);
+        (variance / n).sqrt()
+    }
 }
 
 /// A limit and the goodput measured under it.
@@ -273,6 +295,8 @@ pub(crate) struct Adaptive {
     probing_from: Option<usize>,
     /// The last latency cut: the limit before it and the RTT that caused it.
     last_cut: Option<(usize, f64)>,
+    /// The limit before the current run of consecutive cuts began.
+    cuts_from: Option<usize>,
     /// The point a pending hill-climbing move started from.
     moved_from: Option<Point>,
     direction: Direction,
@@ -294,6 +318,7 @@ impl Adaptive {
             next_probe: None,
             probing_from: None,
             last_cut: None,
+            cuts_from: None,
             moved_from: None,
             direction: Direction::Up,
             // Slow start: the first moves double the limit for as long as goodput follows.
@@ -327,11 +352,32 @@ impl Adaptive {
                 w.samples >= round_samples || (self.round > 0.0 && elapsed >= 2.0 * self.round)
             }
             WindowKind::Measure => {
+                // The cheap tests first: `noise_samples` takes a square root.
                 w.samples >= MIN_WINDOW_SAMPLES
                     && (w.samples >= round_samples
                         || (self.round > 0.0 && elapsed >= 4.0 * self.round))
+                    && w.samples >= self.noise_samples(w)
             }
         }
+    }
+
+    /// Samples a measure window needs so that noise cannot pass for the goodput change the
+    /// hill climber tests: two windows' goodputs differ by noise with a standard error of
+    /// about `√2 · cv / √n` (cv: the RTTs' coefficient of variation); asking for two of
+    /// those below the effect of the move gives `n ≥ 8 cv² / effect²`.
+    fn noise_samples(&self, w: &Window) -> u32 {
+        let n = f64::from(w.successes);
+        if n < 2.0 || w.rtt_sum <= 0.0 {
+            return 0;
+        }
+        let mean = w.rtt_sum / n;
+        let cv = w.std_error(mean) * n.sqrt() / mean;
+        let change = match self.moved_from {
+            Some(from) => (self.limit as f64 / from.limit as f64 - 1.0).abs(),
+            None => self.step as f64 / self.limit.max(1) as f64,
+        };
+        let effect = GAIN * change.max(STEP_FRACTION);
+        (8.0 * cv * cv / (effect * effect)).min(f64::from(MAX_NOISE_SAMPLES)) as u32
     }
 
     /// Acts on a finished measure window; returns `true` when the limit changed.
@@ -367,18 +413,36 @@ impl Adaptive {
             self.schedule_probe(now);
         }
 
-        if rtt > base * self.config.tolerance {
+        // Two standard errors of the window's mean: with noisy service times a window's
+        // mean strays by this much without any queue, and must not be read as one.
+        let spread = 2.0 * w.std_error(rtt);
+        if rtt - spread > base * self.config.tolerance {
             if let Some((cut_from, cut_rtt)) = self.last_cut {
                 // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
                 // proportion if queueing caused it. It did not: the work itself is slower
                 // now, and this RTT, measured at a lower limit, is the new base.
+                // (If the RTT still *rose*, conditions are still changing under us: cut on.)
                 let shrink = w.limit as f64 / cut_from as f64;
-                if shrink < 1.0 && rtt > cut_rtt * (1.0 - GAIN * (1.0 - shrink)) {
+                let fell_short = rtt > cut_rtt * (1.0 - GAIN * (1.0 - shrink));
+                let still_rising = rtt > cut_rtt * STILL_RISING;
+                if shrink < 1.0 && fell_short && !still_rising {
+                    // The cuts were a mistake: undo them all.
                     self.base = Some(rtt);
                     self.last_cut = None;
                     self.moved_from = None;
-                    return false;
+                    if let Some(from) = self.cuts_from.take() {
+                        self.set_limit(from);
+                    }
+                    return self.limit != before;
                 }
+            }
+            if let Some(from) = self.moved_from.filter(|from| from.limit < w.limit) {
+                // The climber's own step up raised the latency past tolerance: a rejected
+                // move (undo it and back off), not a sign that the system changed.
+                self.moved_from = None;
+                self.set_limit(from.limit);
+                self.reject_move();
+                return self.limit != before;
             }
             let gradient = (base / rtt).max(MIN_GRADIENT);
             let target = self.limit as f64 * gradient;
@@ -390,6 +454,7 @@ impl Adaptive {
             return self.limit != before;
         }
         self.last_cut = None;
+        self.cuts_from = None;
 
         if self.next_probe.is_some_and(|at| now >= at) {
             let half = (self.limit / 2).max(self.config.min);
@@ -409,12 +474,26 @@ impl Adaptive {
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
     fn after_cut(&mut self, before: usize, rtt: f64) {
+        if self.last_cut.is_none() {
+            self.cuts_from = Some(before);
+        }
         self.last_cut = Some((before, rtt));
         self.moved_from = None;
         self.direction = Direction::Down;
         self.step = self.min_step();
-        self.hold = 1;
         self.hold_left = 0;
+    }
+
+    /// After a rejected move (already undone): flip direction, restart with a small step,
+    /// and wait longer each time before the next move (1, 2, 4, ... windows).
+    fn reject_move(&mut self) {
+        self.direction = match self.direction {
+            Direction::Up => Direction::Down,
+            Direction::Down => Direction::Up,
+        };
+        self.step = self.min_step();
+        self.hold_left = self.hold;
+        self.hold = (self.hold * 2).min(MAX_HOLD);
     }
 
     fn climb(&mut self, w: &Window, goodput: f64) {
@@ -432,13 +511,7 @@ impl Adaptive {
                 self.hold = 1;
             } else {
                 self.set_limit(from.limit);
-                self.direction = match self.direction {
-                    Direction::Up => Direction::Down,
-                    Direction::Down => Direction::Up,
-                };
-                self.step = self.min_step();
-                self.hold_left = self.hold;
-                self.hold = (self.hold * 2).min(MAX_HOLD);
+                self.reject_move();
                 return;
             }
         } else if self.hold_left > 0 {
@@ -483,6 +556,7 @@ impl Algorithm for Adaptive {
             successes: 0,
             dropped: 0,
             rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
             max_in_flight: 0,
         });
         w.samples += 1;
@@ -490,7 +564,9 @@ impl Algorithm for Adaptive {
             w.dropped += 1;
         } else {
             w.successes += 1;
-            w.rtt_sum += sample.rtt.as_secs_f64();
+            let rtt = sample.rtt.as_secs_f64();
+            w.rtt_sum += rtt;
+            w.rtt_sq_sum += rtt * rtt;
         }
         w.max_in_flight = w.max_in_flight.max(sample.in_flight);
         let w = *w;
@@ -513,6 +589,7 @@ impl Algorithm for Adaptive {
             successes: 0,
             dropped: 0,
             rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
             max_in_flight: 0,
         });
         self.limit

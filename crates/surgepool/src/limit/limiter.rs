@@ -83,7 +83,7 @@ impl Limiter {
     /// Takes a permit if in-flight work is under the limit. Never waits.
     pub fn try_acquire(&self) -> Option<Permit> {
         if self.try_acquire_raw() {
-            Some(Permit::new(self.shared.clone()))
+            Some(Permit::new(self.shared.clone(), self.is_adaptive()))
         } else {
             None
         }
@@ -178,12 +178,13 @@ impl Limiter {
 
     /// Releases a slot taken with [`try_acquire_raw`](Self::try_acquire_raw).
     pub(crate) fn release_raw(&self, outcome: Outcome) {
-        self.shared.release(outcome);
+        self.shared.release(outcome, None);
     }
 }
 
 impl Shared {
-    fn release(&self, outcome: Outcome) {
+    /// Releases one slot; `now` is the caller's clock reading if it has one.
+    fn release(&self, outcome: Outcome, now: Option<Instant>) {
         // Sample before releasing: in-flight as the job saw it, itself included.
         let in_flight = self.in_flight.load(Ordering::Acquire);
         let (counter, sample) = match outcome {
@@ -194,7 +195,7 @@ impl Shared {
         counter.fetch_add(1, Ordering::Relaxed);
         if let (Some(algorithm), Some((rtt, dropped))) = (&self.algorithm, sample) {
             let sample = Sample {
-                now: Instant::now(),
+                now: now.unwrap_or_else(Instant::now),
                 rtt,
                 in_flight,
                 dropped,
@@ -252,57 +253,71 @@ impl fmt::Debug for Limiter {
 #[must_use = "a permit releases its slot when dropped, and then counts as dropped"]
 pub struct Permit {
     shared: Arc<Shared>,
-    start: Instant,
+    /// When the permit was taken; only an adaptive limit needs it, so a fixed limit skips
+    /// the clock reads and admission stays as cheap as a semaphore's.
+    start: Option<Instant>,
     released: bool,
 }
 
 impl Permit {
-    fn new(shared: Arc<Shared>) -> Permit {
+    fn new(shared: Arc<Shared>, timed: bool) -> Permit {
+        let start = timed.then(Instant::now);
         Permit {
             shared,
-            start: Instant::now(),
+            start,
             released: false,
         }
     }
 
     /// The job succeeded; its latency is the time since the permit was taken.
     pub fn success(self) {
-        let rtt = self.start.elapsed();
-        self.release(Outcome::Success(rtt));
+        let (rtt, now) = self.elapsed();
+        self.release(Outcome::Success(rtt), now);
     }
 
     /// The job succeeded and took `latency` (when the caller measured it better).
     pub fn success_with_latency(self, latency: Duration) {
-        self.release(Outcome::Success(latency));
+        self.release(Outcome::Success(latency), None);
     }
 
     /// The job failed in a way that signals overload (timeout, 503, rejected downstream).
     pub fn dropped(self) {
-        let rtt = self.start.elapsed();
-        self.release(Outcome::Dropped(rtt));
+        let (rtt, now) = self.elapsed();
+        self.release(Outcome::Dropped(rtt), now);
     }
 
     /// The job's outcome says nothing about capacity (e.g. a 4xx); release without a sample.
     pub fn ignore(self) {
-        self.release(Outcome::Ignored);
+        self.release(Outcome::Ignored, None);
     }
 
-    /// When the permit was taken.
-    pub fn acquired_at(&self) -> Instant {
+    /// When the permit was taken, if the limit is adaptive (a fixed limit reads no clock).
+    pub fn acquired_at(&self) -> Option<Instant> {
         self.start
     }
 
-    fn release(mut self, outcome: Outcome) {
+    /// Time held so far, and the instant it was read (reused as the sample's time).
+    fn elapsed(&self) -> (Duration, Option<Instant>) {
+        match self.start {
+            Some(start) => {
+                let now = Instant::now();
+                (now.saturating_duration_since(start), Some(now))
+            }
+            None => (Duration::ZERO, None),
+        }
+    }
+
+    fn release(mut self, outcome: Outcome, now: Option<Instant>) {
         self.released = true;
-        self.shared.release(outcome);
+        self.shared.release(outcome, now);
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.released {
-            let rtt = self.start.elapsed();
-            self.shared.release(Outcome::Dropped(rtt));
+            let (rtt, now) = self.elapsed();
+            self.shared.release(Outcome::Dropped(rtt), now);
         }
     }
 }

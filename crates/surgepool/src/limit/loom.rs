@@ -107,3 +107,30 @@ fn loom_concurrent_jobs_respect_a_limit_that_shrinks_under_them() {
         limiter.release_raw(Outcome::Ignored);
     });
 }
+
+#[test]
+fn loom_an_algorithm_moving_the_limit_races_a_manual_shrink() {
+    loom::model(|| {
+        // AIMD moves the limit on every sample (under the limiter's mutex) while another
+        // thread shrinks it by hand: no panic, no lost slot, the limit stays >= 1.
+        let limit = Limit::aimd_builder().min(1).initial(2).build().unwrap();
+        let limiter = Limiter::new(limit).unwrap();
+        assert!(limiter.try_acquire_raw());
+        assert!(limiter.try_acquire_raw());
+        let releaser = {
+            let limiter = limiter.clone();
+            thread::spawn(move || {
+                limiter.release_raw(Outcome::Success(std::time::Duration::from_millis(1)));
+                limiter.release_raw(Outcome::Dropped(std::time::Duration::from_millis(1)));
+            })
+        };
+        limiter.set_limit(1);
+        releaser.join().unwrap();
+        assert_eq!(limiter.in_flight(), 0);
+        assert!(limiter.limit() >= 1);
+        assert!(limiter.try_acquire_raw());
+        limiter.release_raw(Outcome::Ignored);
+        let stats = limiter.stats();
+        assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (1, 1, 1));
+    });
+}

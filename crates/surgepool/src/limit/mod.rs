@@ -22,8 +22,12 @@
 //! # Memory ordering
 //!
 //! Admission is one compare-and-swap on the in-flight count against the current limit;
-//! release is one subtraction. The limit may shrink while permits are held: nothing is
-//! revoked, admission simply stops until in-flight work drains below the new limit.
+//! release is one subtraction. Both are `SeqCst`, pairing with the waiter count that a
+//! parked [`Limiter::acquire`] raises before it re-checks, so a release never misses a
+//! waiter. The limit may shrink while permits are held: nothing is revoked, admission simply
+//! stops until in-flight work drains below the new limit. An adaptive algorithm's `update`
+//! runs under a mutex once per released permit (O(1), no allocation); a fixed limit takes no
+//! lock and reads no clock.
 
 mod adaptive;
 mod aimd;

@@ -85,7 +85,7 @@ impl PoolBuilder {
     }
 
     /// Workers kept alive even when idle (started at `build`). Default: 0. Must not be
-    /// above a fixed limit.
+    /// above a fixed limit, nor above 65,536 for any limit.
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
@@ -148,20 +148,10 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above a fixed limit, a zero CoDel target or interval, a zero memory budget, or no
+    /// above the limit, a zero CoDel target or interval, a zero memory budget, or no
     /// tokio runtime (build inside one, or pass [`runtime`](Self::runtime)).
     pub fn build(self) -> Result<Pool, BuildError> {
-        self.limit.validate()?;
-        if self.limit.is_fixed() && self.min_workers > self.limit.initial() {
-            return Err(BuildError::new(
-                "min_workers",
-                format!(
-                    "{} is above the fixed limit of {}: the extra workers could never run a task",
-                    self.min_workers,
-                    self.limit.initial()
-                ),
-            ));
-        }
+        validate_limit(&self.limit, self.min_workers)?;
         if let Some((target, interval)) = self.codel {
             if target.is_zero() || interval.is_zero() {
                 return Err(BuildError::new(
@@ -200,6 +190,31 @@ impl PoolBuilder {
             owner: Arc::new(Owner { inner }),
         })
     }
+}
+
+/// The most workers `min_workers` may keep: each is a parked task or thread, started at
+/// `build`; a larger number is a mistake (and `usize::MAX` would overflow an allocation).
+pub(crate) const MAX_MIN_WORKERS: usize = 65_536;
+
+/// Checks a limit and a minimum of workers together (both pools' builders).
+pub(crate) fn validate_limit(limit: &Limit, min_workers: usize) -> Result<(), BuildError> {
+    limit.validate()?;
+    if limit.is_fixed() && min_workers > limit.initial() {
+        return Err(BuildError::new(
+            "min_workers",
+            format!(
+                "{min_workers} is above the fixed limit of {}: the extra workers could never run a task",
+                limit.initial()
+            ),
+        ));
+    }
+    if min_workers > MAX_MIN_WORKERS {
+        return Err(BuildError::new(
+            "min_workers",
+            format!("{min_workers} is above the most a pool keeps idle ({MAX_MIN_WORKERS})"),
+        ));
+    }
+    Ok(())
 }
 
 impl Default for PoolBuilder {

@@ -183,11 +183,14 @@ impl Inner {
 
     /// Tries to accept `future` right now. `waiter` is the id of a parked `submit` call that
     /// is at the head of the line; other callers must not barge past parked ones.
+    /// `waiting`: the caller is a `submit` that keeps waiting after `Full`, so a `Full` here
+    /// is not the end of its offer and is not counted (its final outcome is).
     pub(crate) fn try_admit<F>(
         self: &Arc<Self>,
         future: F,
         options: JobOptions,
         waiter: Option<u64>,
+        waiting: bool,
     ) -> Result<Arc<Task<F>>, (F, Refusal)>
     where
         F: Future + Send + 'static,
@@ -206,7 +209,7 @@ impl Inner {
                 (Some(_), None) => false,
             };
             if !my_turn || !self.has_room(&st, options.weight) {
-                if waiter.is_none() {
+                if !waiting {
                     st.acct.reject();
                 }
                 return Err((future, Refusal::Full));
@@ -221,6 +224,9 @@ impl Inner {
             st.bytes_in_flight += options.weight;
             if self.limiter.try_acquire_raw() {
                 st.running += 1;
+                // It waited zero: record it, or the queue-wait figures would describe only
+                // the tasks that queued (a median of the unlucky ones).
+                st.acct.latencies.record_queue_wait(Duration::ZERO);
                 let running = Running {
                     job,
                     accepted: now,
@@ -501,50 +507,43 @@ impl Inner {
     }
 
     pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        let st = self.state();
-        ShutdownReport {
-            drained: st.acct.finished_since_shutdown - st.acct.cancelled_at_deadline,
-            cancelled: st.acct.cancelled_at_deadline,
-            timed_out,
-        }
+        self.state().acct.report(timed_out)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut s = Snapshot::default();
-        let latencies = {
-            let st = self.state();
-            st.acct.fill(&mut s);
-            s.queued = st.queue.len() as u64;
-            s.running = st.running as u64;
-            s.workers = st.workers as u64;
-            s.limit = self.limiter.limit() as u64;
-            // Copy the histograms (a few KiB) and summarise them without the lock.
-            st.acct.latencies.clone()
-        };
-        latencies.fill(&mut s);
-        s
+        let st = self.state();
+        let taken = st
+            .acct
+            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
+        drop(st);
+        taken.summarise()
     }
 
-    /// Registers (or refreshes) a parked submitter; returns its id.
-    pub(crate) fn park_waiter(&self, id: Option<u64>, waker: &Waker) -> Option<u64> {
+    /// Registers (or refreshes) a parked submitter; returns its id, and `true` when it is
+    /// at the head of the line and room is free *now*: the room appeared after its last
+    /// admission attempt, while it was not yet in the line to be woken for it, so the
+    /// caller must try again instead of sleeping (else the wakeup is lost).
+    pub(crate) fn park_waiter(&self, id: Option<u64>, waker: &Waker) -> Option<(u64, bool)> {
         let mut st = self.state();
         if st.closed {
             return None;
         }
-        match id.and_then(|id| st.waiters.iter_mut().find(|(i, _)| *i == id)) {
-            Some((_, w)) => {
+        let id = match id.and_then(|id| st.waiters.iter_mut().find(|(i, _)| *i == id)) {
+            Some((id, w)) => {
                 if !w.will_wake(waker) {
                     *w = waker.clone();
                 }
-                id
+                *id
             }
             None => {
                 let id = st.next_waiter;
                 st.next_waiter += 1;
                 st.waiters.push_back((id, waker.clone()));
-                Some(id)
+                id
             }
-        }
+        };
+        let head = st.waiters.front().is_some_and(|(i, _)| *i == id);
+        Some((id, head && self.has_room(&st, 0)))
     }
 
     /// A parked submitter left (admitted elsewhere, timed out or cancelled).

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 pub use builder::PoolBuilder;
 pub(crate) use builder::{
-    CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
+    validate_limit, CODEL_INTERVAL, CODEL_TARGET, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_CAPACITY,
 };
 pub use task::TaskHandle;
 
@@ -36,6 +36,10 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 ///
 /// Clones share one pool. When the last clone is dropped, the pool closes: queued and
 /// running tasks still finish, then the workers end. Nothing blocks and nothing leaks.
+///
+/// The pool's workers live on the runtime it was built on: shut the pool down before that
+/// runtime. Tasks still held by a pool whose runtime has shut down never finish, and
+/// their handles never resolve.
 ///
 /// # Examples
 ///
@@ -192,7 +196,7 @@ impl Pool {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        match self.inner().try_admit(fut, options, None) {
+        match self.inner().try_admit(fut, options, None, false) {
             Ok(task) => Ok(TaskHandle::new(task, self.inner().clone())),
             Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
             Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
@@ -296,9 +300,13 @@ impl Pool {
         inner.report(true)
     }
 
-    /// The pool's limiter (current limit, in-flight, its counters).
-    pub fn limiter(&self) -> &crate::limit::Limiter {
-        &self.inner().limiter
+    /// The counters of the pool's limiter: the current limit, the tasks in flight, and how
+    /// many finished tasks it counted as succeeded, dropped or ignored.
+    ///
+    /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
+    /// slot that no task uses.
+    pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
+        self.inner().limiter.stats()
     }
 }
 

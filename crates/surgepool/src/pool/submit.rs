@@ -43,7 +43,7 @@ where
             // Polled after completion: nothing left to submit.
             return Poll::Pending;
         };
-        match inner.try_admit(fut, JobOptions::default(), place.id) {
+        match inner.try_admit(fut, JobOptions::default(), place.id, true) {
             Ok(task) => {
                 // `try_admit` took us out of the line.
                 place.id = None;
@@ -60,8 +60,13 @@ where
             }
         }
         match inner.park_waiter(place.id, cx.waker()) {
-            Some(id) => {
+            Some((id, room_now)) => {
                 place.id = Some(id);
+                if room_now {
+                    // Room came between the attempt above and joining the line: nobody
+                    // will wake us for it, so poll again at once.
+                    cx.waker().wake_by_ref();
+                }
                 Poll::Pending
             }
             None => {

@@ -132,9 +132,14 @@ async fn wait_for_job(
     parker: &Arc<Parker>,
     idle_timer: &mut Option<Pin<Box<Sleep>>>,
 ) -> Option<Running> {
-    let mut timed = inner.idle_timer_needed();
-    if timed {
-        let deadline = Instant::now() + inner.settings.idle_timeout;
+    // An idle timeout too long to represent (`Duration::MAX`) means "never retire".
+    let deadline = if inner.idle_timer_needed() {
+        Instant::now().checked_add(inner.settings.idle_timeout)
+    } else {
+        None
+    };
+    let mut timed = deadline.is_some();
+    if let Some(deadline) = deadline {
         match idle_timer {
             Some(sleep) => sleep.as_mut().reset(deadline),
             None => *idle_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),

@@ -37,9 +37,11 @@ impl Codel {
         }
     }
 
-    fn control_law(&self, from: Instant) -> Instant {
+    /// When to shed next; `None` when that is too far away to represent (a huge interval):
+    /// then it never comes. Saturating, because this runs under the pool's lock.
+    fn control_law(&self, from: Instant) -> Option<Instant> {
         let scaled = self.interval.as_secs_f64() / f64::from(self.count.max(1)).sqrt();
-        from + Duration::from_secs_f64(scaled)
+        from.checked_add(Duration::try_from_secs_f64(scaled).ok()?)
     }
 
     /// Called for the job at the head, as it is dequeued; `true` means shed it.
@@ -50,7 +52,8 @@ impl Codel {
         } else {
             match self.first_above {
                 None => {
-                    self.first_above = Some(now + self.interval);
+                    // `None` again when the interval is too long to represent: never.
+                    self.first_above = now.checked_add(self.interval);
                     false
                 }
                 Some(t) => now >= t,
@@ -64,7 +67,7 @@ impl Codel {
             }
             if self.drop_next.is_some_and(|t| now >= t) {
                 self.count = self.count.saturating_add(1);
-                self.drop_next = Some(self.control_law(self.drop_next.unwrap_or(now)));
+                self.drop_next = self.control_law(self.drop_next.unwrap_or(now));
                 return true;
             }
             return false;
@@ -73,11 +76,11 @@ impl Codel {
             self.dropping = true;
             // Re-enter with a higher rate if we were dropping recently (RFC 8289 5.5).
             let delta = self.count.saturating_sub(self.last_count);
-            let recent = self
-                .drop_next
-                .is_some_and(|t| now.saturating_duration_since(t) < self.interval * 16);
+            let recent = self.drop_next.is_some_and(|t| {
+                now.saturating_duration_since(t) < self.interval.saturating_mul(16)
+            });
             self.count = if delta > 1 && recent { delta } else { 1 };
-            self.drop_next = Some(self.control_law(now));
+            self.drop_next = self.control_law(now);
             self.last_count = self.count;
             return true;
         }

@@ -5,6 +5,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
+use super::affinity::{self, CpuMask};
 use super::common::{check_sum, job, Shape};
 use crate::run_stats::{Sample, Stopwatch};
 
@@ -29,7 +30,10 @@ impl Shape for Serial {
 
 /// Ops in one handoff of the batched ping-pong.
 pub(crate) const PINGPONG_BATCH: usize = 64;
-/// Spins before a waiting side yields its core (2-core machines run other work too).
+/// Spins before a waiting side starts yielding its core (a cross-core round trip on a cloud
+/// VM is ~1 µs, ~50 `spin_loop`s). The threads are pinned to two cores where the OS allows,
+/// so a long wait means the partner was preempted; yielding then keeps a 2-core machine's
+/// other work going.
 const SPINS_BEFORE_YIELD: u32 = 1 << 12;
 
 /// What the two ping-pong threads share.
@@ -53,14 +57,18 @@ struct Padded<T>(T);
 /// Two threads handing ops to each other over one atomic: the lab's main thread writes the
 /// inputs and flips `turn`; the partner thread spins until it sees the flip, computes, and
 /// flips it back. One op (batch 1) is one full round trip; with `PINGPONG_BATCH` ops per
-/// handoff the round trip is shared by 64 ops. No allocation, no syscall, no sleeping: the
-/// floor under every shape that hands work to another core and learns it is done.
+/// handoff the round trip is shared by 64 ops. No allocation, no lock, no sleeping (a side
+/// yields only after a long spin, when its partner was preempted); the two threads are
+/// pinned to two cores where the OS allows. The floor under every shape that hands work to
+/// another core and learns it is done.
 #[derive(Debug)]
 pub(crate) struct PingPong {
     court: &'static Court,
     batch: usize,
     partner: Option<JoinHandle<()>>,
     turn: u64,
+    /// The main thread's CPU mask before it was pinned, restored on drop.
+    saved_mask: Option<CpuMask>,
 }
 
 impl PingPong {
@@ -73,14 +81,26 @@ impl PingPong {
             sum: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         }));
+        // Two cores for the two threads (see `affinity`); without two, the OS decides.
+        let cpus = affinity::two_cpus();
+        let saved_mask = cpus.and_then(|(main, _)| {
+            let saved = CpuMask::current()?;
+            CpuMask::only(main).apply().then_some(saved)
+        });
         let partner = std::thread::Builder::new()
             .name("lab-pingpong".to_owned())
-            .spawn(move || partner(court))?;
+            .spawn(move || {
+                if let Some((_, cpu)) = cpus {
+                    CpuMask::only(cpu).apply();
+                }
+                partner(court)
+            })?;
         let mut pingpong = PingPong {
             court,
             batch,
             partner: Some(partner),
             turn: 0,
+            saved_mask,
         };
         // One round trip now, so the partner thread's start-up (and its allocations) is
         // over before any timed run.
@@ -98,11 +118,12 @@ impl PingPong {
 }
 
 fn spin(spins: &mut u32) {
-    *spins += 1;
-    if *spins % SPINS_BEFORE_YIELD == 0 {
-        std::thread::yield_now();
-    } else {
+    if *spins < SPINS_BEFORE_YIELD {
+        *spins += 1;
         std::hint::spin_loop();
+    } else {
+        // Past the spin budget, yield on every check: the partner is not running.
+        std::thread::yield_now();
     }
 }
 
@@ -169,6 +190,9 @@ impl Drop for PingPong {
         self.court.stop.store(true, Ordering::Relaxed);
         if let Some(p) = self.partner.take() {
             let _ = p.join();
+        }
+        if let Some(mask) = self.saved_mask.take() {
+            mask.apply();
         }
     }
 }

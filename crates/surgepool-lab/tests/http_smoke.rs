@@ -1,0 +1,196 @@
+//! Smoke tests of `surgepool-lab http` and `serve` on loopback: a few seconds, low rates.
+//! They check plumbing and accounting, never speed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const LAB: &str = env!("CARGO_BIN_EXE_surgepool-lab");
+
+#[test]
+fn http_smoke_run_writes_consistent_json() {
+    let path =
+        std::env::temp_dir().join(format!("surgepool-http-smoke-{}.json", std::process::id()));
+    let output = Command::new(LAB)
+        .args(["http", "--preset", "smoke", "--layer", "fixed:4", "--json"])
+        .arg(&path)
+        .output()
+        .expect("run surgepool-lab http");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "http failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("wrk2 -t2"),
+        "prints the wrk command line:\n{stdout}"
+    );
+
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(json["scenario"]["work"], "sleep");
+    assert_eq!(json["scenario"]["service_ms"], 20);
+    assert_eq!(json["scenario"]["alloc_kb"], 500);
+    assert!(json["scenario"]["capacity_rps"].as_f64().unwrap() > 0.0);
+
+    let strategies = json["strategies"].as_array().unwrap();
+    let names: Vec<&str> = strategies
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bare", "layered"]);
+    for s in strategies {
+        let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+        assert!(n("offered") > 0, "{s}");
+        assert_eq!(s["lost"].as_i64(), Some(0), "{s}");
+        assert_eq!(n("offered"), n("accepted") + n("rejected"), "{s}");
+        assert_eq!(
+            n("accepted"),
+            n("completed") + n("failed") + n("shed") + n("cancelled"),
+            "{s}"
+        );
+        assert!(n("completed") > 0, "{s}");
+        // status_counts covers every answered request.
+        let counted: u64 = s["status_counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            counted + n("errors") + n("timeouts") + n("unsent"),
+            n("offered"),
+            "{s}"
+        );
+        assert_eq!(
+            s["status_counts"]
+                .get("503")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            n("rejected")
+        );
+        assert!(n("peak_rss_bytes") > 0, "{s}");
+        assert!(s["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["achieved_rps"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    // The bare server never sheds.
+    assert_eq!(strategies[0]["rejected"], 0);
+    let admission = &strategies[1]["server"]["admission"];
+    assert!(admission["limit"].as_u64().is_some(), "{admission}");
+    // Served responses feed the limiter as successes (not as ignored or dropped).
+    assert!(admission["succeeded"].as_u64().unwrap() > 0, "{admission}");
+    assert!(json["hello_rps"]["bare"].as_f64().unwrap() > 0.0);
+    assert!(json["hello_rps"]["layered"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn http_refuses_non_loopback_targets() {
+    let output = Command::new(LAB)
+        .args(["http", "--target", "http://192.0.2.1:80/", "--rps", "10"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status line and the body.
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn serve_answers_then_drains_and_exits_on_sigterm() {
+    let mut child = Command::new(LAB)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--layer",
+            "fixed:2",
+            "--service-ms",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+
+    let (status, body) = get(&addr, "/hello");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "hello");
+    let (status, _) = get(&addr, "/work");
+    assert!(status.contains("200"), "{status}");
+    let (_, stats) = get(&addr, "/stats");
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["admission"]["limit"], 2);
+    assert_eq!(stats["admission"]["admitted"], 2);
+
+    // A request in flight when the signal comes is drained: it still gets its answer.
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || get(&addr, "/work"))
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, stats) = get(&addr, "/stats");
+        let stats: Value = serde_json::from_str(&stats).unwrap();
+        if stats["in_flight"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < until, "the /work request never started");
+        std::thread::yield_now();
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let until = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    let (status, body) = in_flight.join().unwrap();
+    assert!(status.contains("200"), "drained request: {status}");
+    assert_eq!(body, "done");
+}

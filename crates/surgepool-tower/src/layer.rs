@@ -1,0 +1,208 @@
+//! The layer, and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use surgepool::limit::{Limit, Limiter};
+use tower_layer::Layer;
+
+use crate::classify::{Classify, HttpClassifier, SharedClassifier};
+use crate::error::BuildError;
+use crate::response::OverloadResponse;
+use crate::service::Admission;
+use crate::shared::{AdmissionStats, Shared};
+
+/// Wraps services in [`Admission`]: requests beyond the limit get an overload response at
+/// once (or wait in a bounded queue, up to a deadline).
+///
+/// **One `AdmissionLayer` value is one limit.** Every service it makes, and every clone of
+/// those, shares it: applied with axum's `Router::layer`, all routes share one limit (build
+/// two layers for two limits). Clone the layer to apply the same limit in several places.
+///
+/// An adaptive limit learns one latency for everything behind its layer. Endpoints whose
+/// service times differ by orders of magnitude (a 0.1 ms `/health` beside a 20 ms `/work`) can
+/// mislead it: a burst of fast requests makes the slow ones look queued, and the limit drops.
+/// Give such groups their own layer (`route_layer` per group), or keep cheap endpoints
+/// outside it (routes added after `Router::layer` are not wrapped).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::Limit;
+/// use surgepool_tower::AdmissionLayer;
+///
+/// // Adaptive limit, shed at once when full (the defaults):
+/// let layer = AdmissionLayer::new(Limit::adaptive()).unwrap();
+///
+/// // A fixed limit of 64, up to 128 requests waiting, each answered within 2 s:
+/// let layer = AdmissionLayer::builder()
+///     .limit(Limit::fixed(64))
+///     .queue_capacity(128)
+///     .deadline(Duration::from_secs(2))
+///     .build()
+///     .unwrap();
+/// assert_eq!(layer.limiter().limit(), 64);
+/// ```
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    shared: Arc<Shared>,
+}
+
+impl AdmissionLayer {
+    /// A layer with `limit`, no queue, no deadline, the [`HttpClassifier`] and the default
+    /// overload response (`503` with `Retry-After: 1`).
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] when the limit's settings cannot work (e.g. `Limit::fixed(0)`).
+    pub fn new(limit: Limit) -> Result<AdmissionLayer, BuildError> {
+        AdmissionLayer::builder().limit(limit).build()
+    }
+
+    /// A builder with every setting.
+    pub fn builder() -> AdmissionLayerBuilder {
+        AdmissionLayerBuilder::default()
+    }
+
+    /// The limiter this layer admits with.
+    pub fn limiter(&self) -> &Limiter {
+        &self.shared.limiter
+    }
+
+    /// The counters of every service this layer made.
+    pub fn stats(&self) -> AdmissionStats {
+        self.shared.stats()
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission::new(inner, self.shared.clone())
+    }
+}
+
+impl fmt::Debug for AdmissionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdmissionLayer")
+            .field("limiter", &self.shared.limiter)
+            .field("queue_capacity", &self.shared.queue_capacity)
+            .field("deadline", &self.shared.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of an [`AdmissionLayer`]; see [`AdmissionLayer::builder`].
+#[derive(Default)]
+pub struct AdmissionLayerBuilder {
+    limit: Option<Limit>,
+    limiter: Option<Limiter>,
+    queue_capacity: usize,
+    deadline: Option<Duration>,
+    overload: Option<OverloadResponse>,
+    classifier: Option<Box<dyn Classify>>,
+}
+
+impl AdmissionLayerBuilder {
+    /// The concurrency limit (default: [`Limit::adaptive()`]).
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limit = Some(limit);
+        self.limiter = None;
+        self
+    }
+
+    /// Admit with an existing limiter, e.g. one shared with a [`surgepool::Pool`]'s callers
+    /// or with another layer. Replaces [`limit`](Self::limit).
+    pub fn limiter(mut self, limiter: Limiter) -> Self {
+        self.limiter = Some(limiter);
+        self.limit = None;
+        self
+    }
+
+    /// How many requests may wait for a permit when the limit is reached (default 0: shed
+    /// at once). A queue needs a [`deadline`](Self::deadline), so no request waits forever.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// The longest a request may take from `call` to the response head, queue wait
+    /// included (unlike `tower::timeout`, which starts after `poll_ready`). A request past
+    /// its deadline gets the overload response (reason [`Reason::Timeout`](crate::Reason)
+    /// or [`Reason::QueueTimeout`](crate::Reason)), its inner future is dropped, and it
+    /// counts as a drop. The body's streaming is not covered. Default: none.
+    ///
+    /// A deadline needs a tokio runtime with the time driver enabled.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The response for shed requests (default: `503` with `Retry-After: 1`).
+    pub fn overload_response(mut self, response: OverloadResponse) -> Self {
+        self.overload = Some(response);
+        self
+    }
+
+    /// How responses map to successes and drops (default: [`HttpClassifier`], 5xx = drop).
+    pub fn classifier(mut self, classifier: impl Classify) -> Self {
+        self.classifier = Some(Box::new(classifier));
+        self
+    }
+
+    /// For tonic: shed with gRPC `UNAVAILABLE` and classify with
+    /// [`GrpcClassifier`](crate::GrpcClassifier).
+    pub fn grpc(self) -> Self {
+        self.overload_response(OverloadResponse::grpc_unavailable())
+            .classifier(crate::classify::GrpcClassifier)
+    }
+
+    /// Checks the settings and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] when the limit cannot work, the deadline is zero, or a queue has no
+    /// deadline.
+    pub fn build(self) -> Result<AdmissionLayer, BuildError> {
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(BuildError::new(
+                "deadline",
+                "a zero deadline would time out every request",
+            ));
+        }
+        if self.queue_capacity > 0 && self.deadline.is_none() {
+            return Err(BuildError::new(
+                "queue_capacity",
+                "a queue needs a deadline (`.deadline(..)`), or a queued request could wait forever",
+            ));
+        }
+        let limiter = match self.limiter {
+            Some(limiter) => limiter,
+            None => Limiter::new(self.limit.unwrap_or_default())?,
+        };
+        let shared = Shared::new(
+            limiter,
+            self.queue_capacity,
+            self.deadline,
+            self.overload.unwrap_or_default(),
+            SharedClassifier(self.classifier.unwrap_or_else(|| Box::new(HttpClassifier))),
+        );
+        Ok(AdmissionLayer {
+            shared: Arc::new(shared),
+        })
+    }
+}
+
+impl fmt::Debug for AdmissionLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdmissionLayerBuilder")
+            .field("limit", &self.limit)
+            .field("limiter", &self.limiter)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

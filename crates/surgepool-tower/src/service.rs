@@ -1,0 +1,92 @@
+//! The service: admits a request under the shared limit, queues it, or sheds it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::AdmissionBody;
+use crate::future::ResponseFuture;
+use crate::response::Reason;
+use crate::shared::{AdmissionStats, Shared};
+
+/// Admission control in front of an HTTP service; made by [`AdmissionLayer`](crate::AdmissionLayer).
+///
+/// Clones share the layer's state (limit, queue, counters) through an `Arc`, so the
+/// per-request clones that axum and hyper make all count against **one** limit.
+///
+/// # Readiness
+///
+/// `poll_ready` is always `Ready`: the admission decision is taken in `call`, never in
+/// `poll_ready`, so a cooperative-yield `Pending` of the inner service cannot be mistaken for
+/// overload. The inner service must be `Clone` (axum's routers, `service_fn` and tonic's
+/// generated servers are); each call takes a clone and the response future drives **that
+/// clone's** `poll_ready` after admission, inside the deadline. So an inner service that
+/// applies backpressure is waited for honestly, while the request holds its permit: that
+/// wait is part of the latency the limit sees.
+#[derive(Clone)]
+pub struct Admission<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Admission<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Admission<S> {
+        Admission { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The limiter every clone of this service shares.
+    pub fn limiter(&self) -> &surgepool::limit::Limiter {
+        &self.shared.limiter
+    }
+
+    /// The counters every clone of this service shares.
+    pub fn stats(&self) -> AdmissionStats {
+        self.shared.stats()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Admission<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Body,
+{
+    type Response = Response<AdmissionBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Always ready: see "Readiness" above.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let shared = self.shared.clone();
+        if let Some(permit) = shared.limiter.try_acquire() {
+            shared.count_admitted();
+            return ResponseFuture::admitted(self.inner.clone(), request, permit, shared);
+        }
+        if let Some(slot) = shared.try_enqueue() {
+            return ResponseFuture::queued(self.inner.clone(), request, slot, shared);
+        }
+        shared.count_shed(Reason::Overloaded);
+        ResponseFuture::shed(Reason::Overloaded, shared)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Admission<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("inner", &self.inner)
+            .field("limiter", &self.shared.limiter)
+            .finish_non_exhaustive()
+    }
+}

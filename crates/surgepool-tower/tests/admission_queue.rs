@@ -1,0 +1,177 @@
+//! The bounded queue and the deadline that covers the queue wait and the inner call.
+//! Time is paused: `advance` moves it, nothing sleeps.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{get, mocked, ok, Frames};
+use surgepool::Limit;
+use surgepool_tower::{AdmissionLayer, Reason};
+use tokio_test::task::spawn;
+use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
+use tower::Service;
+
+fn queued_layer(limit: usize, queue: usize, deadline_ms: u64) -> AdmissionLayer {
+    AdmissionLayer::builder()
+        .limit(Limit::fixed(limit))
+        .queue_capacity(queue)
+        .deadline(Duration::from_millis(deadline_ms))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_is_admitted_when_a_permit_frees_up() {
+    let layer = queued_layer(1, 1, 1_000);
+    let (mut svc, mut handle) = mocked(&layer);
+
+    let mut a = spawn(svc.call(get()));
+    let mut b = spawn(svc.call(get()));
+    let mut c = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    assert_eq!(layer.stats().queued, 1);
+    // The queue holds one: the third is shed at once.
+    let shed = assert_ready_ok!(c.poll());
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.extensions().get::<Reason>(), Some(&Reason::Overloaded));
+
+    let (_req, send) = handle.next_request().await.unwrap();
+    assert_pending!(handle.poll_request()); // b is still queued
+    send.send_response(ok(Frames::empty()));
+    assert_eq!(assert_ready_ok!(a.poll()).status(), 200);
+
+    assert!(b.is_woken());
+    assert_pending!(b.poll());
+    assert_eq!(layer.stats().queued, 0);
+    let (_req, send) = assert_ready!(handle.poll_request()).unwrap();
+    send.send_response(ok(Frames::empty()));
+    assert_eq!(assert_ready_ok!(b.poll()).status(), 200);
+
+    let stats = layer.stats();
+    assert_eq!(
+        (stats.admitted, stats.overloaded, stats.queue_timeouts),
+        (2, 1, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_times_out_at_its_deadline() {
+    let layer = queued_layer(1, 4, 500);
+    let (mut svc, mut handle) = mocked(&layer);
+
+    let mut a = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    let _first = handle.next_request().await.unwrap();
+
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let mut b = spawn(svc.call(get())); // its deadline is 600 ms after start
+    assert_pending!(b.poll());
+
+    tokio::time::advance(Duration::from_millis(499)).await;
+    assert_pending!(b.poll());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(b.is_woken());
+    let response = assert_ready_ok!(b.poll());
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        response.extensions().get::<Reason>(),
+        Some(&Reason::QueueTimeout)
+    );
+
+    let stats = layer.stats();
+    assert_eq!((stats.queue_timeouts, stats.queued), (1, 0));
+    // The queued request never held a permit, so the limiter saw nothing from it.
+    assert_eq!(stats.limiter.dropped, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_covers_the_queue_wait_and_the_inner_call() {
+    let layer = queued_layer(1, 1, 1_000);
+    let (mut svc, mut handle) = mocked(&layer);
+
+    let mut a = spawn(svc.call(get()));
+    let mut b = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    let (_req, send_a) = handle.next_request().await.unwrap();
+
+    // b waits 600 ms in the queue...
+    tokio::time::advance(Duration::from_millis(600)).await;
+    send_a.send_response(ok(Frames::empty()));
+    assert_ready_ok!(a.poll());
+    assert_pending!(b.poll());
+    let _req_b = assert_ready!(handle.poll_request()).unwrap();
+
+    // ...so it has 400 ms left for the inner call, not a fresh second.
+    tokio::time::advance(Duration::from_millis(399)).await;
+    assert_pending!(b.poll());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let response = assert_ready_ok!(b.poll());
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.extensions().get::<Reason>(),
+        Some(&Reason::Timeout)
+    );
+
+    let stats = layer.stats();
+    assert_eq!(stats.timeouts, 1);
+    // A timed-out admitted request is a drop, and its permit is back.
+    assert_eq!((stats.limiter.in_flight, stats.limiter.dropped), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_covers_waiting_for_inner_readiness() {
+    let layer = AdmissionLayer::builder()
+        .limit(Limit::fixed(1))
+        .deadline(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (mut svc, mut handle) = mocked(&layer);
+    handle.allow(0);
+    let mut a = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    tokio::time::advance(Duration::from_millis(50)).await;
+    let response = assert_ready_ok!(a.poll());
+    assert_eq!(
+        response.extensions().get::<Reason>(),
+        Some(&Reason::Timeout)
+    );
+    assert_eq!(layer.limiter().in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_queued_request_gives_back_its_place() {
+    let layer = queued_layer(1, 1, 1_000);
+    let (mut svc, _handle) = mocked(&layer);
+    let mut a = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    let mut b = spawn(svc.call(get()));
+    assert_pending!(b.poll());
+    assert_eq!(layer.stats().queued, 1);
+    drop(b);
+    assert_eq!(layer.stats().queued, 0);
+    // The place is free again.
+    let mut c = spawn(svc.call(get()));
+    assert_pending!(c.poll());
+    assert_eq!(layer.stats().queued, 1);
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let err = AdmissionLayer::builder()
+        .deadline(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "deadline");
+    let err = AdmissionLayer::builder()
+        .queue_capacity(1)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "queue_capacity");
+    assert!(err.to_string().contains("deadline"));
+    let err = AdmissionLayer::new(Limit::fixed(0)).unwrap_err();
+    assert_eq!(err.setting(), "limit");
+}
