@@ -158,7 +158,8 @@ fn from_last_sample(strategy: Strategy, params: &Params, last: &Sample) -> Strat
     StrategyResult {
         name: strategy.to_string(),
         offered: c.accepted + c.rejected,
-        achieved_rps: last.offered as f64 / ran,
+        // Arrivals stop at the schedule's end even if the process lived on (a hung drain).
+        achieved_rps: last.offered as f64 / ran.min(params.duration_s).max(1e-9),
         accepted: c.accepted,
         rejected: c.rejected,
         completed: c.completed,
