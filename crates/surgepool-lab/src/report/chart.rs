@@ -96,7 +96,9 @@ impl Chart {
             let lines = self.clamped(floor);
             self.draw(&mut svg, x, (floor..top).log_scale(), &lines)?;
         } else {
-            let top = if y_max <= 0.0 { 1.0 } else { y_max * 1.08 };
+            // An in-chart legend sits at the top right: leave it room above the lines.
+            let headroom = if self.legend { 1.4 } else { 1.08 };
+            let top = if y_max <= 0.0 { 1.0 } else { y_max * headroom };
             let lines = self.clamped(f64::MIN);
             self.draw(&mut svg, x, 0.0..top, &lines)?;
         }
