@@ -13,7 +13,7 @@ use crate::accounting::{Accounting, Outcome};
 use crate::error::TaskError;
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::pool::PanicHook;
-use crate::queue::{Entry, JobQueue, Popped};
+use crate::queue::{Entry, JobQueue};
 use crate::stats::{ShutdownReport, Snapshot};
 use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
 
@@ -319,23 +319,13 @@ impl Inner {
             st.acct.finish(outcome, Some((queue_wait, run_time)));
             self.limiter.release_raw(limit_outcome);
             let mut mine = None;
-            while !st.queue.is_empty() && self.limiter.in_flight() < self.limiter.limit() {
-                let entry = match st.queue.pop(now) {
-                    Popped::Run(entry) => entry,
-                    Popped::Shed(entry, reason) => {
-                        st.acct.latencies.record_queue_wait(now - entry.enqueued);
-                        st.acct.finish(Outcome::Shed, None);
-                        shed.push((entry.job, reason));
-                        continue;
-                    }
-                    Popped::Empty => break,
-                };
-                if !self.limiter.try_acquire_raw() {
-                    st.queue.push_front(entry);
+            loop {
+                let State { queue, acct, .. } = &mut *st;
+                let on_shed = |entry: Entry<BlockingJob>, reason| shed.push((entry.job, reason));
+                let Some(entry) = queue.next_runnable(now, &self.limiter, acct, on_shed) else {
                     break;
-                }
+                };
                 st.running += 1;
-                st.acct.latencies.record_queue_wait(now - entry.enqueued);
                 let running = Running {
                     job: entry.job,
                     accepted: entry.enqueued,

@@ -24,7 +24,7 @@ use super::PanicHook;
 use crate::accounting::{Accounting, Outcome};
 use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
-use crate::queue::{Entry, JobQueue, Popped};
+use crate::queue::{Entry, JobQueue};
 use crate::stats::{ShutdownReport, Snapshot};
 use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering};
 
@@ -280,26 +280,21 @@ impl Inner {
         deferred: &mut Deferred,
         mut me: Option<&mut Option<Running>>,
     ) {
-        while !st.queue.is_empty() && self.limiter.in_flight() < self.limiter.limit() {
-            let entry = match st.queue.pop(now) {
-                Popped::Run(entry) => entry,
-                Popped::Shed(entry, reason) => {
-                    st.bytes_in_flight -= entry.weight;
-                    st.acct.latencies.record_queue_wait(now - entry.enqueued);
-                    st.acct.finish(Outcome::Shed, None);
-                    deferred.shed.push((entry.job, reason));
-                    continue;
-                }
-                Popped::Empty => break,
+        loop {
+            let State {
+                queue,
+                acct,
+                bytes_in_flight,
+                ..
+            } = &mut *st;
+            let on_shed = |entry: Entry<Job>, reason| {
+                *bytes_in_flight -= entry.weight;
+                deferred.shed.push((entry.job, reason));
             };
-            if !self.limiter.try_acquire_raw() {
-                // Only the pool takes this limiter's slots, under this lock: unreachable in
-                // practice, but never lose the task.
-                st.queue.push_front(entry);
+            let Some(entry) = queue.next_runnable(now, &self.limiter, acct, on_shed) else {
                 break;
-            }
+            };
             st.running += 1;
-            st.acct.latencies.record_queue_wait(now - entry.enqueued);
             let running = Running {
                 job: entry.job,
                 accepted: entry.enqueued,

@@ -14,7 +14,9 @@ use tokio::time::Instant;
 
 pub(crate) use codel::Codel;
 
+use crate::accounting::{Accounting, Outcome};
 use crate::error::ShedReason;
+use crate::limit::Limiter;
 
 /// A waiting job and what the queue needs to know about it.
 #[derive(Debug)]
@@ -92,6 +94,43 @@ impl<J> JobQueue<J> {
             }
         }
         Popped::Run(entry)
+    }
+
+    /// The next job that may start now, with a slot already taken for it from `limiter`;
+    /// `None` when the queue is empty or no slot is free. Jobs that must be shed on the way
+    /// are counted in `acct` and handed to `on_shed`, which ends them once the pool's lock is
+    /// released. Both pools call this under their lock, so the check for a free slot and
+    /// the taking of it cannot race.
+    pub(crate) fn next_runnable(
+        &mut self,
+        now: Instant,
+        limiter: &Limiter,
+        acct: &mut Accounting,
+        mut on_shed: impl FnMut(Entry<J>, ShedReason),
+    ) -> Option<Entry<J>> {
+        while !self.is_empty() && limiter.in_flight() < limiter.limit() {
+            match self.pop(now) {
+                Popped::Run(entry) => {
+                    if !limiter.try_acquire_raw() {
+                        // Only the pool takes its limiter's slots, under its lock: unreachable
+                        // in practice, but never lose the job.
+                        self.push_front(entry);
+                        return None;
+                    }
+                    acct.latencies
+                        .record_queue_wait(now.saturating_duration_since(entry.enqueued));
+                    return Some(entry);
+                }
+                Popped::Shed(entry, reason) => {
+                    acct.latencies
+                        .record_queue_wait(now.saturating_duration_since(entry.enqueued));
+                    acct.finish(Outcome::Shed, None);
+                    on_shed(entry, reason);
+                }
+                Popped::Empty => return None,
+            }
+        }
+        None
     }
 
     /// Removes the first job that matches (an aborted one).
