@@ -258,9 +258,15 @@ fn specs(cores: usize) -> Vec<Spec> {
         ),
         spec(
             "surgepool_pool_spawn",
-            "Pool::try_submit, handle dropped; atomic + completion",
+            "Pool::try_spawn (no handle); atomic + completion",
             None,
             move || ours::OurPool::new(ours::PoolShape::Spawn, cores, None),
+        ),
+        spec(
+            "surgepool_pool_detach",
+            "Pool::try_submit, handle dropped; atomic + completion",
+            None,
+            move || ours::OurPool::new(ours::PoolShape::Detach, cores, None),
         ),
         spec(
             "surgepool_pool_spawn_adaptive",

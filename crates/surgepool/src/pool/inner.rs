@@ -10,7 +10,7 @@
 //! * `workers` = workers alive; idle workers are in `idle` and hold no task.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::pin::Pin;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::task::{Job, Task};
+use super::job::Job;
+use super::task::SharedTask;
 use super::worker::{self, Parker};
 use super::PanicHook;
 use crate::accounting::{Accounting, Outcome};
@@ -34,6 +35,15 @@ pub(crate) struct Running {
     pub(crate) accepted: Instant,
     pub(crate) started: Instant,
     pub(crate) weight: u64,
+}
+
+impl Running {
+    /// Pin projection to the job.
+    pub(crate) fn job(self: Pin<&mut Self>) -> Pin<&mut Job> {
+        // SAFETY: `job` is structurally pinned: nothing moves it out of a pinned `Running`
+        // (the other fields are plain data, and `Running` has no `Drop` impl).
+        unsafe { self.map_unchecked_mut(|running| &mut running.job) }
+    }
 }
 
 /// Per-submit options.
@@ -185,17 +195,16 @@ impl Inner {
     /// is at the head of the line; other callers must not barge past parked ones.
     /// `waiting`: the caller is a `submit` that keeps waiting after `Full`, so a `Full` here
     /// is not the end of its offer and is not counted (its final outcome is).
-    pub(crate) fn try_admit<F>(
+    /// `make` turns the admitted future into its job (and what the caller gets back); it
+    /// runs only once the future is admitted, so a refusal hands `future` back untouched.
+    pub(crate) fn try_admit<F, R>(
         self: &Arc<Self>,
         future: F,
+        make: impl FnOnce(F) -> (Job, R),
         options: JobOptions,
         waiter: Option<u64>,
         waiting: bool,
-    ) -> Result<Arc<Task<F>>, (F, Refusal)>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
+    ) -> Result<R, (F, Refusal)> {
         let mut deferred = Deferred::default();
         let result = {
             let mut st = self.state();
@@ -217,8 +226,7 @@ impl Inner {
             if let Some(me) = waiter {
                 st.waiters.retain(|(id, _)| *id != me);
             }
-            let task = Task::new(future);
-            let job: Job = task.clone();
+            let (job, made) = make(future);
             let now = Instant::now();
             st.acct.accept();
             st.bytes_in_flight += options.weight;
@@ -245,7 +253,7 @@ impl Inner {
             }
             // Room may remain for the next parked submitter.
             self.wake_next_waiter(&mut st, &mut deferred);
-            Ok(task)
+            Ok(made)
         };
         self.carry_out(deferred);
         result
@@ -404,10 +412,10 @@ impl Inner {
         self.state().workers > self.settings.min_workers
     }
 
-    pub(crate) fn abort(self: &Arc<Self>, job: Job) {
+    pub(crate) fn abort(self: &Arc<Self>, task: SharedTask) {
         let removed = {
             let mut st = self.state();
-            let removed = st.queue.remove(|j| Arc::ptr_eq(j, &job));
+            let removed = st.queue.remove(|j| j.is(&task));
             if let Some(entry) = &removed {
                 st.bytes_in_flight -= entry.weight;
                 st.acct.finish(Outcome::Cancelled, None);
@@ -423,7 +431,7 @@ impl Inner {
             Some(entry) => entry.job.finish_unrun(TaskError::cancelled()),
             None => {
                 // Running (or about to run): its worker drops it at the next poll.
-                job.set_aborted();
+                task.set_aborted();
                 self.wake_workers();
             }
         }

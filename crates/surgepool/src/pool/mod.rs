@@ -2,6 +2,7 @@
 
 mod builder;
 mod inner;
+mod job;
 mod submit;
 mod task;
 mod worker;
@@ -22,6 +23,8 @@ use crate::error::{SubmitError, TaskError};
 use crate::stats::{ShutdownReport, Snapshot};
 use crate::sync::Arc;
 use inner::{Inner, JobOptions, Refusal};
+use job::{Detached, Job};
+use task::Task;
 
 /// A hook that sees every task panic (after the pool caught it).
 pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
@@ -196,7 +199,10 @@ impl Pool {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        match self.inner().try_admit(fut, options, None, false) {
+        match self
+            .inner()
+            .try_admit(fut, with_handle, options, None, false)
+        {
             Ok(task) => Ok(TaskHandle::new(task, self.inner().clone())),
             Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
             Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
@@ -221,7 +227,8 @@ impl Pool {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        submit::wait(self.inner(), fut, None).await
+        let task = submit::wait(self.inner(), fut, with_handle, None).await?;
+        Ok(TaskHandle::new(task, self.inner().clone()))
     }
 
     /// Submits a future, waiting at most `wait` for room.
@@ -245,7 +252,93 @@ impl Pool {
     {
         let deadline = Instant::now().checked_add(wait);
         // A wait too long to represent is a wait without deadline.
-        submit::wait(self.inner(), fut, deadline).await
+        let task = submit::wait(self.inner(), fut, with_handle, deadline).await?;
+        Ok(TaskHandle::new(task, self.inner().clone()))
+    }
+
+    /// Runs a future detached: as [`try_submit`](Pool::try_submit) with the handle dropped,
+    /// but cheaper, because no handle is made. A future of up to 64 bytes is stored
+    /// inline, so spawning it allocates nothing once the pool is warm; a bigger one is
+    /// boxed (one allocation).
+    ///
+    /// The task is counted like any other; nothing can abort it, and a panic in it is
+    /// counted in [`Snapshot::panicked`] and passed to the
+    /// [`on_panic`](PoolBuilder::on_panic) hook.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_submit`](Pool::try_submit): [`SubmitError::Full`] or
+    /// [`SubmitError::Closed`], with the future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use surgepool::{Limit, Pool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().limit(Limit::fixed(4)).build().unwrap();
+    /// let sum = Arc::new(AtomicU64::new(0));
+    /// for i in 1..=10 {
+    ///     let sum = sum.clone();
+    ///     pool.try_spawn(async move {
+    ///         sum.fetch_add(i, Ordering::Relaxed);
+    ///     })
+    ///     .unwrap();
+    /// }
+    /// pool.shutdown().await;
+    /// assert_eq!(sum.load(Ordering::Relaxed), 55);
+    /// # }
+    /// ```
+    pub fn try_spawn<F>(&self, fut: F) -> Result<(), SubmitError<F>>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self
+            .inner()
+            .try_admit(fut, detached, JobOptions::default(), None, false)
+        {
+            Ok(()) => Ok(()),
+            Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
+            Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
+        }
+    }
+
+    /// Runs a future detached, waiting for room: [`try_spawn`](Pool::try_spawn) as
+    /// [`submit`](Pool::submit) is to [`try_submit`](Pool::try_submit).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Closed`] if the pool is or becomes closed while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`submit`](Pool::submit).
+    pub async fn spawn<F>(&self, fut: F) -> Result<(), SubmitError<F>>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        submit::wait(self.inner(), fut, detached, None).await
+    }
+
+    /// Runs a future detached, waiting at most `wait` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Timeout`] when no room came in time; [`SubmitError::Closed`] if the
+    /// pool is or becomes closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`submit`](Pool::submit).
+    pub async fn spawn_timeout<F>(&self, fut: F, wait: Duration) -> Result<(), SubmitError<F>>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let deadline = Instant::now().checked_add(wait);
+        submit::wait(self.inner(), fut, detached, deadline).await
     }
 
     /// The pool's accounting now; see [`Snapshot`] for the identities it keeps.
@@ -314,4 +407,22 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(&**self.inner(), f)
     }
+}
+
+/// Makes an admitted future into a task with a handle.
+fn with_handle<F>(fut: F) -> (Job, StdArc<Task<F>>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = Task::new(fut);
+    (Job::Shared(task.clone()), task)
+}
+
+/// Makes an admitted future into a detached job.
+fn detached<F>(fut: F) -> (Job, ())
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    (Job::Detached(Detached::new(fut)), ())
 }

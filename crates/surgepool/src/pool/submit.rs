@@ -7,7 +7,7 @@ use std::task::Poll;
 use tokio::time::{Instant, Sleep};
 
 use super::inner::{Inner, JobOptions, Refusal};
-use super::TaskHandle;
+use super::job::Job;
 use crate::error::SubmitError;
 use crate::sync::Arc;
 
@@ -25,15 +25,14 @@ impl Drop for Place<'_> {
     }
 }
 
-pub(crate) async fn wait<F, T>(
+/// Waits in line until `fut` is admitted (made into a job by `make`, as in
+/// [`Inner::try_admit`]), the pool closes, or `deadline` passes.
+pub(crate) async fn wait<F, R>(
     inner: &Arc<Inner>,
     fut: F,
+    make: impl FnOnce(F) -> (Job, R) + Copy,
     deadline: Option<Instant>,
-) -> Result<TaskHandle<T>, SubmitError<F>>
-where
-    F: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
+) -> Result<R, SubmitError<F>> {
     let mut place = Place { inner, id: None };
     let mut job = Some(fut);
     let mut timer: Option<Pin<Box<Sleep>>> =
@@ -43,11 +42,11 @@ where
             // Polled after completion: nothing left to submit.
             return Poll::Pending;
         };
-        match inner.try_admit(fut, JobOptions::default(), place.id, true) {
-            Ok(task) => {
+        match inner.try_admit(fut, make, JobOptions::default(), place.id, true) {
+            Ok(made) => {
                 // `try_admit` took us out of the line.
                 place.id = None;
-                return Poll::Ready(Ok(TaskHandle::new(task, inner.clone())));
+                return Poll::Ready(Ok(made));
             }
             Err((fut, Refusal::Closed)) => return Poll::Ready(Err(SubmitError::Closed(fut))),
             Err((fut, Refusal::Full)) => job = Some(fut),

@@ -14,8 +14,8 @@ use crate::completion::Completion;
 use crate::error::TaskError;
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
 
-/// What a worker holds: a type-erased task.
-pub(crate) type Job = Arc<dyn RawTask>;
+/// A task with a handle, type-erased: shared by its worker and its [`TaskHandle`].
+pub(crate) type SharedTask = Arc<dyn RawTask>;
 
 /// The worker's view of a task.
 pub(crate) trait RawTask: Send + Sync + 'static {
@@ -196,7 +196,7 @@ pub struct TaskHandle<T> {
 /// The handle's view of a task.
 pub(crate) trait HandleSide<T>: Send + Sync {
     fn completion(&self) -> &Completion<T>;
-    fn job(self: Arc<Self>) -> Job;
+    fn job(self: Arc<Self>) -> SharedTask;
 }
 
 impl<F> HandleSide<F::Output> for Task<F>
@@ -208,7 +208,7 @@ where
         &self.completion
     }
 
-    fn job(self: Arc<Self>) -> Job {
+    fn job(self: Arc<Self>) -> SharedTask {
         self
     }
 }

@@ -7,7 +7,7 @@
 //! ones time out first.
 
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -109,16 +109,22 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
                 None => return,
             },
         };
-        let outcome = poll_fn(|cx| {
-            let cancel = inner.cancel_running.load(crate::sync::Ordering::Acquire);
-            running
-                .job
-                .poll_run(cx, cancel, inner.settings.on_panic.as_ref())
-        })
-        .await;
-        let after = inner.finish(&parker, &running, outcome);
-        running.job.publish();
-        drop(running);
+        let after = {
+            // Pinned here until dropped at the end of this block: a detached job's future
+            // is stored inline and is polled where it lies.
+            let mut running = pin!(running);
+            let outcome = poll_fn(|cx| {
+                let cancel = inner.cancel_running.load(crate::sync::Ordering::Acquire);
+                running
+                    .as_mut()
+                    .job()
+                    .poll_run(cx, cancel, inner.settings.on_panic.as_ref())
+            })
+            .await;
+            let after = inner.finish(&parker, &running, outcome);
+            running.job.publish();
+            after
+        };
         match after {
             AfterRun::Run(running) => {
                 // Back-to-back tasks must not starve the runtime's other tasks (timers, the

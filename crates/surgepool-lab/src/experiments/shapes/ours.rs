@@ -22,9 +22,12 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(10);
 pub(crate) enum PoolShape {
     /// `surgepool_pool`: `submit(fut).await` per op, the handle kept and awaited for the result.
     Handle,
-    /// `surgepool_pool_spawn`: `try_submit` per op and the handle dropped (fire-and-forget);
-    /// atomic sum + completion signal, as `spawn_atomic`.
+    /// `surgepool_pool_spawn`: `try_spawn` per op (fire-and-forget, no handle; `spawn`
+    /// when full); atomic sum + completion signal, as `spawn_atomic`.
     Spawn,
+    /// `surgepool_pool_detach`: `try_submit` per op and the handle dropped at once (which
+    /// detaches the task); atomic sum + completion signal.
+    Detach,
 }
 
 /// A `surgepool::Pool` on its own runtime.
@@ -93,7 +96,7 @@ impl Shape for OurPool {
                 check_sum("surgepool_pool", sum, ops)?;
                 Ok(sample)
             }),
-            PoolShape::Spawn => self.rig.run(async move {
+            PoolShape::Detach => self.rig.run(async move {
                 let clock = Stopwatch::start();
                 for window in windows(ops) {
                     batch.arm((window.end - window.start) as usize);
@@ -105,6 +108,27 @@ impl Shape for OurPool {
                             Ok(_detached) => {}
                             Err(SubmitError::Full(task)) => {
                                 let _detached = pool.submit(task).await.map_err(rejected)?;
+                            }
+                            Err(other) => return Err(rejected(other)),
+                        }
+                    }
+                    batch.wait().await;
+                }
+                let sample = clock.stop(ops);
+                check_sum("surgepool_pool_detach", batch.take_sum(), ops)?;
+                Ok(sample)
+            }),
+            PoolShape::Spawn => self.rig.run(async move {
+                let clock = Stopwatch::start();
+                for window in windows(ops) {
+                    batch.arm((window.end - window.start) as usize);
+                    for i in window {
+                        let (a, b) = job(i);
+                        let task = async move { batch.complete(a + b) };
+                        match pool.try_spawn(task) {
+                            Ok(()) => {}
+                            Err(SubmitError::Full(task)) => {
+                                pool.spawn(task).await.map_err(rejected)?;
                             }
                             Err(other) => return Err(rejected(other)),
                         }
