@@ -100,7 +100,9 @@ impl Job {
         match unsafe { self.get_unchecked_mut() } {
             Job::Shared(task) => task.poll_run(cx, cancel, hook),
             Job::Detached(detached) => {
-                unsafe { Pin::new_unchecked(detached) }.poll_run(cx, cancel, hook)
+                // SAFETY: as above, `detached` lives inside the pinned `Job`.
+                let detached = unsafe { Pin::new_unchecked(detached) };
+                detached.poll_run(cx, cancel, hook)
             }
         }
     }
