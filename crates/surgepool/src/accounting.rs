@@ -1,8 +1,6 @@
 //! Exact accounting shared by both pools. Every counter changes under the pool's lock, and
 //! snapshots are taken under it, so the identities of [`Snapshot`] hold in every snapshot.
 
-use std::time::Duration;
-
 use crate::stats::{Latencies, ShutdownReport, Snapshot};
 
 /// How an accepted task ended.
@@ -60,8 +58,9 @@ impl Accounting {
         self.accepted += 1;
     }
 
-    /// Records a task's end. `run` is `(queue wait, run time)` when the task ran.
-    pub(crate) fn finish(&mut self, outcome: Outcome, run: Option<(Duration, Duration)>) {
+    /// Records a task's end. `run` is `(queue wait, run time)` in nanoseconds when the task
+    /// ran.
+    pub(crate) fn finish(&mut self, outcome: Outcome, run: Option<(u64, u64)>) {
         match outcome {
             Outcome::Completed => self.completed += 1,
             Outcome::Panicked => self.panicked += 1,

@@ -38,6 +38,7 @@
 
 mod accounting;
 mod blocking;
+mod clock;
 mod completion;
 mod error;
 pub mod limit;

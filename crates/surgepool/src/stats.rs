@@ -123,10 +123,8 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_NS, 2).expect("static histogram bounds are valid")
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos())
-        .unwrap_or(u64::MAX)
-        .clamp(1, MAX_TRACKED_NS)
+fn clamp(nanos: u64) -> u64 {
+    nanos.clamp(1, MAX_TRACKED_NS)
 }
 
 fn summary(h: &Histogram<u64>) -> LatencySummary {
@@ -151,14 +149,16 @@ impl Latencies {
         }
     }
 
-    pub(crate) fn record_queue_wait(&mut self, d: Duration) {
-        self.queue_wait.saturating_record(nanos(d));
+    /// Records a queue wait, in nanoseconds.
+    pub(crate) fn record_queue_wait(&mut self, nanos: u64) {
+        self.queue_wait.saturating_record(clamp(nanos));
     }
 
-    pub(crate) fn record_run(&mut self, queue_wait: Duration, run_time: Duration) {
-        self.run_time.saturating_record(nanos(run_time));
+    /// Records a run time and the end-to-end time (queue wait + run time), in nanoseconds.
+    pub(crate) fn record_run(&mut self, queue_wait: u64, run_time: u64) {
+        self.run_time.saturating_record(clamp(run_time));
         self.end_to_end
-            .saturating_record(nanos(queue_wait.saturating_add(run_time)));
+            .saturating_record(clamp(queue_wait.saturating_add(run_time)));
     }
 
     pub(crate) fn fill(&self, snapshot: &mut Snapshot) {

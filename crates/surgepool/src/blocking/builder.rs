@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::inner::{Inner, Settings};
 use super::{BlockingPool, Owner};
+use crate::clock::Clock;
 use crate::error::{BuildError, TaskError};
 use crate::limit::{Limit, Limiter};
 use crate::pool::{
@@ -140,8 +141,10 @@ impl BlockingPoolBuilder {
         }
         let limiter = Limiter::new(limit)?;
         let codel = self.codel.map(|(t, i)| Codel::new(t, i));
-        let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel);
+        let clock = Clock::new();
+        let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel, clock);
         let settings = Settings {
+            clock,
             min_workers: self.min_workers,
             idle_timeout: self.idle_timeout,
             on_panic: self.on_panic,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::{Clock, Stamp};
+
 use super::task::{BlockingJob, Closure};
 use super::worker::{self, ThreadParker};
 use crate::accounting::{Accounting, Outcome};
@@ -19,11 +21,12 @@ use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
 
 pub(crate) struct Running {
     pub(crate) job: BlockingJob,
-    pub(crate) accepted: Instant,
-    pub(crate) started: Instant,
+    pub(crate) accepted: Stamp,
+    pub(crate) started: Stamp,
 }
 
 pub(crate) struct Settings {
+    pub(crate) clock: Clock,
     pub(crate) min_workers: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) on_panic: Option<PanicHook>,
@@ -153,7 +156,8 @@ impl Inner {
             if job.is_some() {
                 st.running -= 1;
                 st.acct.finish(Outcome::Cancelled, None);
-                self.limiter.release_raw(LimitOutcome::Ignored);
+                self.limiter
+                    .release_raw(LimitOutcome::Ignored, Instant::now());
             }
         }
         if let Some(running) = job {
@@ -251,12 +255,12 @@ impl Inner {
         }
         let closure = Closure::new(f);
         let job: BlockingJob = closure.clone();
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         st.acct.accept();
         let dispatch = if self.limiter.try_acquire_raw() {
             st.running += 1;
             // It waited zero: record it, so queue-wait figures cover every task that ran.
-            st.acct.latencies.record_queue_wait(Duration::ZERO);
+            st.acct.latencies.record_queue_wait(0);
             Some(self.hand_to_worker(
                 &mut st,
                 Running {
@@ -269,7 +273,7 @@ impl Inner {
             st.queue.push(Entry {
                 job,
                 enqueued: now,
-                deadline,
+                deadline: deadline.map(|d| self.settings.clock.at(d)),
                 weight: 0,
             });
             None
@@ -304,11 +308,12 @@ impl Inner {
         done: &Running,
         outcome: Outcome,
     ) -> AfterRun {
-        let now = Instant::now();
-        let run_time = now.saturating_duration_since(done.started);
-        let queue_wait = done.started.saturating_duration_since(done.accepted);
+        let at = Instant::now();
+        let now = self.settings.clock.at(at);
+        let run_time = now.nanos_since(done.started);
+        let queue_wait = done.started.nanos_since(done.accepted);
         let limit_outcome = match outcome {
-            Outcome::Completed => LimitOutcome::Success(run_time),
+            Outcome::Completed => LimitOutcome::Success(Duration::from_nanos(run_time)),
             _ => LimitOutcome::Ignored,
         };
         let mut shed = Vec::new();
@@ -317,7 +322,7 @@ impl Inner {
             let mut st = self.state();
             st.running -= 1;
             st.acct.finish(outcome, Some((queue_wait, run_time)));
-            self.limiter.release_raw(limit_outcome);
+            self.limiter.release_raw(limit_outcome, at);
             let mut mine = None;
             loop {
                 let State { queue, acct, .. } = &mut *st;

@@ -176,9 +176,10 @@ impl Limiter {
         }
     }
 
-    /// Releases a slot taken with [`try_acquire_raw`](Self::try_acquire_raw).
-    pub(crate) fn release_raw(&self, outcome: Outcome) {
-        self.shared.release(outcome, None);
+    /// Releases a slot taken with [`try_acquire_raw`](Self::try_acquire_raw); `now` is the
+    /// caller's clock reading.
+    pub(crate) fn release_raw(&self, outcome: Outcome, now: Instant) {
+        self.shared.release(outcome, Some(now));
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::runtime::Handle;
 
 use super::inner::{Inner, Settings};
 use super::{Owner, PanicHook, Pool};
+use crate::clock::Clock;
 use crate::error::{BuildError, TaskError};
 use crate::limit::{Limit, Limiter};
 use crate::queue::{Codel, JobQueue};
@@ -178,8 +179,10 @@ impl PoolBuilder {
         };
         let limiter = Limiter::new(self.limit)?;
         let codel = self.codel.map(|(t, i)| Codel::new(t, i));
-        let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel);
+        let clock = Clock::new();
+        let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel, clock);
         let settings = Settings {
+            clock,
             min_workers: self.min_workers,
             idle_timeout: self.idle_timeout,
             memory_budget: self.memory_budget,

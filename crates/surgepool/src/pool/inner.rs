@@ -18,6 +18,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clock::{Clock, Stamp};
+
 use super::job::Job;
 use super::task::SharedTask;
 use super::worker::{self, Parker};
@@ -32,8 +34,8 @@ use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering};
 /// A task that holds a slot and is on its way to, or on, a worker.
 pub(crate) struct Running {
     pub(crate) job: Job,
-    pub(crate) accepted: Instant,
-    pub(crate) started: Instant,
+    pub(crate) accepted: Stamp,
+    pub(crate) started: Stamp,
     pub(crate) weight: u64,
 }
 
@@ -54,6 +56,7 @@ pub(crate) struct JobOptions {
 }
 
 pub(crate) struct Settings {
+    pub(crate) clock: Clock,
     pub(crate) min_workers: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) memory_budget: Option<u64>,
@@ -227,14 +230,14 @@ impl Inner {
                 st.waiters.retain(|(id, _)| *id != me);
             }
             let (job, made) = make(future);
-            let now = Instant::now();
+            let now = self.settings.clock.now();
             st.acct.accept();
             st.bytes_in_flight += options.weight;
             if self.limiter.try_acquire_raw() {
                 st.running += 1;
                 // It waited zero: record it, or the queue-wait figures would describe only
                 // the tasks that queued (a median of the unlucky ones).
-                st.acct.latencies.record_queue_wait(Duration::ZERO);
+                st.acct.latencies.record_queue_wait(0);
                 let running = Running {
                     job,
                     accepted: now,
@@ -247,7 +250,7 @@ impl Inner {
                 st.queue.push(Entry {
                     job,
                     enqueued: now,
-                    deadline: options.deadline,
+                    deadline: options.deadline.map(|d| self.settings.clock.at(d)),
                     weight: options.weight,
                 });
             }
@@ -284,7 +287,7 @@ impl Inner {
     fn start_queued(
         &self,
         st: &mut State,
-        now: Instant,
+        now: Stamp,
         deferred: &mut Deferred,
         mut me: Option<&mut Option<Running>>,
     ) {
@@ -346,11 +349,12 @@ impl Inner {
         done: &Running,
         outcome: Outcome,
     ) -> AfterRun {
-        let now = Instant::now();
-        let run_time = now.saturating_duration_since(done.started);
-        let queue_wait = done.started.saturating_duration_since(done.accepted);
+        let at = Instant::now();
+        let now = self.settings.clock.at(at);
+        let run_time = now.nanos_since(done.started);
+        let queue_wait = done.started.nanos_since(done.accepted);
         let limit_outcome = match outcome {
-            Outcome::Completed => LimitOutcome::Success(run_time),
+            Outcome::Completed => LimitOutcome::Success(Duration::from_nanos(run_time)),
             Outcome::Panicked | Outcome::Cancelled | Outcome::Shed => LimitOutcome::Ignored,
         };
         let mut deferred = Deferred::default();
@@ -362,7 +366,7 @@ impl Inner {
             if outcome == Outcome::Cancelled && self.cancel_running.load(Ordering::Acquire) {
                 st.acct.cancelled_at_deadline += 1;
             }
-            self.limiter.release_raw(limit_outcome);
+            self.limiter.release_raw(limit_outcome, at);
             let mut next = None;
             self.start_queued(&mut st, now, &mut deferred, Some(&mut next));
             match next {

@@ -9,15 +9,16 @@
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
 use super::inner::{AfterRun, IdleDecision, Inner, Running};
+use crate::clock::Stamp;
 use crate::sync::{lock, Arc, Mutex};
 
-/// How long a worker runs queued tasks back to back before it yields its thread.
-const HOLD_LIMIT: Duration = Duration::from_millis(1);
+/// How long a worker runs queued tasks back to back before it yields its thread, in
+/// nanoseconds.
+const HOLD_LIMIT_NS: u64 = 1_000_000;
 
 /// Where an idle worker waits for a task.
 #[derive(Debug)]
@@ -100,7 +101,7 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
     .await;
     let mut idle_timer: Option<Pin<Box<Sleep>>> = None;
     // When this worker last gave its thread back to the runtime.
-    let mut holding_since: Option<Instant> = None;
+    let mut holding_since: Option<Stamp> = None;
     loop {
         let running = match next.take() {
             Some(running) => running,
@@ -135,7 +136,7 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
                 let now = running.started;
                 let since = *holding_since.get_or_insert(now);
                 next = Some(running);
-                if now.saturating_duration_since(since) >= HOLD_LIMIT {
+                if now.nanos_since(since) >= HOLD_LIMIT_NS {
                     holding_since = None;
                     tokio::task::yield_now().await;
                 } else {

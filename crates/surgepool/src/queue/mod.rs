@@ -10,11 +10,10 @@ mod codel;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 pub(crate) use codel::Codel;
 
 use crate::accounting::{Accounting, Outcome};
+use crate::clock::{Clock, Stamp};
 use crate::error::ShedReason;
 use crate::limit::Limiter;
 
@@ -22,16 +21,16 @@ use crate::limit::Limiter;
 #[derive(Debug)]
 pub(crate) struct Entry<J> {
     pub(crate) job: J,
-    pub(crate) enqueued: Instant,
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) enqueued: Stamp,
+    pub(crate) deadline: Option<Stamp>,
     pub(crate) weight: u64,
 }
 
-/// What `pop` found.
+/// What `pop` found; with the job's time in the queue, in nanoseconds.
 #[derive(Debug)]
 pub(crate) enum Popped<J> {
-    Run(Entry<J>),
-    Shed(Entry<J>, ShedReason),
+    Run(Entry<J>, u64),
+    Shed(Entry<J>, u64, ShedReason),
     Empty,
 }
 
@@ -39,18 +38,26 @@ pub(crate) enum Popped<J> {
 pub(crate) struct JobQueue<J> {
     entries: VecDeque<Entry<J>>,
     capacity: usize,
-    timeout: Option<Duration>,
+    /// The queue timeout, in nanoseconds.
+    timeout: Option<u64>,
     codel: Option<Codel>,
+    clock: Clock,
 }
 
 impl<J> JobQueue<J> {
-    pub(crate) fn new(capacity: usize, timeout: Option<Duration>, codel: Option<Codel>) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        timeout: Option<Duration>,
+        codel: Option<Codel>,
+        clock: Clock,
+    ) -> Self {
         JobQueue {
             // Grow on demand: a queue of 100,000 must not cost memory while empty.
             entries: VecDeque::new(),
             capacity,
-            timeout,
+            timeout: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
             codel,
+            clock,
         }
     }
 
@@ -77,23 +84,24 @@ impl<J> JobQueue<J> {
     }
 
     /// Takes the oldest job, or sheds it if it must not run any more.
-    pub(crate) fn pop(&mut self, now: Instant) -> Popped<J> {
+    pub(crate) fn pop(&mut self, now: Stamp) -> Popped<J> {
         let Some(entry) = self.entries.pop_front() else {
             return Popped::Empty;
         };
+        let sojourn = now.nanos_since(entry.enqueued);
         if entry.deadline.is_some_and(|d| now >= d) {
-            return Popped::Shed(entry, ShedReason::Deadline);
+            return Popped::Shed(entry, sojourn, ShedReason::Deadline);
         }
-        let sojourn = now.saturating_duration_since(entry.enqueued);
         if self.timeout.is_some_and(|t| sojourn > t) {
-            return Popped::Shed(entry, ShedReason::QueueTimeout);
+            return Popped::Shed(entry, sojourn, ShedReason::QueueTimeout);
         }
         if let Some(codel) = &mut self.codel {
-            if codel.should_shed(now, sojourn, self.entries.is_empty()) {
-                return Popped::Shed(entry, ShedReason::QueueDelay);
+            let (at, waited) = (self.clock.instant(now), Duration::from_nanos(sojourn));
+            if codel.should_shed(at, waited, self.entries.is_empty()) {
+                return Popped::Shed(entry, sojourn, ShedReason::QueueDelay);
             }
         }
-        Popped::Run(entry)
+        Popped::Run(entry, sojourn)
     }
 
     /// The next job that may start now, with a slot already taken for it from `limiter`;
@@ -103,27 +111,25 @@ impl<J> JobQueue<J> {
     /// the taking of it cannot race.
     pub(crate) fn next_runnable(
         &mut self,
-        now: Instant,
+        now: Stamp,
         limiter: &Limiter,
         acct: &mut Accounting,
         mut on_shed: impl FnMut(Entry<J>, ShedReason),
     ) -> Option<Entry<J>> {
         while !self.is_empty() && limiter.in_flight() < limiter.limit() {
             match self.pop(now) {
-                Popped::Run(entry) => {
+                Popped::Run(entry, sojourn) => {
                     if !limiter.try_acquire_raw() {
                         // Only the pool takes its limiter's slots, under its lock: unreachable
                         // in practice, but never lose the job.
                         self.push_front(entry);
                         return None;
                     }
-                    acct.latencies
-                        .record_queue_wait(now.saturating_duration_since(entry.enqueued));
+                    acct.latencies.record_queue_wait(sojourn);
                     return Some(entry);
                 }
-                Popped::Shed(entry, reason) => {
-                    acct.latencies
-                        .record_queue_wait(now.saturating_duration_since(entry.enqueued));
+                Popped::Shed(entry, sojourn, reason) => {
+                    acct.latencies.record_queue_wait(sojourn);
                     acct.finish(Outcome::Shed, None);
                     on_shed(entry, reason);
                 }
