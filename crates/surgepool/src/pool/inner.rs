@@ -111,14 +111,21 @@ pub(crate) enum AfterRun {
 
 /// Work to do after the lock is released: wake or spawn workers, end shed tasks, wake a
 /// submitter. Collected under the lock, carried out without it. The common case (one
-/// dispatch, at most one submitter to wake) lives inline: the hot path allocates nothing.
+/// dispatch, at most one submitter to wake) lives inline; the rare rest (several
+/// dispatches, shed tasks, a close waking every submitter) is boxed, so the hot path
+/// neither allocates nor pays to drop three empty vectors.
 #[derive(Default)]
 pub(crate) struct Deferred {
     dispatch: Option<Dispatch>,
-    more_dispatch: Vec<Dispatch>,
-    shed: Vec<(Job, ShedReason)>,
     wake: Option<Waker>,
-    wake_all: Vec<Waker>,
+    rest: Option<Box<DeferredRest>>,
+}
+
+#[derive(Default)]
+struct DeferredRest {
+    dispatch: Vec<Dispatch>,
+    shed: Vec<(Job, ShedReason)>,
+    wake: Vec<Waker>,
 }
 
 impl Deferred {
@@ -126,8 +133,12 @@ impl Deferred {
         if self.dispatch.is_none() {
             self.dispatch = Some(d);
         } else {
-            self.more_dispatch.push(d);
+            self.rest().dispatch.push(d);
         }
+    }
+
+    fn rest(&mut self) -> &mut DeferredRest {
+        self.rest.get_or_insert_with(Box::default)
     }
 }
 
@@ -300,7 +311,7 @@ impl Inner {
             } = &mut *st;
             let on_shed = |entry: Entry<Job>, reason| {
                 *bytes_in_flight -= entry.weight;
-                deferred.shed.push((entry.job, reason));
+                deferred.rest().shed.push((entry.job, reason));
             };
             let Some(entry) = queue.next_runnable(now, &self.limiter, acct, on_shed) else {
                 break;
@@ -328,7 +339,8 @@ impl Inner {
         if !st.waiters.is_empty() && (st.closed || self.has_room(st, 0)) {
             if st.closed {
                 deferred
-                    .wake_all
+                    .rest()
+                    .wake
                     .extend(st.waiters.iter().map(|(_, w)| w.clone()));
             } else if let Some((_, waker)) = st.waiters.front() {
                 deferred.wake = Some(waker.clone());
@@ -572,23 +584,19 @@ impl Inner {
         if let Some(dispatch) = deferred.dispatch {
             self.run_dispatch(dispatch);
         }
-        if !deferred.more_dispatch.is_empty() {
-            for dispatch in deferred.more_dispatch {
+        if let Some(rest) = deferred.rest {
+            for dispatch in rest.dispatch {
                 self.run_dispatch(dispatch);
             }
-        }
-        if !deferred.shed.is_empty() {
-            for (job, reason) in deferred.shed {
+            for (job, reason) in rest.shed {
                 job.finish_unrun(TaskError::shed(reason));
+            }
+            for waker in rest.wake {
+                waker.wake();
             }
         }
         if let Some(waker) = deferred.wake {
             waker.wake();
-        }
-        if !deferred.wake_all.is_empty() {
-            for waker in deferred.wake_all {
-                waker.wake();
-            }
         }
     }
 
