@@ -41,6 +41,7 @@ mod blocking;
 mod clock;
 mod completion;
 mod error;
+mod histogram;
 pub mod limit;
 mod pool;
 mod queue;

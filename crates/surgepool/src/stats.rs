@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::histogram::Recorder;
+
 /// A consistent picture of a pool's accounting, taken at one instant.
 ///
 /// The counters are cumulative since the pool was built; `queued`, `running`, `workers`
@@ -110,21 +112,9 @@ pub struct ShutdownReport {
 /// The three latency histograms of a pool. Lives inside the pool's locked state.
 #[derive(Debug, Clone)]
 pub(crate) struct Latencies {
-    queue_wait: Histogram<u64>,
-    run_time: Histogram<u64>,
-    end_to_end: Histogram<u64>,
-}
-
-/// One hour in nanoseconds: larger values are clamped (and still counted).
-const MAX_TRACKED_NS: u64 = 3_600_000_000_000;
-
-fn histogram() -> Histogram<u64> {
-    // 2 significant digits over 1 ns ..= 1 h: a few KiB, and recording is a few ns.
-    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 2).expect("static histogram bounds are valid")
-}
-
-fn clamp(nanos: u64) -> u64 {
-    nanos.clamp(1, MAX_TRACKED_NS)
+    queue_wait: Recorder,
+    run_time: Recorder,
+    end_to_end: Recorder,
 }
 
 fn summary(h: &Histogram<u64>) -> LatencySummary {
@@ -143,27 +133,26 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
 impl Latencies {
     pub(crate) fn new() -> Latencies {
         Latencies {
-            queue_wait: histogram(),
-            run_time: histogram(),
-            end_to_end: histogram(),
+            queue_wait: Recorder::new(),
+            run_time: Recorder::new(),
+            end_to_end: Recorder::new(),
         }
     }
 
     /// Records a queue wait, in nanoseconds.
     pub(crate) fn record_queue_wait(&mut self, nanos: u64) {
-        self.queue_wait.saturating_record(clamp(nanos));
+        self.queue_wait.record(nanos);
     }
 
     /// Records a run time and the end-to-end time (queue wait + run time), in nanoseconds.
     pub(crate) fn record_run(&mut self, queue_wait: u64, run_time: u64) {
-        self.run_time.saturating_record(clamp(run_time));
-        self.end_to_end
-            .saturating_record(clamp(queue_wait.saturating_add(run_time)));
+        self.run_time.record(run_time);
+        self.end_to_end.record(queue_wait.saturating_add(run_time));
     }
 
     pub(crate) fn fill(&self, snapshot: &mut Snapshot) {
-        snapshot.queue_wait = summary(&self.queue_wait);
-        snapshot.run_time = summary(&self.run_time);
-        snapshot.end_to_end = summary(&self.end_to_end);
+        snapshot.queue_wait = summary(&self.queue_wait.to_histogram());
+        snapshot.run_time = summary(&self.run_time.to_histogram());
+        snapshot.end_to_end = summary(&self.end_to_end.to_histogram());
     }
 }
