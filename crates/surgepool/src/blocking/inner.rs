@@ -327,7 +327,9 @@ impl Inner {
             loop {
                 let State { queue, acct, .. } = &mut *st;
                 let on_shed = |entry: Entry<BlockingJob>, reason| shed.push((entry.job, reason));
-                let Some(entry) = queue.next_runnable(now, &self.limiter, acct, on_shed) else {
+                let Some(entry) =
+                    queue.next_runnable(now, &self.limiter, &mut false, acct, on_shed)
+                else {
                     break;
                 };
                 st.running += 1;

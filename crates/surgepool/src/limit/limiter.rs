@@ -181,12 +181,40 @@ impl Limiter {
     pub(crate) fn release_raw(&self, outcome: Outcome, now: Instant) {
         self.shared.release(outcome, Some(now));
     }
+
+    /// Reports `outcome` for a slot taken with [`try_acquire_raw`](Self::try_acquire_raw)
+    /// and keeps the slot for the caller's next job if it is still within the limit (`true`),
+    /// else releases it (`false`). Same as `release_raw` then `try_acquire_raw`, minus two
+    /// atomic read-modify-writes on a contended line, and no other caller can take the slot
+    /// in between.
+    pub(crate) fn pass_on_raw(&self, outcome: Outcome, now: Instant) -> bool {
+        let shared = &*self.shared;
+        shared.sample(outcome, Some(now));
+        // SeqCst as in `try_acquire_raw`: the slot stays taken, so nobody waits on it.
+        if shared.in_flight.load(Ordering::SeqCst) <= shared.limit.load(Ordering::SeqCst) {
+            return true;
+        }
+        shared.free_slot();
+        false
+    }
+
+    /// Releases a slot whose outcome was already reported (with
+    /// [`pass_on_raw`](Self::pass_on_raw)) but that found no job to run.
+    pub(crate) fn release_unused_raw(&self) {
+        self.shared.free_slot();
+    }
 }
 
 impl Shared {
     /// Releases one slot; `now` is the caller's clock reading if it has one.
     fn release(&self, outcome: Outcome, now: Option<Instant>) {
         // Sample before releasing: in-flight as the job saw it, itself included.
+        self.sample(outcome, now);
+        self.free_slot();
+    }
+
+    /// Counts `outcome` and feeds it to the algorithm, which may move the limit.
+    fn sample(&self, outcome: Outcome, now: Option<Instant>) {
         let in_flight = self.in_flight.load(Ordering::Acquire);
         let (counter, sample) = match outcome {
             Outcome::Success(rtt) => (&self.succeeded, Some((rtt, false))),
@@ -204,6 +232,10 @@ impl Shared {
             let new_limit = lock(algorithm).update(&sample).max(1);
             self.store_limit(new_limit);
         }
+    }
+
+    /// Gives one slot back and wakes a waiter if there is one.
+    fn free_slot(&self) {
         // SeqCst pairs with the waiter's increment of `waiters` and its SeqCst re-check of
         // `in_flight` (see `try_acquire_raw`).
         self.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -294,13 +294,15 @@ impl Inner {
     }
 
     /// Starts queued tasks while slots are free; the first may go to `me` (a worker that
-    /// just finished), the rest to idle or new workers.
+    /// just finished), the rest to idle or new workers. `held`: the caller passes on a slot
+    /// it holds (released here if no queued task takes it).
     fn start_queued(
         &self,
         st: &mut State,
         now: Stamp,
         deferred: &mut Deferred,
         mut me: Option<&mut Option<Running>>,
+        mut held: bool,
     ) {
         loop {
             let State {
@@ -313,7 +315,8 @@ impl Inner {
                 *bytes_in_flight -= entry.weight;
                 deferred.rest().shed.push((entry.job, reason));
             };
-            let Some(entry) = queue.next_runnable(now, &self.limiter, acct, on_shed) else {
+            let Some(entry) = queue.next_runnable(now, &self.limiter, &mut held, acct, on_shed)
+            else {
                 break;
             };
             st.running += 1;
@@ -330,6 +333,9 @@ impl Inner {
                     deferred.dispatch(d);
                 }
             }
+        }
+        if held {
+            self.limiter.release_unused_raw();
         }
         self.wake_next_waiter(st, deferred);
         self.notify_if_drained(st);
@@ -378,9 +384,16 @@ impl Inner {
             if outcome == Outcome::Cancelled && self.cancel_running.load(Ordering::Acquire) {
                 st.acct.cancelled_at_deadline += 1;
             }
-            self.limiter.release_raw(limit_outcome, at);
+            // With tasks waiting, the slot goes straight to the next one (when the limit
+            // still allows it) instead of being released and taken again.
+            let held = if st.queue.is_empty() {
+                self.limiter.release_raw(limit_outcome, at);
+                false
+            } else {
+                self.limiter.pass_on_raw(limit_outcome, at)
+            };
             let mut next = None;
-            self.start_queued(&mut st, now, &mut deferred, Some(&mut next));
+            self.start_queued(&mut st, now, &mut deferred, Some(&mut next), held);
             match next {
                 Some(running) => AfterRun::Run(running),
                 None => self.idle_or_exit(&mut st, parker),

@@ -104,22 +104,26 @@ impl<J> JobQueue<J> {
         Popped::Run(entry, sojourn)
     }
 
-    /// The next job that may start now, with a slot already taken for it from `limiter`;
-    /// `None` when the queue is empty or no slot is free. Jobs that must be shed on the way
-    /// are counted in `acct` and handed to `on_shed`, which ends them once the pool's lock is
-    /// released. Both pools call this under their lock, so the check for a free slot and
-    /// the taking of it cannot race.
+    /// The next job that may start now, with a slot for it: the caller's own when `held`
+    /// is `true` (a slot passed on from a finished job; `held` is cleared once it is used),
+    /// else one taken from `limiter`. `None` when the queue is empty or no slot is free.
+    /// Jobs that must be shed on the way are counted in `acct` and handed to `on_shed`,
+    /// which ends them once the pool's lock is released. Both pools call this under their
+    /// lock, so the check for a free slot and the taking of it cannot race.
     pub(crate) fn next_runnable(
         &mut self,
         now: Stamp,
         limiter: &Limiter,
+        held: &mut bool,
         acct: &mut Accounting,
         mut on_shed: impl FnMut(Entry<J>, ShedReason),
     ) -> Option<Entry<J>> {
-        while !self.is_empty() && limiter.in_flight() < limiter.limit() {
+        while !self.is_empty() && (*held || limiter.in_flight() < limiter.limit()) {
             match self.pop(now) {
                 Popped::Run(entry, sojourn) => {
-                    if !limiter.try_acquire_raw() {
+                    if *held {
+                        *held = false;
+                    } else if !limiter.try_acquire_raw() {
                         // Only the pool takes its limiter's slots, under its lock: unreachable
                         // in practice, but never lose the job.
                         self.push_front(entry);
