@@ -258,7 +258,7 @@ fn specs(cores: usize) -> Vec<Spec> {
         ),
         spec(
             "surgepool_pool_spawn",
-            "Pool::try_spawn (no handle); atomic + completion",
+            "Pool::spawn(..).await (no handle); atomic + completion",
             None,
             move || ours::OurPool::new(ours::PoolShape::Spawn, cores, None),
         ),

@@ -88,6 +88,24 @@ struct State {
     next_waiter: u64,
 }
 
+impl State {
+    /// Puts a waiting `submit` in the line (or refreshes its waker there); returns its id.
+    fn join_line(&mut self, line: Line<'_>) -> u64 {
+        if let Some(id) = line.id {
+            if let Some((_, waker)) = self.waiters.iter_mut().find(|(i, _)| *i == id) {
+                if !waker.will_wake(line.waker) {
+                    *waker = line.waker.clone();
+                }
+                return id;
+            }
+        }
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.waiters.push_back((id, line.waker.clone()));
+        id
+    }
+}
+
 /// What the caller of an admission must do once the lock is released.
 pub(crate) enum Dispatch {
     None,
@@ -100,6 +118,15 @@ pub(crate) enum Dispatch {
 pub(crate) enum Refusal {
     Full,
     Closed,
+    /// Full, and the caller (a waiting `submit`) is in the line under this id.
+    InLine(u64),
+}
+
+/// A waiting `submit`'s place in the line of callers parked for room: its id once it has
+/// one, and the waker to wake when room comes.
+pub(crate) struct Line<'a> {
+    pub(crate) id: Option<u64>,
+    pub(crate) waker: &'a Waker,
 }
 
 /// What a worker does after finishing a task.
@@ -205,19 +232,21 @@ impl Inner {
         budget_ok && (self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room())
     }
 
-    /// Tries to accept `future` right now. `waiter` is the id of a parked `submit` call that
-    /// is at the head of the line; other callers must not barge past parked ones.
-    /// `waiting`: the caller is a `submit` that keeps waiting after `Full`, so a `Full` here
-    /// is not the end of its offer and is not counted (its final outcome is).
-    /// `make` turns the admitted future into its job (and what the caller gets back); it
-    /// runs only once the future is admitted, so a refusal hands `future` back untouched.
+    /// Tries to accept `future` right now. `make` turns the admitted future into its job
+    /// (and what the caller gets back); it runs only once the future is admitted, so a
+    /// refusal hands `future` back untouched.
+    ///
+    /// `line`: the caller is a waiting `submit`. It is admitted only at the head of the line
+    /// (nobody barges past parked callers), and a `Full` answer puts it in the line, or
+    /// refreshes its waker there, under the same lock as the failed attempt, so no room can
+    /// come unnoticed in between; that `Full` is not counted, as the wait goes on (its final
+    /// outcome is counted).
     pub(crate) fn try_admit<F, R>(
         self: &Arc<Self>,
         future: F,
         make: impl FnOnce(F) -> (Job, R),
         options: JobOptions,
-        waiter: Option<u64>,
-        waiting: bool,
+        line: Option<Line<'_>>,
     ) -> Result<R, (F, Refusal)> {
         let mut deferred = Deferred::default();
         let result = {
@@ -226,18 +255,21 @@ impl Inner {
                 st.acct.reject();
                 return Err((future, Refusal::Closed));
             }
-            let my_turn = match (st.waiters.front(), waiter) {
+            let me = line.as_ref().and_then(|l| l.id);
+            let my_turn = match (st.waiters.front(), me) {
                 (None, _) => true,
                 (Some((head, _)), Some(me)) => *head == me,
                 (Some(_), None) => false,
             };
             if !my_turn || !self.has_room(&st, options.weight) {
-                if !waiting {
+                let Some(line) = line else {
                     st.acct.reject();
-                }
-                return Err((future, Refusal::Full));
+                    return Err((future, Refusal::Full));
+                };
+                let id = st.join_line(line);
+                return Err((future, Refusal::InLine(id)));
             }
-            if let Some(me) = waiter {
+            if let Some(me) = me {
                 st.waiters.retain(|(id, _)| *id != me);
             }
             let (job, made) = make(future);
@@ -549,33 +581,6 @@ impl Inner {
             .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
         drop(st);
         taken.summarise()
-    }
-
-    /// Registers (or refreshes) a parked submitter; returns its id, and `true` when it is
-    /// at the head of the line and room is free *now*: the room appeared after its last
-    /// admission attempt, while it was not yet in the line to be woken for it, so the
-    /// caller must try again instead of sleeping (else the wakeup is lost).
-    pub(crate) fn park_waiter(&self, id: Option<u64>, waker: &Waker) -> Option<(u64, bool)> {
-        let mut st = self.state();
-        if st.closed {
-            return None;
-        }
-        let id = match id.and_then(|id| st.waiters.iter_mut().find(|(i, _)| *i == id)) {
-            Some((id, w)) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                *id
-            }
-            None => {
-                let id = st.next_waiter;
-                st.next_waiter += 1;
-                st.waiters.push_back((id, waker.clone()));
-                id
-            }
-        };
-        let head = st.waiters.front().is_some_and(|(i, _)| *i == id);
-        Some((id, head && self.has_room(&st, 0)))
     }
 
     /// A parked submitter left (admitted elsewhere, timed out or cancelled).

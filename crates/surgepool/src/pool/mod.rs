@@ -199,12 +199,9 @@ impl Pool {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        match self
-            .inner()
-            .try_admit(fut, with_handle, options, None, false)
-        {
+        match self.inner().try_admit(fut, with_handle, options, None) {
             Ok(task) => Ok(TaskHandle::new(task, self.inner().clone())),
-            Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
+            Err((fut, Refusal::Full | Refusal::InLine(_))) => Err(SubmitError::Full(fut)),
             Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
         }
     }
@@ -298,10 +295,10 @@ impl Pool {
     {
         match self
             .inner()
-            .try_admit(fut, detached, JobOptions::default(), None, false)
+            .try_admit(fut, detached, JobOptions::default(), None)
         {
             Ok(()) => Ok(()),
-            Err((fut, Refusal::Full)) => Err(SubmitError::Full(fut)),
+            Err((fut, Refusal::Full | Refusal::InLine(_))) => Err(SubmitError::Full(fut)),
             Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
         }
     }

@@ -6,7 +6,7 @@ use std::task::Poll;
 
 use tokio::time::{Instant, Sleep};
 
-use super::inner::{Inner, JobOptions, Refusal};
+use super::inner::{Inner, JobOptions, Line, Refusal};
 use super::job::Job;
 use crate::error::SubmitError;
 use crate::sync::Arc;
@@ -42,13 +42,21 @@ pub(crate) async fn wait<F, R>(
             // Polled after completion: nothing left to submit.
             return Poll::Pending;
         };
-        match inner.try_admit(fut, make, JobOptions::default(), place.id, true) {
+        let line = Line {
+            id: place.id,
+            waker: cx.waker(),
+        };
+        match inner.try_admit(fut, make, JobOptions::default(), Some(line)) {
             Ok(made) => {
                 // `try_admit` took us out of the line.
                 place.id = None;
                 return Poll::Ready(Ok(made));
             }
             Err((fut, Refusal::Closed)) => return Poll::Ready(Err(SubmitError::Closed(fut))),
+            Err((fut, Refusal::InLine(id))) => {
+                place.id = Some(id);
+                job = Some(fut);
+            }
             Err((fut, Refusal::Full)) => job = Some(fut),
         }
         if let Some(timer) = timer.as_mut() {
@@ -58,23 +66,8 @@ pub(crate) async fn wait<F, R>(
                 return Poll::Ready(Err(SubmitError::Timeout(fut)));
             }
         }
-        match inner.park_waiter(place.id, cx.waker()) {
-            Some((id, room_now)) => {
-                place.id = Some(id);
-                if room_now {
-                    // Room came between the attempt above and joining the line: nobody
-                    // will wake us for it, so poll again at once.
-                    cx.waker().wake_by_ref();
-                }
-                Poll::Pending
-            }
-            None => {
-                // Closed between the admission attempt and parking.
-                inner.count_rejection();
-                let fut = job.take().expect("the job was put back above");
-                Poll::Ready(Err(SubmitError::Closed(fut)))
-            }
-        }
+        // In the line, with our waker: whoever makes room wakes the head of the line.
+        Poll::Pending
     })
     .await
 }

@@ -22,8 +22,9 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(10);
 pub(crate) enum PoolShape {
     /// `surgepool_pool`: `submit(fut).await` per op, the handle kept and awaited for the result.
     Handle,
-    /// `surgepool_pool_spawn`: `try_spawn` per op (fire-and-forget, no handle; `spawn`
-    /// when full); atomic sum + completion signal, as `spawn_atomic`.
+    /// `surgepool_pool_spawn`: `spawn(fut).await` per op (fire-and-forget, no handle; it
+    /// waits only while the pool is full); atomic sum + completion signal, as
+    /// `spawn_atomic`.
     Spawn,
     /// `surgepool_pool_detach`: `try_submit` per op and the handle dropped at once (which
     /// detaches the task); atomic sum + completion signal.
@@ -124,14 +125,10 @@ impl Shape for OurPool {
                     batch.arm((window.end - window.start) as usize);
                     for i in window {
                         let (a, b) = job(i);
-                        let task = async move { batch.complete(a + b) };
-                        match pool.try_spawn(task) {
-                            Ok(()) => {}
-                            Err(SubmitError::Full(task)) => {
-                                pool.spawn(task).await.map_err(rejected)?;
-                            }
-                            Err(other) => return Err(rejected(other)),
-                        }
+                        // Waits while the pool is full, as a send on a full channel does.
+                        pool.spawn(async move { batch.complete(a + b) })
+                            .await
+                            .map_err(rejected)?;
                     }
                     batch.wait().await;
                 }
