@@ -27,6 +27,10 @@ use inner::{Inner, Refusal};
 ///
 /// Threads start on demand up to the limit and retire after `idle_timeout`.
 ///
+/// Work whose result nobody waits for is cheapest through [`try_spawn`](Self::try_spawn)
+/// and [`spawn_timeout`](Self::spawn_timeout): no handle, and no allocation for a small
+/// closure.
+///
 /// # Examples
 ///
 /// ```
