@@ -11,7 +11,8 @@
 //! * `burst`: submit `BURST` empty tasks without waiting (handles dropped: fire and
 //!   forget), then wait until all have run (the last one to finish signals). Reported per
 //!   task (criterion's throughput in elements), so it measures the submit path's cost when
-//!   the pool is busy.
+//!   the pool is busy. `blocking_try_spawn` is the same burst through the detached path
+//!   (no handle at all) beside `blocking_try_submit` (a handle, dropped).
 //!
 //! The pools use a fixed limit (64 for `Pool`, 2 for `BlockingPool`: one thread per core)
 //! and a queue large enough for a whole burst, so nothing is rejected.
@@ -165,6 +166,23 @@ fn burst(c: &mut Criterion) {
                         })
                         .expect("the queue holds a burst"),
                 );
+            }
+            rx.recv().expect("the last closure signals");
+        })
+    });
+    group.bench_function(BenchmarkId::new("blocking_try_spawn", BURST), |b| {
+        b.iter(|| {
+            let (tx, rx) = mpsc::channel();
+            let left = Countdown::new(BURST);
+            for _ in 0..BURST {
+                let (left, tx) = (left.clone(), tx.clone());
+                blocking
+                    .try_spawn(move || {
+                        if left.done() {
+                            let _ = tx.send(());
+                        }
+                    })
+                    .expect("the queue holds a burst");
             }
             rx.recv().expect("the last closure signals");
         })

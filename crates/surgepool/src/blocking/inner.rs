@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock::{Clock, Stamp};
-
-use super::task::{BlockingJob, Closure};
+use super::task::BlockingJob;
 use super::worker::{self, ThreadParker};
 use crate::accounting::{Accounting, Outcome};
+use crate::clock::{Clock, Stamp};
 use crate::error::TaskError;
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::pool::PanicHook;
@@ -198,18 +197,19 @@ impl Inner {
         self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room()
     }
 
-    /// Tries to accept `f`. With `wait`, blocks the calling thread until room comes, the
-    /// pool closes, or the deadline passes.
-    pub(crate) fn admit<F, T>(
+    /// Tries to accept `f`. With `wait_until`, blocks the calling thread until room comes,
+    /// the pool closes, or that instant passes.
+    ///
+    /// `make` turns the accepted `f` into the job the pool keeps and what the caller gets
+    /// (a handle, or nothing for a detached closure). It is called only once `f` is
+    /// accepted, so a refusal hands `f` back untouched and costs no allocation.
+    pub(crate) fn admit<F, R>(
         self: &Arc<Self>,
         f: F,
         deadline: Option<Instant>,
         wait_until: Option<Instant>,
-    ) -> Result<Arc<Closure<F, T>>, (F, Refusal)>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
+        make: impl FnOnce(F) -> (BlockingJob, R),
+    ) -> Result<R, (F, Refusal)> {
         let mut st = self.state();
         let mut me: Option<u64> = None;
         loop {
@@ -253,8 +253,7 @@ impl Inner {
             }
             st = self.watch(st, Some(until - now));
         }
-        let closure = Closure::new(f);
-        let job: BlockingJob = closure.clone();
+        let (job, admitted) = make(f);
         let now = self.settings.clock.now();
         st.acct.accept();
         let dispatch = if self.limiter.try_acquire_raw() {
@@ -285,7 +284,7 @@ impl Inner {
         if let Some(Dispatch::Spawn(parker, running, n)) = dispatch {
             self.spawn_thread(parker, Some(running), n);
         }
-        Ok(closure)
+        Ok(admitted)
     }
 
     fn hand_to_worker(&self, st: &mut State, running: Running) -> Dispatch {

@@ -272,3 +272,47 @@ fn loom_two_slots_two_workers() {
         after_shutdown(&pool, 2, 2);
     });
 }
+
+/// `try_spawn` (a detached closure) on one thread races `close` on another, as
+/// `loom_try_submit_racing_close` does for a closure with a handle: accepted and run
+/// before the drain ends, or handed back unrun; never lost, never run twice.
+///
+/// The detached path changes no synchronisation: it goes through the same admission
+/// (one lock, same hand-off to a worker or the queue) and the same `finish`; only the job
+/// it stores differs (the closure inline, no outcome slot, nothing to publish). This
+/// model checks that it is counted and drained by the same state machine.
+#[test]
+fn loom_try_spawn_racing_close() {
+    loom::model(|| {
+        let pool = pool(1, 1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let submitter = {
+            let (pool, ran) = (pool.clone(), ran.clone());
+            thread::spawn(move || {
+                let job = move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                };
+                match pool.try_spawn(job) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        assert!(e.is_closed(), "{e}");
+                        false
+                    }
+                }
+            })
+        };
+        pool.close();
+        let accepted = submitter.join().expect("no panic");
+        let report = pool.shutdown();
+        assert!(!report.timed_out);
+        // The drain waited for it: it ran exactly once if accepted, never if not.
+        assert_eq!(ran.load(Ordering::SeqCst), usize::from(accepted));
+        let s = pool.snapshot();
+        assert_eq!(s.submitted, 1);
+        assert_eq!(s.accepted, u64::from(accepted), "{s:?}");
+        assert_eq!(s.completed, u64::from(accepted), "{s:?}");
+        assert_eq!((s.queued, s.running, s.workers), (0, 0, 0), "{s:?}");
+        assert_eq!(pool.limiter_stats().in_flight, 0);
+        assert_identities(&s);
+    });
+}

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 pub use builder::BlockingPoolBuilder;
 pub use task::BlockingHandle;
+use task::{BlockingJob, Closure, Detached};
 
 use crate::error::SubmitError;
 use crate::stats::{ShutdownReport, Snapshot};
@@ -25,6 +26,10 @@ use inner::{Inner, Refusal};
 /// handed back, panics isolated, draining shutdown, exact accounting. It needs no runtime.
 ///
 /// Threads start on demand up to the limit and retire after `idle_timeout`.
+///
+/// Work whose result nobody waits for is cheapest through [`try_spawn`](Self::try_spawn)
+/// and [`spawn_timeout`](Self::spawn_timeout): no handle, and no allocation for a small
+/// closure.
 ///
 /// # Examples
 ///
@@ -111,11 +116,7 @@ impl BlockingPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // A wait too long to represent: about 30 years is forever enough.
-        let until = Instant::now()
-            .checked_add(wait)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
-        self.submit_inner(f, None, Some(until))
+        self.submit_inner(f, None, Some(wait_until(wait)))
     }
 
     fn submit_inner<F, T>(
@@ -128,12 +129,124 @@ impl BlockingPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.inner().admit(f, deadline, wait_until) {
+        let shared = |f| {
+            let closure = Closure::new(f);
+            (BlockingJob::Shared(closure.clone()), closure)
+        };
+        match self.inner().admit(f, deadline, wait_until, shared) {
             Ok(closure) => Ok(BlockingHandle::new(closure)),
-            Err((f, Refusal::Full)) => Err(SubmitError::Full(f)),
-            Err((f, Refusal::Closed)) => Err(SubmitError::Closed(f)),
-            Err((f, Refusal::Timeout)) => Err(SubmitError::Timeout(f)),
+            Err((f, refusal)) => Err(refusal.into_error(f)),
         }
+    }
+
+    /// Runs a closure without a handle ("fire and forget"), without waiting. The cheapest
+    /// way to hand the pool work whose result nobody waits for: it is counted, limited,
+    /// queued, shed, drained and cancelled exactly like a closure from
+    /// [`try_submit`](Self::try_submit), but it has no outcome slot to allocate and
+    /// publish.
+    ///
+    /// # Allocation
+    ///
+    /// None, in steady state, when the closure is small: it is stored inline in the
+    /// pool's queue entry if it and a one-byte "already run" flag fit in 64 bytes (8 words;
+    /// 32 bytes on 32-bit targets) aligned to at most a word. The flag needs no byte of
+    /// its own when the captures include a reference, `Box`, `Arc`, `Vec` or another type
+    /// with an invalid bit pattern, so such a closure may use all 64. A larger or more
+    /// aligned closure costs one allocation. A refused closure costs none.
+    ///
+    /// # Panics
+    ///
+    /// A panic in the closure is caught: it is counted in
+    /// [`Snapshot::panicked`](crate::Snapshot::panicked) and passed to the
+    /// [`on_panic`](crate::BlockingPoolBuilder::on_panic) hook; the thread and the pool
+    /// live on. Without a handle, the hook is the only place that sees it.
+    ///
+    /// # Cancellation
+    ///
+    /// Nothing can abort a detached closure. It can still end without running: shed by
+    /// the queue timeout or CoDel, or cancelled by [`shutdown_timeout`](Self::shutdown_timeout)
+    /// while queued; then it is dropped (counted as shed or cancelled).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Full`] when the limit and the queue are full (or other callers wait
+    /// in [`submit_timeout`](Self::submit_timeout) or [`spawn_timeout`](Self::spawn_timeout):
+    /// they were first); [`SubmitError::Closed`] once the pool was closed. The closure
+    /// comes back, not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use surgepool::{BlockingPool, Limit, SubmitError};
+    ///
+    /// let pool = BlockingPool::builder().limit(Limit::fixed(2)).queue_capacity(64).build()?;
+    /// let sum = Arc::new(AtomicU64::new(0));
+    /// for i in 1..=10u64 {
+    ///     let sum = sum.clone();
+    ///     match pool.try_spawn(move || {
+    ///         sum.fetch_add(i, Ordering::Relaxed);
+    ///     }) {
+    ///         Ok(()) => {}
+    ///         // Full: run it here instead (the closure came back untouched).
+    ///         Err(SubmitError::Full(f)) => f(),
+    ///         Err(other) => panic!("{other}"),
+    ///     }
+    /// }
+    /// pool.shutdown(); // waits for every accepted closure
+    /// assert_eq!(sum.load(Ordering::Relaxed), 55);
+    /// # Ok::<(), surgepool::BuildError>(())
+    /// ```
+    pub fn try_spawn<F>(&self, f: F) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.spawn_inner(f, None)
+    }
+
+    /// As [`try_spawn`](Self::try_spawn), blocking the calling thread at most `wait` for
+    /// room, as [`submit_timeout`](Self::submit_timeout) does. Waiting callers of both are
+    /// served in arrival order.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Timeout`] when no room came in time; [`SubmitError::Closed`] if the
+    /// pool is or becomes closed. The closure comes back, not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use surgepool::{BlockingPool, Limit};
+    ///
+    /// let pool = BlockingPool::builder().limit(Limit::fixed(1)).queue_capacity(0).build()?;
+    /// let (tx, rx) = mpsc::channel();
+    /// pool.try_spawn(move || tx.send("done").unwrap()).unwrap();
+    /// // The only slot may still be taken: wait (up to a minute) for it.
+    /// let (tx2, rx2) = mpsc::channel();
+    /// pool.spawn_timeout(move || tx2.send("also done").unwrap(), Duration::from_secs(60))
+    ///     .unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "done");
+    /// assert_eq!(rx2.recv().unwrap(), "also done");
+    /// # Ok::<(), surgepool::BuildError>(())
+    /// ```
+    pub fn spawn_timeout<F>(&self, f: F, wait: Duration) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.spawn_inner(f, Some(wait_until(wait)))
+    }
+
+    fn spawn_inner<F>(&self, f: F, wait_until: Option<Instant>) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let detached = |f| (BlockingJob::Detached(Detached::new(f)), ());
+        self.inner()
+            .admit(f, None, wait_until, detached)
+            .map_err(|(f, refusal)| refusal.into_error(f))
     }
 
     /// The pool's accounting now; see [`Snapshot`].
@@ -182,6 +295,24 @@ impl BlockingPool {
     /// slot that no task uses.
     pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
         self.inner().limiter.stats()
+    }
+}
+
+/// The instant a wait of `wait` from now ends.
+fn wait_until(wait: Duration) -> Instant {
+    // A wait too long to represent: about 30 years is forever enough.
+    Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30))
+}
+
+impl Refusal {
+    fn into_error<F>(self, f: F) -> SubmitError<F> {
+        match self {
+            Refusal::Full => SubmitError::Full(f),
+            Refusal::Closed => SubmitError::Closed(f),
+            Refusal::Timeout => SubmitError::Timeout(f),
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! One closure of the blocking pool and its outcome slot, in a single allocation shared by
-//! the thread that runs it and the [`BlockingHandle`] that waits for it.
+//! One closure of the blocking pool. A closure with a handle lives, with its outcome slot,
+//! in a single allocation shared by the thread that runs it and the [`BlockingHandle`] that
+//! waits for it. A detached closure (`try_spawn`) has no handle and no outcome slot: it is
+//! stored inline in the job itself, so admitting it allocates nothing.
 
 use std::fmt;
 use std::future::Future;
@@ -7,14 +9,105 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use smallbox::space::S8;
+use smallbox::{smallbox, SmallBox};
+
 use crate::accounting::Outcome;
 use crate::completion::Completion;
 use crate::error::TaskError;
 use crate::pool::PanicHook;
 use crate::sync::{lock, Arc, Mutex};
 
-/// What a worker thread holds: a type-erased closure.
-pub(crate) type BlockingJob = Arc<dyn RawClosure>;
+/// What a worker thread holds: a type-erased closure, with or without a handle.
+pub(crate) enum BlockingJob {
+    /// Submitted with `try_submit` and friends: a [`BlockingHandle`] shares it.
+    Shared(Arc<dyn RawClosure>),
+    /// Submitted with `try_spawn` or `spawn_timeout`: nobody waits for it.
+    Detached(Detached),
+}
+
+impl BlockingJob {
+    /// Runs the closure with panics caught (the hook sees a panic first).
+    pub(crate) fn run(&mut self, hook: Option<&PanicHook>) -> Outcome {
+        match self {
+            BlockingJob::Shared(closure) => closure.run(hook),
+            BlockingJob::Detached(detached) => detached.run(hook),
+        }
+    }
+
+    /// Hands the stored outcome to the handle, after the pool counted it.
+    pub(crate) fn publish(&self) {
+        match self {
+            BlockingJob::Shared(closure) => closure.publish(),
+            // Nobody waits for it.
+            BlockingJob::Detached(_) => {}
+        }
+    }
+
+    /// Ends a closure that never ran (shed, or cancelled while queued).
+    pub(crate) fn finish_unrun(self, error: TaskError) {
+        match self {
+            BlockingJob::Shared(closure) => closure.finish_unrun(error),
+            // Nobody to tell; the closure and its captures just go.
+            BlockingJob::Detached(detached) => detached.discard(),
+        }
+    }
+}
+
+/// Inline room for a detached closure: 8 words (64 bytes on 64-bit targets), aligned to a
+/// word. The job (and so every queue entry) is that much larger; in exchange a small
+/// closure costs no allocation. `try_spawn`'s documentation states the bound.
+type InlineSpace = S8;
+
+/// A fire-and-forget closure, stored inline when it fits in [`InlineSpace`].
+pub(crate) struct Detached {
+    /// `FnOnce` cannot be called through `dyn` by value, so the closure sits in an
+    /// `Option` behind an `FnMut` that takes it out on the first (and only) call.
+    f: SmallBox<dyn FnMut() + Send, InlineSpace>,
+}
+
+impl Detached {
+    pub(crate) fn new<F>(f: F) -> Detached
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut f = Some(f);
+        Detached {
+            f: smallbox!(move || {
+                if let Some(f) = f.take() {
+                    f();
+                }
+            }),
+        }
+    }
+
+    /// `true` when the closure did not fit inline and took an allocation.
+    #[cfg(test)]
+    fn is_heap(&self) -> bool {
+        self.f.is_heap()
+    }
+
+    fn run(&mut self, hook: Option<&PanicHook>) -> Outcome {
+        // The closure is moved out and called by value inside `catch_unwind`, so its
+        // captures are dropped in there too: a panicking destructor counts as its panic.
+        match catch_unwind(AssertUnwindSafe(|| (self.f)())) {
+            Ok(()) => Outcome::Completed,
+            Err(payload) => {
+                // As for a closure with a handle; with no hook, no `TaskError` is built.
+                if let Some(hook) = hook {
+                    let error = TaskError::panic(payload);
+                    let _ = catch_unwind(AssertUnwindSafe(|| hook(&error)));
+                }
+                Outcome::Panicked
+            }
+        }
+    }
+
+    fn discard(self) {
+        // The closure's captures may panic on drop; that must not reach the pool.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(self)));
+    }
+}
 
 pub(crate) trait RawClosure: Send + Sync + 'static {
     /// Runs the closure with panics caught.
@@ -150,5 +243,61 @@ impl<T> fmt::Debug for BlockingHandle<T> {
         f.debug_struct("BlockingHandle")
             .field("finished", &self.is_finished())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inline bound `try_spawn` documents: the closure plus the `Option` around it
+    /// must fit in 8 words. A closure with a niche (a reference, `Arc`, `Box`, ...) needs no
+    /// extra byte for the `Option`.
+    #[test]
+    fn small_closures_are_stored_inline_and_large_ones_spill() {
+        let words = [1usize; 7];
+        assert!(!Detached::new(move || {
+            std::hint::black_box(words);
+        })
+        .is_heap());
+        let with_niche = (Arc::new(()), [1usize; 7]);
+        assert!(!Detached::new(move || {
+            std::hint::black_box(with_niche);
+        })
+        .is_heap());
+        assert!(!Detached::new(|| {}).is_heap());
+        let no_niche = [1usize; 8];
+        assert!(Detached::new(move || {
+            std::hint::black_box(no_niche);
+        })
+        .is_heap());
+        let big = [1usize; 9];
+        assert!(Detached::new(move || {
+            std::hint::black_box(big);
+        })
+        .is_heap());
+        let aligned = 1u128;
+        if std::mem::align_of::<u128>() > std::mem::align_of::<usize>() {
+            assert!(Detached::new(move || {
+                std::hint::black_box(aligned);
+            })
+            .is_heap());
+        }
+    }
+
+    #[test]
+    fn a_detached_closure_runs_once() {
+        // `std`'s atomic, not `crate::sync`'s: this runs outside any loom model.
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = ran.clone();
+        let mut job = BlockingJob::Detached(Detached::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert_eq!(job.run(None), Outcome::Completed);
+        // A second call finds the `Option` empty (the pool never makes one).
+        assert_eq!(job.run(None), Outcome::Completed);
+        job.publish();
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
     }
 }

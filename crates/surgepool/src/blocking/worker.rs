@@ -121,7 +121,7 @@ impl ThreadParker {
 pub(crate) fn run(inner: Arc<Inner>, parker: Arc<ThreadParker>) {
     let mut next: Option<Running> = None;
     loop {
-        let running = match next.take() {
+        let mut running = match next.take() {
             Some(running) => running,
             None => match wait_for_job(&inner, &parker) {
                 Some(running) => running,
