@@ -32,3 +32,18 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// Keeps a value on cache lines of its own (128 bytes: two 64-byte lines, as the adjacent
+/// line prefetcher of x86 pulls pairs), so writes to it do not evict its neighbours from
+/// other cores' caches, and theirs do not evict it (false sharing).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

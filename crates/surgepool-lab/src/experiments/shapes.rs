@@ -276,7 +276,7 @@ fn specs(cores: usize) -> Vec<Spec> {
         ),
         spec(
             "surgepool_blocking",
-            "BlockingPool::try_submit, handle dropped; atomic + completion",
+            "BlockingPool::spawn_timeout (no handle); atomic + completion",
             None,
             move || ours::OurBlockingPool::new(cores),
         ),

@@ -29,7 +29,7 @@ use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::queue::{Entry, JobQueue};
 use crate::stats::{ShutdownReport, Snapshot};
-use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering, Padded};
 
 /// A task that holds a slot and is on its way to, or on, a worker.
 pub(crate) struct Running {
@@ -64,7 +64,9 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Inner {
-    state: Mutex<State>,
+    /// On its own cache lines: the submitter and every worker take it, and the fields
+    /// below are read on every task without it.
+    state: Padded<Mutex<State>>,
     pub(crate) limiter: Limiter,
     pub(crate) runtime: Handle,
     pub(crate) settings: Settings,
@@ -177,7 +179,7 @@ impl Inner {
         queue: JobQueue<Job>,
     ) -> Arc<Inner> {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State {
+            state: Padded(Mutex::new(State {
                 queue,
                 acct: Accounting::new(),
                 running: 0,
@@ -188,7 +190,7 @@ impl Inner {
                 bytes_in_flight: 0,
                 waiters: VecDeque::new(),
                 next_waiter: 0,
-            }),
+            })),
             limiter,
             runtime,
             settings,
@@ -249,6 +251,8 @@ impl Inner {
         line: Option<Line<'_>>,
     ) -> Result<R, (F, Refusal)> {
         let mut deferred = Deferred::default();
+        // Read before taking the lock, to keep the clock out of the critical section.
+        let now = self.settings.clock.now();
         let result = {
             let mut st = self.state();
             if st.closed {
@@ -273,7 +277,6 @@ impl Inner {
                 st.waiters.retain(|(id, _)| *id != me);
             }
             let (job, made) = make(future);
-            let now = self.settings.clock.now();
             st.acct.accept();
             st.bytes_in_flight += options.weight;
             if self.limiter.try_acquire_raw() {

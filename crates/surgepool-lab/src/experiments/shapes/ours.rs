@@ -151,8 +151,8 @@ impl Drop for OurPool {
 }
 
 /// `surgepool_blocking`: a `surgepool::BlockingPool` fed by the main thread with
-/// `try_submit` (or `submit_timeout` when full) per op, the handle dropped; atomic sum +
-/// completion signal, as `crossbeam_pool_<cores>`.
+/// `spawn_timeout` per op (fire-and-forget, no handle; it blocks only while the pool is
+/// full); atomic sum + completion signal, as `crossbeam_pool_<cores>`.
 #[derive(Debug)]
 pub(crate) struct OurBlockingPool {
     pool: BlockingPool,
@@ -180,15 +180,10 @@ impl Shape for OurBlockingPool {
             batch.arm((window.end - window.start) as usize);
             for i in window {
                 let (a, b) = job(i);
-                let f = move || batch.complete(a + b);
-                match self.pool.try_submit(f) {
-                    Ok(_detached) => {}
-                    Err(SubmitError::Full(f)) => {
-                        let _detached =
-                            self.pool.submit_timeout(f, SUBMIT_WAIT).map_err(rejected)?;
-                    }
-                    Err(other) => return Err(rejected(other)),
-                }
+                // Blocks while the pool is full, as a send on a full channel does.
+                self.pool
+                    .spawn_timeout(move || batch.complete(a + b), SUBMIT_WAIT)
+                    .map_err(rejected)?;
             }
             batch.wait_blocking();
         }
