@@ -16,7 +16,7 @@ use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::pool::PanicHook;
 use crate::queue::{Entry, JobQueue};
 use crate::stats::{ShutdownReport, Snapshot};
-use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
+use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard, Padded};
 
 pub(crate) struct Running {
     pub(crate) job: BlockingJob,
@@ -34,7 +34,8 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Inner {
-    state: Mutex<State>,
+    /// On its own cache lines (see the async pool's `Inner`).
+    state: Padded<Mutex<State>>,
     /// Signalled when room appears (for `submit_timeout`) and when the pool drains.
     changed: Condvar,
     pub(crate) limiter: Limiter,
@@ -86,7 +87,7 @@ impl Inner {
         queue: JobQueue<BlockingJob>,
     ) -> Arc<Inner> {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State {
+            state: Padded(Mutex::new(State {
                 queue,
                 acct: Accounting::new(),
                 running: 0,
@@ -97,7 +98,7 @@ impl Inner {
                 next_waiter: 0,
                 next_thread: 0,
                 watchers: 0,
-            }),
+            })),
             changed: Condvar::new(),
             limiter,
             settings,
@@ -210,6 +211,9 @@ impl Inner {
         wait_until: Option<Instant>,
         make: impl FnOnce(F) -> (BlockingJob, R),
     ) -> Result<R, (F, Refusal)> {
+        // Read before taking the lock, to keep the clock out of the critical section (read
+        // again below if the caller had to wait).
+        let mut now = self.settings.clock.now();
         let mut st = self.state();
         let mut me: Option<u64> = None;
         loop {
@@ -253,8 +257,10 @@ impl Inner {
             }
             st = self.watch(st, Some(until - now));
         }
+        if me.is_some() {
+            now = self.settings.clock.now();
+        }
         let (job, admitted) = make(f);
-        let now = self.settings.clock.now();
         st.acct.accept();
         let dispatch = if self.limiter.try_acquire_raw() {
             st.running += 1;
