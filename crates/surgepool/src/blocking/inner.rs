@@ -198,8 +198,8 @@ impl Inner {
         self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room()
     }
 
-    /// Tries to accept `f`. With `wait_until`, blocks the calling thread until room comes,
-    /// the pool closes, or that instant passes.
+    /// Tries to accept `f`. With `wait`, blocks the calling thread until room comes, the
+    /// pool closes, or `wait` has passed since the call.
     ///
     /// `make` turns the accepted `f` into the job the pool keeps and what the caller gets
     /// (a handle, or nothing for a detached closure). It is called only once `f` is
@@ -208,12 +208,14 @@ impl Inner {
         self: &Arc<Self>,
         f: F,
         deadline: Option<Instant>,
-        wait_until: Option<Instant>,
+        wait: Option<Duration>,
         make: impl FnOnce(F) -> (BlockingJob, R),
     ) -> Result<R, (F, Refusal)> {
         // Read before taking the lock, to keep the clock out of the critical section (read
-        // again below if the caller had to wait).
-        let mut now = self.settings.clock.now();
+        // again below if the caller had to wait). The wait's end is reckoned from it too, and
+        // only once the pool turns out to be full.
+        let mut at = Instant::now();
+        let mut until: Option<Instant> = None;
         let mut st = self.state();
         let mut me: Option<u64> = None;
         loop {
@@ -235,11 +237,19 @@ impl Inner {
                 }
                 break;
             }
-            let Some(until) = wait_until else {
+            let Some(wait) = wait else {
                 st.acct.reject();
                 return Err((f, Refusal::Full));
             };
-            let now = Instant::now();
+            // A wait too long to represent: about 30 years is forever enough.
+            let until = *until.get_or_insert_with(|| {
+                at.checked_add(wait)
+                    .unwrap_or_else(|| at + Duration::from_secs(1 << 30))
+            });
+            if me.is_some() {
+                at = Instant::now();
+            }
+            let now = at;
             if now >= until {
                 st.acct.reject();
                 if let Some(id) = me {
@@ -258,8 +268,9 @@ impl Inner {
             st = self.watch(st, Some(until - now));
         }
         if me.is_some() {
-            now = self.settings.clock.now();
+            at = Instant::now();
         }
+        let now = self.settings.clock.at(at);
         let (job, admitted) = make(f);
         st.acct.accept();
         let dispatch = if self.limiter.try_acquire_raw() {

@@ -116,14 +116,14 @@ impl BlockingPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_inner(f, None, Some(wait_until(wait)))
+        self.submit_inner(f, None, Some(wait))
     }
 
     fn submit_inner<F, T>(
         &self,
         f: F,
         deadline: Option<Instant>,
-        wait_until: Option<Instant>,
+        wait: Option<Duration>,
     ) -> Result<BlockingHandle<T>, SubmitError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -133,7 +133,7 @@ impl BlockingPool {
             let closure = Closure::new(f);
             (BlockingJob::Shared(closure.clone()), closure)
         };
-        match self.inner().admit(f, deadline, wait_until, shared) {
+        match self.inner().admit(f, deadline, wait, shared) {
             Ok(closure) => Ok(BlockingHandle::new(closure)),
             Err((f, refusal)) => Err(refusal.into_error(f)),
         }
@@ -236,16 +236,16 @@ impl BlockingPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.spawn_inner(f, Some(wait_until(wait)))
+        self.spawn_inner(f, Some(wait))
     }
 
-    fn spawn_inner<F>(&self, f: F, wait_until: Option<Instant>) -> Result<(), SubmitError<F>>
+    fn spawn_inner<F>(&self, f: F, wait: Option<Duration>) -> Result<(), SubmitError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
         let detached = |f| (BlockingJob::Detached(Detached::new(f)), ());
         self.inner()
-            .admit(f, None, wait_until, detached)
+            .admit(f, None, wait, detached)
             .map_err(|(f, refusal)| refusal.into_error(f))
     }
 
@@ -296,14 +296,6 @@ impl BlockingPool {
     pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
         self.inner().limiter.stats()
     }
-}
-
-/// The instant a wait of `wait` from now ends.
-fn wait_until(wait: Duration) -> Instant {
-    // A wait too long to represent: about 30 years is forever enough.
-    Instant::now()
-        .checked_add(wait)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30))
 }
 
 impl Refusal {
