@@ -338,13 +338,19 @@ impl Inner {
             let mut st = self.state();
             st.running -= 1;
             st.acct.finish(outcome, Some((queue_wait, run_time)));
-            self.limiter.release_raw(limit_outcome, at);
+            // With closures waiting, the slot goes straight to the next one (as in the async
+            // pool's `finish`).
+            let mut held = if st.queue.is_empty() {
+                self.limiter.release_raw(limit_outcome, at);
+                false
+            } else {
+                self.limiter.pass_on_raw(limit_outcome, at)
+            };
             let mut mine = None;
             loop {
                 let State { queue, acct, .. } = &mut *st;
                 let on_shed = |entry: Entry<BlockingJob>, reason| shed.push((entry.job, reason));
-                let Some(entry) =
-                    queue.next_runnable(now, &self.limiter, &mut false, acct, on_shed)
+                let Some(entry) = queue.next_runnable(now, &self.limiter, &mut held, acct, on_shed)
                 else {
                     break;
                 };
@@ -359,6 +365,9 @@ impl Inner {
                 } else if let Dispatch::Spawn(p, r, n) = self.hand_to_worker(&mut st, running) {
                     spawns.push((p, r, n));
                 }
+            }
+            if held {
+                self.limiter.release_unused_raw();
             }
             // Room, or the end of the drain: tell whoever waits.
             self.notify_watchers(&st);
