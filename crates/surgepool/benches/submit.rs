@@ -151,6 +151,23 @@ fn burst(c: &mut Criterion) {
             rx.await.expect("the last task signals");
         })
     });
+    group.bench_function(BenchmarkId::new("pool_try_spawn", BURST), |b| {
+        b.to_async(&rt).iter(|| async {
+            let (tx, rx) = oneshot::channel();
+            let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+            let left = Countdown::new(BURST);
+            for _ in 0..BURST {
+                let (left, tx) = (left.clone(), tx.clone());
+                pool.try_spawn(async move {
+                    if left.done() {
+                        let _ = tx.lock().expect("unpoisoned").take().map(|t| t.send(()));
+                    }
+                })
+                .expect("the queue holds a burst");
+            }
+            rx.await.expect("the last task signals");
+        })
+    });
     group.bench_function(BenchmarkId::new("blocking_try_submit", BURST), |b| {
         b.iter(|| {
             let (tx, rx) = mpsc::channel();

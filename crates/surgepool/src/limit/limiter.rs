@@ -367,3 +367,28 @@ impl fmt::Debug for Permit {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_on_slot_is_kept_only_within_the_limit() {
+        let limiter = Limiter::new(Limit::fixed(2)).unwrap();
+        assert!(limiter.try_acquire_raw());
+        assert!(limiter.try_acquire_raw());
+        limiter.set_limit(1);
+        // Two held, limit 1: the finishing job's slot must go back, not on.
+        let success = Outcome::Success(Duration::from_millis(1));
+        assert!(!limiter.pass_on_raw(success, Instant::now()));
+        assert_eq!(limiter.in_flight(), 1);
+        // One held, limit 1: it may go on to the next job, and stays taken.
+        assert!(limiter.pass_on_raw(success, Instant::now()));
+        assert_eq!(limiter.in_flight(), 1);
+        assert!(!limiter.try_acquire_raw(), "the passed slot is still held");
+        limiter.release_unused_raw();
+        assert_eq!(limiter.in_flight(), 0);
+        let stats = limiter.stats();
+        assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (2, 0, 0));
+    }
+}

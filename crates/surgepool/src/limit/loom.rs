@@ -1,12 +1,13 @@
 //! Loom models of the limiter's atomic admission path: admission never exceeds the limit,
 //! the limit may shrink while permits are held, and every slot comes back.
 //!
-//! Only the raw path is modelled (`try_acquire_raw` / `release_raw` / `set_limit`): the
-//! async `acquire` parks on tokio's `Notify`, which loom cannot see.
+//! Only the raw path is modelled (`try_acquire_raw` / `release_raw` / `pass_on_raw` /
+//! `set_limit`): the async `acquire` parks on tokio's `Notify`, which loom cannot see.
 
 use super::{Limit, Limiter, Outcome};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use loom::thread;
+use tokio::time::Instant;
 
 /// Takes a slot, checks (with a model-side counter) that no more than `bound` jobs are
 /// inside at once, and gives the slot back.
@@ -17,7 +18,7 @@ fn job(limiter: &Limiter, inside: &AtomicUsize, bound: usize) -> bool {
     let now_inside = inside.fetch_add(1, Ordering::SeqCst) + 1;
     assert!(now_inside <= bound, "{now_inside} inside, bound {bound}");
     inside.fetch_sub(1, Ordering::SeqCst);
-    limiter.release_raw(Outcome::Ignored);
+    limiter.release_raw(Outcome::Ignored, Instant::now());
     true
 }
 
@@ -56,7 +57,7 @@ fn loom_shrinking_with_permits_held_drains_and_loses_nothing() {
         let release = {
             let limiter = limiter.clone();
             thread::spawn(move || {
-                limiter.release_raw(Outcome::Success(std::time::Duration::ZERO));
+                limiter.release_raw(Outcome::Success(std::time::Duration::ZERO), Instant::now());
                 // With one permit still held, admission succeeds only if the shrink has
                 // not happened yet (then the limit was 2).
                 limiter.try_acquire_raw()
@@ -70,12 +71,12 @@ fn loom_shrinking_with_permits_held_drains_and_loses_nothing() {
         // Over the new limit now: nothing is admitted until it drains below it.
         assert!(!limiter.try_acquire_raw());
         for _ in 0..held {
-            limiter.release_raw(Outcome::Ignored);
+            limiter.release_raw(Outcome::Ignored, Instant::now());
         }
         assert_eq!(limiter.in_flight(), 0);
         assert!(limiter.try_acquire_raw(), "drained below the new limit");
         assert!(!limiter.try_acquire_raw(), "but only one fits");
-        limiter.release_raw(Outcome::Dropped(std::time::Duration::ZERO));
+        limiter.release_raw(Outcome::Dropped(std::time::Duration::ZERO), Instant::now());
         let stats = limiter.stats();
         assert_eq!(
             stats.succeeded + stats.dropped + stats.ignored,
@@ -104,7 +105,7 @@ fn loom_concurrent_jobs_respect_a_limit_that_shrinks_under_them() {
         assert_eq!(limiter.in_flight(), 0);
         assert!(limiter.try_acquire_raw());
         assert!(!limiter.try_acquire_raw());
-        limiter.release_raw(Outcome::Ignored);
+        limiter.release_raw(Outcome::Ignored, Instant::now());
     });
 }
 
@@ -120,8 +121,14 @@ fn loom_an_algorithm_moving_the_limit_races_a_manual_shrink() {
         let releaser = {
             let limiter = limiter.clone();
             thread::spawn(move || {
-                limiter.release_raw(Outcome::Success(std::time::Duration::from_millis(1)));
-                limiter.release_raw(Outcome::Dropped(std::time::Duration::from_millis(1)));
+                limiter.release_raw(
+                    Outcome::Success(std::time::Duration::from_millis(1)),
+                    Instant::now(),
+                );
+                limiter.release_raw(
+                    Outcome::Dropped(std::time::Duration::from_millis(1)),
+                    Instant::now(),
+                );
             })
         };
         limiter.set_limit(1);
@@ -129,8 +136,50 @@ fn loom_an_algorithm_moving_the_limit_races_a_manual_shrink() {
         assert_eq!(limiter.in_flight(), 0);
         assert!(limiter.limit() >= 1);
         assert!(limiter.try_acquire_raw());
-        limiter.release_raw(Outcome::Ignored);
+        limiter.release_raw(Outcome::Ignored, Instant::now());
         let stats = limiter.stats();
         assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (1, 1, 1));
+    });
+}
+
+/// A finishing job passes its slot on (as the pools do with a queue behind it) while
+/// another caller tries to take one and the limit shrinks: the passed slot is kept only
+/// while within the limit, nobody is admitted past it, and every slot comes back.
+#[test]
+fn loom_passing_a_slot_on_never_exceeds_the_limit() {
+    loom::model(|| {
+        let limiter = Limiter::new(Limit::fixed(2)).unwrap();
+        let inside = Arc::new(AtomicUsize::new(1));
+        assert!(limiter.try_acquire_raw());
+        let passer = {
+            let (limiter, inside) = (limiter.clone(), inside.clone());
+            thread::spawn(move || {
+                inside.fetch_sub(1, Ordering::SeqCst);
+                if limiter.pass_on_raw(Outcome::Success(std::time::Duration::ZERO), Instant::now())
+                {
+                    let now_inside = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(now_inside <= 2, "{now_inside} inside");
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    limiter.release_unused_raw();
+                }
+            })
+        };
+        let other = {
+            let (limiter, inside) = (limiter.clone(), inside.clone());
+            thread::spawn(move || job(&limiter, &inside, 2))
+        };
+        let shrink = {
+            let limiter = limiter.clone();
+            thread::spawn(move || limiter.set_limit(1))
+        };
+        passer.join().unwrap();
+        other.join().unwrap();
+        shrink.join().unwrap();
+        assert_eq!(limiter.in_flight(), 0, "every slot came back");
+        assert_eq!(
+            limiter.stats().succeeded,
+            1,
+            "the passed-on job was counted once"
+        );
     });
 }
