@@ -6,17 +6,11 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use surgepool::{BlockingPool, Limit, Snapshot};
+use surgepool::{BlockingPool, Limit};
 use tokio::time::Instant;
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// Within the histogram's 1% precision.
 fn at_least(what: &str, got: Duration, floor: Duration) {

@@ -4,16 +4,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use surgepool::{BlockingPool, Limit, Snapshot, SubmitError};
+use surgepool::{BlockingPool, Limit, SubmitError};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 #[test]
 fn runs_closures_and_joins() {

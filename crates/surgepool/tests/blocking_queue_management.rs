@@ -7,17 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use surgepool::{BlockingPool, Limit, Snapshot};
+use surgepool::{BlockingPool, Limit};
 use tokio::time::Instant;
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 #[test]
 fn queue_timeout_sheds_a_closure_that_waited_longer() {

@@ -9,16 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use surgepool::{BlockingPool, Limit, Snapshot, SubmitError};
+use surgepool::{BlockingPool, Limit, SubmitError};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// A closure blocked until the returned sender is used; returns once it is running.
 fn blocker(pool: &BlockingPool) -> (mpsc::Sender<()>, surgepool::BlockingHandle<()>) {

@@ -10,16 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use surgepool::{BlockingPool, Limit, Snapshot, SubmitError};
+use surgepool::{BlockingPool, Limit, SubmitError};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 fn pool(limit: usize, queue: usize) -> BlockingPool {
     BlockingPool::builder()

@@ -6,17 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use surgepool::{Limit, Pool, Snapshot, TaskHandle};
+use surgepool::{Limit, Pool, TaskHandle};
 use tokio::sync::{oneshot, watch};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// Sets its flag when dropped.
 struct DropFlag(Arc<AtomicBool>);

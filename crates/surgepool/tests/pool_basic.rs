@@ -4,17 +4,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use surgepool::{Limit, Pool, Snapshot, SubmitError};
+use surgepool::{Limit, Pool, SubmitError};
 use tokio::sync::oneshot;
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 #[tokio::test]
 async fn runs_a_task_and_returns_its_output() {

@@ -5,17 +5,11 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use surgepool::{Limit, Pool, Snapshot, SubmitError};
+use surgepool::{Limit, Pool, SubmitError};
 use tokio::sync::watch;
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// Counts tasks inside their future and keeps the highest count seen.
 #[derive(Default)]

@@ -5,17 +5,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use surgepool::{Limit, Pool, Snapshot};
+use surgepool::{Limit, Pool};
 use tokio::sync::watch;
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// Silences the default panic printout for the test's duration (the panics are expected).
 fn quiet() -> impl Drop {

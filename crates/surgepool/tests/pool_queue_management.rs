@@ -7,18 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use surgepool::{Limit, Pool, Snapshot, SubmitError};
+use surgepool::{Limit, Pool, SubmitError};
 use tokio::sync::oneshot;
 use tokio::time::{sleep, Instant};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -8,20 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use surgepool::{Limit, Pool, Snapshot, SubmitError};
+use surgepool::{Limit, Pool, SubmitError};
 use tokio::sync::{oneshot, watch};
 use tokio::time::sleep;
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -8,19 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use surgepool::{Limit, Pool, Snapshot, SubmitError, TaskHandle};
+use surgepool::{Limit, Pool, SubmitError, TaskHandle};
 use tokio::sync::oneshot;
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready};
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// One slot, no queue.
 fn single_slot() -> Pool {

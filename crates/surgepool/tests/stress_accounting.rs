@@ -61,14 +61,8 @@ fn seed() -> u64 {
     seed
 }
 
-fn assert_identities(s: &Snapshot) {
-    assert_eq!(s.submitted, s.accepted + s.rejected, "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-        "{s:?}"
-    );
-}
+mod support;
+use support::assert_identities;
 
 /// Outcomes as counted from the handles (and the refusals as counted by submitters).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
