@@ -138,6 +138,8 @@ impl Chart {
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, ("sans-serif", 17))
             .margin(8)
+            // Room for the last x tick label, which is centred on the right edge.
+            .margin_right(28)
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(x, y)
