@@ -11,7 +11,7 @@ use super::task::BlockingJob;
 use super::worker::{self, ThreadParker};
 use crate::accounting::{Accounting, Outcome};
 use crate::clock::{Clock, Stamp};
-use crate::error::TaskError;
+use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::pool::PanicHook;
 use crate::queue::{Entry, JobQueue};
@@ -78,6 +78,14 @@ pub(crate) enum IdleDecision {
 enum Dispatch {
     Woken,
     Spawn(Arc<ThreadParker>, Running, u64),
+}
+
+/// Work collected under the lock and done after it: closures to end as shed, threads to
+/// start. Empty vectors do not allocate.
+#[derive(Default)]
+struct Later {
+    shed: Vec<(BlockingJob, ShedReason)>,
+    spawns: Vec<(Arc<ThreadParker>, Running, u64)>,
 }
 
 impl Inner {
@@ -332,45 +340,23 @@ impl Inner {
             Outcome::Completed => LimitOutcome::Success(Duration::from_nanos(run_time)),
             _ => LimitOutcome::Ignored,
         };
-        let mut shed = Vec::new();
-        let mut spawns = Vec::new();
+        let mut later = Later::default();
+        let in_flight;
         let after = {
             let mut st = self.state();
             st.running -= 1;
             st.acct.finish(outcome, Some((queue_wait, run_time)));
-            // With closures waiting, the slot goes straight to the next one (as in the async
-            // pool's `finish`).
-            let mut held = if st.queue.is_empty() {
-                self.limiter.release_raw(limit_outcome, at);
+            // With closures waiting, the slot goes straight to the next one, and the outcome
+            // goes to the limiter after the lock (as in the async pool's `finish`).
+            in_flight = self.limiter.in_flight();
+            let held = if st.queue.is_empty() {
+                self.limiter.free_raw();
                 false
             } else {
-                self.limiter.pass_on_raw(limit_outcome, at)
+                self.limiter.keep_raw()
             };
             let mut mine = None;
-            loop {
-                let State { queue, acct, .. } = &mut *st;
-                let on_shed = |entry: Entry<BlockingJob>, reason| shed.push((entry.job, reason));
-                let Some(entry) = queue.next_runnable(now, &self.limiter, &mut held, acct, on_shed)
-                else {
-                    break;
-                };
-                st.running += 1;
-                let running = Running {
-                    job: entry.job,
-                    accepted: entry.enqueued,
-                    started: now,
-                };
-                if mine.is_none() {
-                    mine = Some(running);
-                } else if let Dispatch::Spawn(p, r, n) = self.hand_to_worker(&mut st, running) {
-                    spawns.push((p, r, n));
-                }
-            }
-            if held {
-                self.limiter.release_unused_raw();
-            }
-            // Room, or the end of the drain: tell whoever waits.
-            self.notify_watchers(&st);
+            self.start_queued(&mut st, now, held, Some(&mut mine), &mut later);
             match mine {
                 Some(running) => AfterRun::Run(running),
                 None => {
@@ -385,13 +371,69 @@ impl Inner {
                 }
             }
         };
-        for (job, reason) in shed {
-            job.finish_unrun(TaskError::shed(reason));
-        }
-        for (p, r, n) in spawns {
-            self.spawn_thread(p, Some(r), n);
+        self.carry_out(later);
+        if self.limiter.sample_raw(limit_outcome, at, in_flight) {
+            // The limit grew: queued closures may start now rather than at the next finish.
+            let now = self.settings.clock.now();
+            let mut later = Later::default();
+            {
+                let mut st = self.state();
+                self.start_queued(&mut st, now, false, None, &mut later);
+            }
+            self.carry_out(later);
         }
         after
+    }
+
+    /// Starts queued closures while slots are free: the first into `mine` (a thread that
+    /// just finished) if given, the rest on idle or new threads. `held`: the caller passes on
+    /// a slot it holds (given back here if no closure takes it). Wakes whoever waits for room
+    /// or for the drain.
+    fn start_queued(
+        &self,
+        st: &mut State,
+        now: Stamp,
+        mut held: bool,
+        mut mine: Option<&mut Option<Running>>,
+        later: &mut Later,
+    ) {
+        loop {
+            let State { queue, acct, .. } = &mut *st;
+            let on_shed = |entry: Entry<BlockingJob>, reason| later.shed.push((entry.job, reason));
+            let Some(entry) = queue.next_runnable(now, &self.limiter, &mut held, acct, on_shed)
+            else {
+                break;
+            };
+            st.running += 1;
+            let running = Running {
+                job: entry.job,
+                accepted: entry.enqueued,
+                started: now,
+            };
+            match mine.as_deref_mut() {
+                Some(slot @ None) => *slot = Some(running),
+                _ => {
+                    if let Dispatch::Spawn(p, r, n) = self.hand_to_worker(st, running) {
+                        later.spawns.push((p, r, n));
+                    }
+                }
+            }
+        }
+        if held {
+            self.limiter.free_raw();
+        }
+        // Room, or the end of the drain: tell whoever waits.
+        self.notify_watchers(st);
+    }
+
+    /// Ends shed closures and starts threads, once the lock is released.
+    fn carry_out(self: &Arc<Self>, later: Later) {
+        for (job, reason) in later.shed {
+            job.finish_unrun(TaskError::shed(reason));
+        }
+        for (p, r, n) in later.spawns {
+            self.spawn_thread(p, Some(r), n);
+        }
     }
 
     pub(crate) fn idle_timeout(&self, parker: &Arc<ThreadParker>) -> IdleDecision {

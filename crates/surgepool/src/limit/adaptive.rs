@@ -345,17 +345,19 @@ impl Adaptive {
     /// `true` once the window holds enough to act on.
     fn window_done(&self, w: &Window, now: Instant) -> bool {
         let round_samples = u32::try_from(w.limit).unwrap_or(u32::MAX);
-        let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
+        // Only when the sample count does not decide (an `Instant` subtraction is ~50
+        // instructions, and this runs for every finished task of a pool).
+        let elapsed = || now.saturating_duration_since(w.start).as_secs_f64();
         match w.kind {
             // One round: every slot turned over once, or a round's time passed (app limited).
             WindowKind::Settle => {
-                w.samples >= round_samples || (self.round > 0.0 && elapsed >= 2.0 * self.round)
+                w.samples >= round_samples || (self.round > 0.0 && elapsed() >= 2.0 * self.round)
             }
             WindowKind::Measure => {
                 // The cheap tests first: `noise_samples` takes a square root.
                 w.samples >= MIN_WINDOW_SAMPLES
                     && (w.samples >= round_samples
-                        || (self.round > 0.0 && elapsed >= 4.0 * self.round))
+                        || (self.round > 0.0 && elapsed() >= 4.0 * self.round))
                     && w.samples >= self.noise_samples(w)
             }
         }

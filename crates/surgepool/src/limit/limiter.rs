@@ -187,14 +187,13 @@ impl Limiter {
         self.shared.release(outcome, Some(now));
     }
 
-    /// Reports `outcome` for a slot taken with [`try_acquire_raw`](Self::try_acquire_raw)
-    /// and keeps the slot for the caller's next job if it is still within the limit (`true`),
-    /// else releases it (`false`). Same as `release_raw` then `try_acquire_raw`, minus two
-    /// atomic read-modify-writes on a contended line, and no other caller can take the slot
-    /// in between.
-    pub(crate) fn pass_on_raw(&self, outcome: Outcome, now: Instant) -> bool {
+    /// For a pool whose job just finished (its outcome reported separately, with
+    /// [`sample_raw`](Self::sample_raw)): keeps the job's slot for the caller's next job if it
+    /// is still within the limit (`true`), else gives it back (`false`). Same as a release
+    /// then `try_acquire_raw`, minus two atomic read-modify-writes on a contended line, and
+    /// no other caller can take the slot in between.
+    pub(crate) fn keep_raw(&self) -> bool {
         let shared = &*self.shared;
-        shared.sample(outcome, Some(now));
         // SeqCst as in `try_acquire_raw`: the slot stays taken, so nobody waits on it.
         if shared.in_flight.load(Ordering::SeqCst) <= shared.limit.load(Ordering::SeqCst) {
             return true;
@@ -203,10 +202,18 @@ impl Limiter {
         false
     }
 
-    /// Releases a slot whose outcome was already reported (with
-    /// [`pass_on_raw`](Self::pass_on_raw)) but that found no job to run.
-    pub(crate) fn release_unused_raw(&self) {
+    /// Gives back a slot whose outcome is reported separately, with
+    /// [`sample_raw`](Self::sample_raw).
+    pub(crate) fn free_raw(&self) {
         self.shared.free_slot();
+    }
+
+    /// Reports a finished job's outcome; `in_flight` is the count it saw (itself included),
+    /// read when it finished. Split from the slot's release so that a pool can release or
+    /// keep the slot under its lock and feed the algorithm after it. `true` if the limit
+    /// grew.
+    pub(crate) fn sample_raw(&self, outcome: Outcome, now: Instant, in_flight: usize) -> bool {
+        self.shared.sample_with(outcome, Some(now), in_flight)
     }
 }
 
@@ -220,7 +227,11 @@ impl Shared {
 
     /// Counts `outcome` and feeds it to the algorithm, which may move the limit.
     fn sample(&self, outcome: Outcome, now: Option<Instant>) {
-        let in_flight = self.in_flight.load(Ordering::Acquire);
+        self.sample_with(outcome, now, self.in_flight.load(Ordering::Acquire));
+    }
+
+    /// As `sample`, with the in-flight count the job saw; `true` if the limit grew.
+    fn sample_with(&self, outcome: Outcome, now: Option<Instant>, in_flight: usize) -> bool {
         let (counter, sample) = match outcome {
             Outcome::Success(rtt) => (&self.counters.succeeded, Some((rtt, false))),
             Outcome::Dropped(rtt) => (&self.counters.dropped, Some((rtt, true))),
@@ -235,8 +246,9 @@ impl Shared {
                 dropped,
             };
             let new_limit = lock(algorithm).update(&sample).max(1);
-            self.store_limit(new_limit);
+            return self.store_limit(new_limit);
         }
+        false
     }
 
     /// Gives one slot back and wakes a waiter if there is one.
@@ -249,13 +261,15 @@ impl Shared {
         }
     }
 
-    fn store_limit(&self, new_limit: usize) {
+    /// Sets the limit; `true` if it grew.
+    fn store_limit(&self, new_limit: usize) -> bool {
         let old = self.limit.swap(new_limit, Ordering::SeqCst);
         if new_limit > old && self.waiters.load(Ordering::SeqCst) > 0 {
             for _ in 0..(new_limit - old).min(self.waiters.load(Ordering::SeqCst)) {
                 self.notify.notify_one();
             }
         }
+        new_limit > old
     }
 }
 
@@ -373,22 +387,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_passed_on_slot_is_kept_only_within_the_limit() {
+    fn a_kept_slot_is_kept_only_within_the_limit() {
         let limiter = Limiter::new(Limit::fixed(2)).unwrap();
         assert!(limiter.try_acquire_raw());
         assert!(limiter.try_acquire_raw());
         limiter.set_limit(1);
         // Two held, limit 1: the finishing job's slot must go back, not on.
-        let success = Outcome::Success(Duration::from_millis(1));
-        assert!(!limiter.pass_on_raw(success, Instant::now()));
+        assert!(!limiter.keep_raw());
         assert_eq!(limiter.in_flight(), 1);
         // One held, limit 1: it may go on to the next job, and stays taken.
-        assert!(limiter.pass_on_raw(success, Instant::now()));
+        assert!(limiter.keep_raw());
         assert_eq!(limiter.in_flight(), 1);
-        assert!(!limiter.try_acquire_raw(), "the passed slot is still held");
-        limiter.release_unused_raw();
+        assert!(!limiter.try_acquire_raw(), "the kept slot is still held");
+        limiter.free_raw();
         assert_eq!(limiter.in_flight(), 0);
+        // Outcomes are counted by `sample_raw`, apart from the slots.
+        let success = Outcome::Success(Duration::from_millis(1));
+        assert!(
+            !limiter.sample_raw(success, Instant::now(), 1),
+            "a fixed limit never grows"
+        );
         let stats = limiter.stats();
-        assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (2, 0, 0));
+        assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (1, 0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sample_raw_says_when_an_adaptive_limit_grew() {
+        let limiter = Limiter::new(Limit::aimd()).unwrap();
+        let success = Outcome::Success(Duration::from_millis(1));
+        let mut grew = false;
+        for _ in 0..1_000 {
+            // As if the limit were in full use, which AIMD needs before it grows.
+            let (before, in_flight) = (limiter.limit(), limiter.limit());
+            let g = limiter.sample_raw(success, Instant::now(), in_flight);
+            assert_eq!(g, limiter.limit() > before);
+            grew |= g;
+            tokio::time::advance(Duration::from_millis(1)).await;
+        }
+        assert!(
+            grew,
+            "AIMD grows on successes at a full limit: {:?}",
+            limiter.stats()
+        );
     }
 }

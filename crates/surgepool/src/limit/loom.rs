@@ -1,8 +1,8 @@
 //! Loom models of the limiter's atomic admission path: admission never exceeds the limit,
 //! the limit may shrink while permits are held, and every slot comes back.
 //!
-//! Only the raw path is modelled (`try_acquire_raw` / `release_raw` / `pass_on_raw` /
-//! `set_limit`): the async `acquire` parks on tokio's `Notify`, which loom cannot see.
+//! Only the raw path is modelled (`try_acquire_raw` / `release_raw` / `keep_raw` /
+//! `free_raw` / `set_limit`): the async `acquire` parks on tokio's `Notify`, which loom cannot see.
 
 use super::{Limit, Limiter, Outcome};
 use crate::sync::{Arc, AtomicUsize, Ordering};
@@ -142,8 +142,8 @@ fn loom_an_algorithm_moving_the_limit_races_a_manual_shrink() {
     });
 }
 
-/// A finishing job passes its slot on (as the pools do with a queue behind it) while
-/// another caller tries to take one and the limit shrinks: the passed slot is kept only
+/// A finishing job keeps its slot for the next (as the pools do with a queue behind it) while
+/// another caller tries to take one and the limit shrinks: the slot is kept only
 /// while within the limit, nobody is admitted past it, and every slot comes back.
 #[test]
 fn loom_passing_a_slot_on_never_exceeds_the_limit() {
@@ -155,13 +155,15 @@ fn loom_passing_a_slot_on_never_exceeds_the_limit() {
             let (limiter, inside) = (limiter.clone(), inside.clone());
             thread::spawn(move || {
                 inside.fetch_sub(1, Ordering::SeqCst);
-                if limiter.pass_on_raw(Outcome::Success(std::time::Duration::ZERO), Instant::now())
-                {
+                let in_flight = limiter.in_flight();
+                if limiter.keep_raw() {
                     let now_inside = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     assert!(now_inside <= 2, "{now_inside} inside");
                     inside.fetch_sub(1, Ordering::SeqCst);
-                    limiter.release_unused_raw();
+                    limiter.free_raw();
                 }
+                let success = Outcome::Success(std::time::Duration::ZERO);
+                limiter.sample_raw(success, Instant::now(), in_flight);
             })
         };
         let other = {

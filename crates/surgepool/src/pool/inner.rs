@@ -370,7 +370,7 @@ impl Inner {
             }
         }
         if held {
-            self.limiter.release_unused_raw();
+            self.limiter.free_raw();
         }
         self.wake_next_waiter(st, deferred);
         self.notify_if_drained(st);
@@ -411,6 +411,7 @@ impl Inner {
             Outcome::Panicked | Outcome::Cancelled | Outcome::Shed => LimitOutcome::Ignored,
         };
         let mut deferred = Deferred::default();
+        let in_flight;
         let after = {
             let mut st = self.state();
             st.running -= 1;
@@ -420,12 +421,15 @@ impl Inner {
                 st.acct.cancelled_at_deadline += 1;
             }
             // With tasks waiting, the slot goes straight to the next one (when the limit
-            // still allows it) instead of being released and taken again.
+            // still allows it) instead of being released and taken again. The outcome goes
+            // to the limiter after the lock is released (an adaptive algorithm's update is
+            // the longest step here), with the in-flight count the task saw.
+            in_flight = self.limiter.in_flight();
             let held = if st.queue.is_empty() {
-                self.limiter.release_raw(limit_outcome, at);
+                self.limiter.free_raw();
                 false
             } else {
-                self.limiter.pass_on_raw(limit_outcome, at)
+                self.limiter.keep_raw()
             };
             let mut next = None;
             self.start_queued(&mut st, now, &mut deferred, Some(&mut next), held);
@@ -435,7 +439,22 @@ impl Inner {
             }
         };
         self.carry_out(deferred);
+        if self.limiter.sample_raw(limit_outcome, at, in_flight) {
+            // The limit grew: queued tasks may start now rather than at the next finish.
+            self.start_more();
+        }
         after
+    }
+
+    /// Starts queued tasks on free slots (after the limit grew outside the lock).
+    fn start_more(self: &Arc<Self>) {
+        let now = self.settings.clock.now();
+        let mut deferred = Deferred::default();
+        {
+            let mut st = self.state();
+            self.start_queued(&mut st, now, &mut deferred, None, false);
+        }
+        self.carry_out(deferred);
     }
 
     fn idle_or_exit(&self, st: &mut State, parker: &Arc<Parker>) -> AfterRun {
