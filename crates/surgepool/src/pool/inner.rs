@@ -22,7 +22,7 @@ use crate::clock::{Clock, Stamp};
 
 use super::job::Job;
 use super::task::SharedTask;
-use super::worker::{self, Parker};
+use super::worker::{self, Parker, Worker};
 use super::PanicHook;
 use crate::accounting::{Accounting, Outcome};
 use crate::error::{ShedReason, TaskError};
@@ -221,9 +221,71 @@ impl Inner {
     }
 
     fn spawn_worker(self: &Arc<Self>, parker: Arc<Parker>, first: Option<Running>) {
-        let inner = self.clone();
+        let worker = Worker {
+            inner: self.clone(),
+            parker,
+            next: first,
+            current: None,
+            exited: false,
+        };
         // The JoinHandle is dropped: workers are detached and end by themselves.
-        drop(self.runtime.spawn(worker::run(inner, parker, first)));
+        drop(self.runtime.spawn(worker::run(worker)));
+    }
+
+    /// A worker's future was dropped unfinished: the runtime shut down (or was already
+    /// down when the worker was spawned). Nothing will run this pool's tasks any more, so it
+    /// closes, and every task the worker held and every queued one is cancelled and
+    /// counted. Called from `Worker::drop`, never under the pool's lock.
+    pub(crate) fn worker_lost(
+        self: &Arc<Self>,
+        parker: &Arc<Parker>,
+        next: Option<Running>,
+        current: Option<(u64, Option<SharedTask>)>,
+    ) {
+        let mut deferred = Deferred::default();
+        let mut ended: Vec<Job> = Vec::new();
+        let mut handles: Vec<SharedTask> = Vec::new();
+        {
+            let mut st = self.state();
+            if let Some(i) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
+                st.idle.swap_remove(i);
+            }
+            self.remove_worker(&mut st, parker);
+            let mut held: Vec<(u64, Option<Job>)> = Vec::new();
+            if let Some((weight, task)) = current {
+                held.push((weight, None));
+                handles.extend(task);
+            }
+            for running in next.into_iter().chain(parker.take_job()) {
+                held.push((running.weight, Some(running.job)));
+            }
+            for (weight, job) in held {
+                st.running -= 1;
+                st.bytes_in_flight -= weight;
+                st.acct.finish(Outcome::Cancelled, None);
+                self.limiter.free_raw();
+                ended.extend(job);
+            }
+            if !st.closed {
+                st.closed = true;
+                st.acct.shutting_down = true;
+            }
+            for entry in st.queue.drain() {
+                st.bytes_in_flight -= entry.weight;
+                st.acct.finish(Outcome::Cancelled, None);
+                ended.push(entry.job);
+            }
+            self.wake_next_waiter(&mut st, &mut deferred);
+            self.notify_if_drained(&st);
+        }
+        for job in ended {
+            job.finish_unrun(TaskError::cancelled());
+        }
+        for task in handles {
+            // Its future went with the worker's frame; its handle learns it was cancelled.
+            task.finish_unrun(TaskError::cancelled());
+        }
+        self.carry_out(deferred);
     }
 
     fn has_room(&self, st: &State, weight: u64) -> bool {

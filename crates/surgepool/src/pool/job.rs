@@ -122,6 +122,14 @@ impl Job {
         }
     }
 
+    /// The task behind the handle, if this job has one.
+    pub(crate) fn shared(&self) -> Option<SharedTask> {
+        match self {
+            Job::Shared(task) => Some(task.clone()),
+            Job::Detached(_) => None,
+        }
+    }
+
     /// `true` if this is the task behind a handle (for `abort`).
     pub(crate) fn is(&self, task: &SharedTask) -> bool {
         matches!(self, Job::Shared(mine) if Arc::ptr_eq(mine, task))

@@ -41,8 +41,9 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 /// running tasks still finish, then the workers end. Nothing blocks and nothing leaks.
 ///
 /// The pool's workers live on the runtime it was built on: shut the pool down before that
-/// runtime. Tasks still held by a pool whose runtime has shut down never finish, and
-/// their handles never resolve.
+/// runtime. If the runtime shuts down first, the pool closes, and every task it still held
+/// (queued or running) ends as cancelled: its handle resolves to a cancelled
+/// [`TaskError`], and it is counted in [`Snapshot::cancelled`].
 ///
 /// # Examples
 ///

@@ -13,6 +13,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::time::{Instant, Sleep};
 
 use super::inner::{AfterRun, IdleDecision, Inner, Running};
+use super::task::SharedTask;
 use crate::clock::Stamp;
 use crate::sync::{lock, Arc, Mutex};
 
@@ -48,6 +49,11 @@ impl Parker {
         let mut st = lock(&self.state);
         st.job = Some(running);
         st.waker.clone()
+    }
+
+    /// Takes a task handed over but not yet picked up (the worker is gone).
+    pub(crate) fn take_job(&self) -> Option<Running> {
+        lock(&self.state).job.take()
     }
 
     /// Tells an idle worker to end.
@@ -94,8 +100,35 @@ impl Parker {
     }
 }
 
+/// A worker's hold on its pool. The runtime drops a worker's future without finishing it
+/// when it shuts down (or when the worker is spawned onto a runtime that already has): then
+/// `drop` hands whatever the worker held back to the pool, which cancels and counts it and
+/// closes, so no handle waits forever and nothing is left counted as running.
+pub(crate) struct Worker {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) parker: Arc<Parker>,
+    /// The task to run next (the first, handed over at spawn).
+    pub(crate) next: Option<Running>,
+    /// The task being run (moved out of `next` and pinned in the worker's frame): its weight
+    /// and, if it has a handle, the task, to cancel it if the worker is dropped mid-run.
+    pub(crate) current: Option<(u64, Option<SharedTask>)>,
+    /// Set when the worker ends normally.
+    pub(crate) exited: bool,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.exited {
+            let next = self.next.take();
+            let current = self.current.take();
+            self.inner.worker_lost(&self.parker, next, current);
+        }
+    }
+}
+
 /// The worker's life.
-pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option<Running>) {
+pub(crate) async fn run(mut worker: Worker) {
+    let (inner, parker) = (worker.inner.clone(), worker.parker.clone());
     // Register this task's waker first, so a shutdown deadline can wake it mid-task.
     poll_fn(|cx| {
         parker.register(cx);
@@ -108,13 +141,17 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
     // Tasks run back to back since the worker last gave its thread back.
     let mut back_to_back: u32 = 0;
     loop {
-        let running = match next.take() {
+        let running = match worker.next.take() {
             Some(running) => running,
             None => match wait_for_job(&inner, &parker, &mut idle_timer).await {
                 Some(running) => running,
-                None => return,
+                None => {
+                    worker.exited = true;
+                    return;
+                }
             },
         };
+        worker.current = Some((running.weight, running.job.shared()));
         let after = {
             // Pinned here until dropped at the end of this block: a detached job's future
             // is stored inline and is polled where it lies.
@@ -128,6 +165,7 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
             })
             .await;
             let after = inner.finish(&parker, &running, outcome);
+            worker.current = None;
             running.job.publish();
             after
         };
@@ -142,7 +180,7 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
                 // ~90 instructions, and tasks that use tokio resources charge it anyway.
                 let now = running.started;
                 let since = *holding_since.get_or_insert(now);
-                next = Some(running);
+                worker.next = Some(running);
                 back_to_back += 1;
                 if now.nanos_since(since) >= HOLD_LIMIT_NS {
                     (holding_since, back_to_back) = (None, 0);
@@ -152,7 +190,10 @@ pub(crate) async fn run(inner: Arc<Inner>, parker: Arc<Parker>, mut next: Option
                 }
             }
             AfterRun::Idle => (holding_since, back_to_back) = (None, 0),
-            AfterRun::Exit => return,
+            AfterRun::Exit => {
+                worker.exited = true;
+                return;
+            }
         }
     }
 }
