@@ -348,13 +348,8 @@ impl Inner {
             st.acct.finish(outcome, Some((queue_wait, run_time)));
             // With closures waiting, the slot goes straight to the next one, and the outcome
             // goes to the limiter after the lock (as in the async pool's `finish`).
-            in_flight = self.limiter.in_flight();
-            let held = if st.queue.is_empty() {
-                self.limiter.free_raw();
-                false
-            } else {
-                self.limiter.keep_raw()
-            };
+            let held;
+            (held, in_flight) = self.limiter.end_job_raw(!st.queue.is_empty());
             let mut mine = None;
             self.start_queued(&mut st, now, held, Some(&mut mine), &mut later);
             match mine {

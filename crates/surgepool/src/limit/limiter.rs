@@ -202,6 +202,21 @@ impl Limiter {
         false
     }
 
+    /// A pool's job finished, under the pool's lock: keeps its slot for the next queued job
+    /// when `queued` (and the limit allows, as [`keep_raw`](Self::keep_raw)), else gives it
+    /// back. Returns whether the slot was kept, and the in-flight count the job saw (itself
+    /// included), for [`sample_raw`](Self::sample_raw) once the lock is released.
+    pub(crate) fn end_job_raw(&self, queued: bool) -> (bool, usize) {
+        let in_flight = self.in_flight();
+        let kept = if queued {
+            self.keep_raw()
+        } else {
+            self.free_raw();
+            false
+        };
+        (kept, in_flight)
+    }
+
     /// Gives back a slot whose outcome is reported separately, with
     /// [`sample_raw`](Self::sample_raw).
     pub(crate) fn free_raw(&self) {

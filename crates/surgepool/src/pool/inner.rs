@@ -486,13 +486,8 @@ impl Inner {
             // still allows it) instead of being released and taken again. The outcome goes
             // to the limiter after the lock is released (an adaptive algorithm's update is
             // the longest step here), with the in-flight count the task saw.
-            in_flight = self.limiter.in_flight();
-            let held = if st.queue.is_empty() {
-                self.limiter.free_raw();
-                false
-            } else {
-                self.limiter.keep_raw()
-            };
+            let held;
+            (held, in_flight) = self.limiter.end_job_raw(!st.queue.is_empty());
             let mut next = None;
             self.start_queued(&mut st, now, &mut deferred, Some(&mut next), held);
             match next {
