@@ -43,6 +43,9 @@ mod completion;
 mod error;
 mod histogram;
 pub mod limit;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod pool;
 mod queue;
 mod stats;
