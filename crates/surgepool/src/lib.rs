@@ -51,6 +51,10 @@ mod queue;
 mod stats;
 mod sync;
 
+/// A guide to the settings: which pool, which limit, how big a queue, which timeouts.
+#[doc = include_str!("guide.md")]
+pub mod guide {}
+
 pub use blocking::{BlockingHandle, BlockingPool, BlockingPoolBuilder};
 pub use error::{BuildError, SubmitError, TaskError};
 pub use limit::Limit;
