@@ -15,14 +15,17 @@
 //!   overload; the inner service's readiness is driven after admission, in the response
 //!   future (see [`Admission`]).
 //! * **Optional queue with a deadline.** Up to [`queue_capacity`] requests may wait for a
-//!   permit; the [`deadline`] covers the queue wait *and* the inner call.
+//!   permit; the [`deadline`] covers the queue wait *and* the inner call, up to the response
+//!   head.
 //! * **Feedback.** Each request's latency (permit held, body included) and outcome drive the
 //!   adaptive limit: 5xx answers, inner errors, timeouts, panics and cancelled requests count
 //!   as drops ([`Classify`] to change that).
-//! * **Streaming bodies hold their permit** until they end ([`AdmissionBody`]).
+//! * **Streaming bodies hold their permit** until they end ([`AdmissionBody`]), for at most
+//!   [`body_timeout`] (10 s by default), so clients that never read cannot wedge the server.
 //!
 //! [`queue_capacity`]: AdmissionLayerBuilder::queue_capacity
 //! [`deadline`]: AdmissionLayerBuilder::deadline
+//! [`body_timeout`]: AdmissionLayerBuilder::body_timeout
 //!
 //! # axum
 //!
@@ -117,6 +120,7 @@ mod classify;
 mod error;
 mod future;
 mod layer;
+mod reaper;
 mod response;
 mod service;
 mod shared;
