@@ -57,7 +57,7 @@
 //! use http_body_util::Full;
 //! use hyper::body::{Bytes, Incoming};
 //! use hyper::{Request, Response};
-//! use hyper_util::rt::TokioIo;
+//! use hyper_util::rt::{TokioIo, TokioTimer};
 //! use hyper_util::service::TowerToHyperService;
 //! use surgepool::Limit;
 //! use surgepool_tower::AdmissionLayer;
@@ -82,6 +82,11 @@
 //!     let service = TowerToHyperService::new(service.clone());
 //!     tokio::spawn(async move {
 //!         let conn = hyper::server::conn::http1::Builder::new()
+//!             // Without a timer hyper enforces no header-read timeout: slowloris clients
+//!             // and idle keep-alive connections would be held forever. With one, a
+//!             // connection waiting for its next request head closes after 10 s.
+//!             .timer(TokioTimer::new())
+//!             .header_read_timeout(Duration::from_secs(10))
 //!             .serve_connection(TokioIo::new(stream), service);
 //!         let _ = conn.await;
 //!     });
