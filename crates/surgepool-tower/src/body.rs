@@ -108,6 +108,19 @@ impl Drop for BodyGuard {
     }
 }
 
+/// Releases the body's permit as a drop if the body's code panics while polled.
+struct UnwindGuard<'a>(&'a mut Option<BodyGuard>);
+
+impl Drop for UnwindGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(g) = self.0.take() {
+                g.finish(Outcome::Dropped);
+            }
+        }
+    }
+}
+
 impl<B> AdmissionBody<B> {
     /// The inner body; `guard` is `None` when the permit was already released.
     pub(crate) fn inner(body: B, guard: Option<BodyGuard>) -> AdmissionBody<B> {
@@ -144,7 +157,12 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { mut body, guard } => {
+                // A body whose code panics failed like any request: its permit goes back as a
+                // drop during the unwind (the body itself may live on, e.g. in a task that
+                // tokio drops only after catching the panic, when nothing is panicking).
+                let unwind = UnwindGuard(guard);
                 let frame = ready!(body.as_mut().poll_frame(cx));
+                let guard = &mut *unwind.0;
                 match &frame {
                     None => {
                         if let Some(g) = guard.take() {

@@ -231,7 +231,10 @@ async fn reap(guard: ReaperGuard) {
         let next = layer.bodies.expire(Instant::now(), id, &mut expired);
         for permit in expired.drain(..) {
             layer.count_body_timeout();
-            permit.dropped();
+            // A limit algorithm that panics must not take the reaper down with it: the
+            // layer's other bodies would then hold their permits unbounded. The permit is
+            // released either way (a permit dropped in a panic counts as dropped).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| permit.dropped()));
         }
         drop(layer);
         match next {

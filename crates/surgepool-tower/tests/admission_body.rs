@@ -266,3 +266,37 @@ fn a_runtime_without_timers_does_not_panic_and_keeps_the_permit() {
     let stats = layer.stats().limiter;
     assert_eq!((stats.in_flight, stats.ignored), (0, 2));
 }
+
+/// A body that panics when polled.
+struct Panics;
+
+impl Body for Panics {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> FramePoll<Self> {
+        panic!("body bug")
+    }
+}
+
+#[test]
+fn a_body_that_panics_releases_its_permit_as_a_drop() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use tower::Layer;
+
+    let layer = fixed(1);
+    let mut svc = layer.layer(tower::service_fn(|_req: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Panics))
+    }));
+    let mut a = spawn(svc.call(get()));
+    let mut body = assert_ready_ok!(a.poll()).into_body();
+    assert_eq!(layer.limiter().in_flight(), 1);
+    assert!(catch_unwind(AssertUnwindSafe(|| poll_frame(&mut body))).is_err());
+    // The body still exists (as in a tokio task that caught the panic), yet the permit is
+    // back, as a drop, and dropping the body later releases nothing twice.
+    let stats = layer.stats().limiter;
+    assert_eq!((stats.in_flight, stats.dropped), (0, 1));
+    drop(body);
+    let stats = layer.stats().limiter;
+    assert_eq!((stats.dropped, stats.ignored), (1, 0));
+}
