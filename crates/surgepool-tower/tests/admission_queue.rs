@@ -302,3 +302,66 @@ async fn a_huge_deadline_neither_panics_nor_fires() {
     assert_pending!(b.poll());
     assert_identity(&layer);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_at_every_await_keeps_every_count() {
+    let layer = queued_layer(2, 2, 10_000);
+    let (mut svc, mut handle) = mocked(&layer);
+
+    // 1. Admitted, waiting for the inner service's readiness.
+    handle.allow(0);
+    let mut waiting_ready = spawn(svc.call(get()));
+    assert_pending!(waiting_ready.poll());
+    drop(waiting_ready);
+    assert_eq!(layer.limiter().in_flight(), 0);
+    handle.allow(10);
+
+    // 2. Admitted, the inner call in progress.
+    let mut calling = spawn(svc.call(get()));
+    assert_pending!(calling.poll());
+    let _req = handle.next_request().await.unwrap();
+    drop(calling);
+
+    // 3. Admitted in `call`, never polled.
+    drop(svc.call(get()));
+
+    // 4. Queued (behind two held permits), polled once, and never polled.
+    let mut a = spawn(svc.call(get()));
+    let mut b = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    let mut queued = spawn(svc.call(get()));
+    assert_pending!(queued.poll());
+    drop(queued);
+    drop(svc.call(get()));
+
+    // 5. Shed, the 503 never read.
+    let mut c = spawn(svc.call(get()));
+    let mut d = spawn(svc.call(get()));
+    assert_pending!(c.poll());
+    assert_pending!(d.poll());
+    drop(svc.call(get())); // queue full: shed in `call`
+
+    // 6. Answered, the body dropped unread.
+    let (_req, send_a) = handle.next_request().await.unwrap();
+    let (_req, _send_b) = handle.next_request().await.unwrap();
+    send_a.send_response(ok(Frames::data(&["unread"])));
+    drop(assert_ready_ok!(a.poll()).into_body());
+    drop((b, c, d));
+
+    let s = layer.stats();
+    assert_identity(&layer);
+    // Admitted: 1, 2, 3, a, b. Cancelled in the queue: the two of step 4, then c and d
+    // (dropped before they were polled again to take the permit a gave back).
+    assert_eq!(
+        (s.requests, s.admitted, s.cancelled, s.overloaded),
+        (10, 5, 4, 1)
+    );
+    assert_eq!((s.queued, s.limiter.in_flight), (0, 0));
+    // Each admitted permit was released exactly once.
+    assert_eq!(
+        s.limiter.succeeded + s.limiter.dropped + s.limiter.ignored,
+        s.admitted,
+        "{s:?}"
+    );
+}
