@@ -114,6 +114,13 @@ impl AdmissionLayerBuilder {
     /// Long enough for any body a request-response service sends to a client that reads it;
     /// short enough that clients that stop reading cannot keep a server at its limit (and
     /// its adaptive limit without samples) for longer than a blip.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool_tower::AdmissionLayerBuilder;
+    ///
+    /// assert_eq!(AdmissionLayerBuilder::DEFAULT_BODY_TIMEOUT, Duration::from_secs(10));
+    /// ```
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The concurrency limit (default: [`Limit::adaptive()`]).

@@ -77,6 +77,16 @@ impl OverloadResponse {
     /// many clients parse it into. [`http`](Self::http) saturates at this value, and
     /// [`AdmissionLayerBuilder::build`](crate::AdmissionLayerBuilder::build) rejects a longer
     /// one, which is almost surely a mistake (a `Duration::MAX` meant as "forever").
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use surgepool_tower::{AdmissionLayer, OverloadResponse};
+    ///
+    /// let too_long = OverloadResponse::MAX_RETRY_AFTER * 2;
+    /// let r = OverloadResponse::http(StatusCode::SERVICE_UNAVAILABLE, Some(too_long));
+    /// let err = AdmissionLayer::builder().overload_response(r).build().unwrap_err();
+    /// assert_eq!(err.setting(), "overload_response");
+    /// ```
     pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(i32::MAX as u64);
 
     /// `status` (e.g. 503 or 429) with an empty body and, if given, a `Retry-After` header in
