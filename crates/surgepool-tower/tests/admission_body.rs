@@ -300,3 +300,64 @@ fn a_body_that_panics_releases_its_permit_as_a_drop() {
     let stats = layer.stats().limiter;
     assert_eq!((stats.dropped, stats.ignored), (1, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_gets_the_permit_a_stalled_body_gave_back() {
+    let layer = AdmissionLayer::builder()
+        .limit(surgepool::Limit::fixed(1))
+        .queue_capacity(1)
+        .deadline(Duration::from_secs(60))
+        .body_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (mut svc, mut handle) = mocked(&layer);
+    let mut a = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    let (_req, send) = handle.next_request().await.unwrap();
+    send.send_response(ok(stalled()));
+    let _stalled_body = assert_ready_ok!(a.poll()).into_body();
+
+    let mut b = spawn(svc.call(get()));
+    assert_pending!(b.poll());
+    assert_eq!(layer.stats().queued, 1);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(run_tasks_until(100, || layer.stats().body_timeouts == 1).await);
+    assert!(b.is_woken());
+    assert_pending!(b.poll());
+    // b was admitted and reached the inner service, well within its deadline.
+    let (_req, send) = assert_ready!(handle.poll_request()).unwrap();
+    send.send_response(ok(Frames::empty()));
+    assert_eq!(assert_ready_ok!(b.poll()).status(), 200);
+    assert_identity(&layer);
+}
+
+#[test]
+fn the_reaper_comes_back_after_its_runtime_shut_down() {
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let layer = fixed(2);
+    let (mut svc, mut handle) = mocked(&layer);
+    let mut respond = |svc: &mut surgepool_tower::Admission<support::Mock>| {
+        let mut call = spawn(svc.call(get()));
+        assert_pending!(call.poll());
+        let (_req, send) = assert_ready!(handle.poll_request()).unwrap();
+        send.send_response(ok(stalled()));
+        assert_ready_ok!(call.poll()).into_body()
+    };
+    // A body parked on a runtime that then shuts down (its reaper task is dropped)...
+    let first = paused().block_on(async { respond(&mut svc) });
+    // ...and one on a new runtime: a new reaper releases both in time.
+    paused().block_on(async {
+        let _second = respond(&mut svc);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(run_tasks_until(100, || layer.limiter().in_flight() == 0).await);
+    });
+    assert_eq!(layer.stats().body_timeouts, 2);
+    drop(first);
+    assert_eq!(layer.stats().limiter.dropped, 2);
+}
