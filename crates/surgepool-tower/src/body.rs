@@ -25,12 +25,13 @@ pin_project! {
     /// whole body. When the body outlives `body_timeout` (a client that stopped reading, a
     /// stream that never ends), the layer releases the permit as a drop and counts it in
     /// [`body_timeouts`](crate::AdmissionStats::body_timeouts), whether or not anything polls
-    /// the body; the body itself goes on, no longer counted against the limit. The body ends when it
-    /// yields its trailers, returns `None`, or yields a frame after which it reports
-    /// `is_end_stream()` (hyper stops polling such a body, so that frame is its end; an empty
-    /// body releases the permit when the head is answered). The outcome is the
-    /// classifier's verdict on the head, revised by the trailers if any; a body error counts
-    /// as a drop. A body dropped before its end (the client went away, or a `HEAD` request
+    /// the body; the body itself goes on, no longer counted against the limit.
+    ///
+    /// The body ends when it yields its trailers, returns `None`, or yields a frame after
+    /// which it reports `is_end_stream()` (hyper stops polling such a body, so that frame is
+    /// its end; an empty body releases the permit when the head is answered). The outcome
+    /// is the classifier's verdict on the head, revised by the trailers if any; a body error
+    /// or panic counts as a drop. A body dropped before its end (the client went away, or a `HEAD` request
     /// whose body the server never reads) releases its permit without a latency sample,
     /// since a half-sent body says nothing reliable about the server's speed.
     ///
