@@ -129,8 +129,15 @@ async fn serve(args: Args, config: ServerConfig, timeouts: Timeouts) -> anyhow::
     if let Some(layer) = layer {
         let s = layer.stats();
         eprintln!(
-            "surgepool-lab serve: stopped; admitted {}, shed {} (+{} queue timeouts), timed out {}, limit {}",
-            s.admitted, s.overloaded, s.queue_timeouts, s.timeouts, s.limiter.limit
+            "surgepool-lab serve: stopped; {} requests: admitted {}, shed {} (+{} queue timeouts), cancelled in the queue {}; timed out {}, bodies past their timeout {}; limit {}",
+            s.requests,
+            s.admitted,
+            s.overloaded,
+            s.queue_timeouts,
+            s.cancelled,
+            s.timeouts,
+            s.body_timeouts,
+            s.limiter.limit
         );
     } else {
         eprintln!("surgepool-lab serve: stopped; drained");
