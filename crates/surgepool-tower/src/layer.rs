@@ -48,6 +48,7 @@ use crate::shared::{AdmissionStats, Shared};
 #[derive(Clone)]
 pub struct AdmissionLayer {
     shared: Arc<Shared>,
+    name: Arc<str>,
 }
 
 impl AdmissionLayer {
@@ -75,6 +76,18 @@ impl AdmissionLayer {
     pub fn stats(&self) -> AdmissionStats {
         self.shared.stats()
     }
+
+    /// The layer's name, set with [`AdmissionLayerBuilder::name`] (default `"http"`): the
+    /// `pool` label of its metrics.
+    ///
+    /// ```
+    /// use surgepool_tower::AdmissionLayer;
+    /// let layer = AdmissionLayer::builder().name("api").build().unwrap();
+    /// assert_eq!(layer.name(), "api");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl<S> Layer<S> for AdmissionLayer {
@@ -88,6 +101,7 @@ impl<S> Layer<S> for AdmissionLayer {
 impl fmt::Debug for AdmissionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
+            .field("name", &self.name)
             .field("limiter", &self.shared.limiter)
             .field("queue_capacity", &self.shared.queue_capacity)
             .field("deadline", &self.shared.deadline)
@@ -106,7 +120,11 @@ pub struct AdmissionLayerBuilder {
     body_timeout: Option<Duration>,
     overload: Option<OverloadResponse>,
     classifier: Option<Box<dyn Classify>>,
+    name: Option<Arc<str>>,
 }
+
+/// The name of a layer built without [`AdmissionLayerBuilder::name`].
+const DEFAULT_NAME: &str = "http";
 
 impl AdmissionLayerBuilder {
     /// The default [`body_timeout`](Self::body_timeout): 10 seconds.
@@ -122,6 +140,13 @@ impl AdmissionLayerBuilder {
     /// assert_eq!(AdmissionLayerBuilder::DEFAULT_BODY_TIMEOUT, Duration::from_secs(10));
     /// ```
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A name for this layer: the `pool` label of its metrics (feature `metrics`).
+    /// Default: `"http"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
 
     /// The concurrency limit (default: [`Limit::adaptive()`]).
     pub fn limit(mut self, limit: Limit) -> Self {
@@ -270,6 +295,7 @@ impl AdmissionLayerBuilder {
         );
         Ok(AdmissionLayer {
             shared: Arc::new(shared),
+            name: self.name.unwrap_or_else(|| Arc::from(DEFAULT_NAME)),
         })
     }
 }
@@ -277,6 +303,7 @@ impl AdmissionLayerBuilder {
 impl fmt::Debug for AdmissionLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayerBuilder")
+            .field("name", &self.name)
             .field("limit", &self.limit)
             .field("limiter", &self.limiter)
             .field("queue_capacity", &self.queue_capacity)

@@ -125,6 +125,8 @@ mod classify;
 mod error;
 mod future;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod reaper;
 mod response;
 mod service;
