@@ -90,6 +90,9 @@ pub(crate) struct OpenLoop {
     /// A cheap path to send one request to on every connection before the clock starts
     /// (the lab server's `/hello`), so the schedule does not measure first-use costs.
     pub(crate) warm_path: Option<String>,
+    /// The latency SLO: 2xx responses within it of their intended send time are counted in
+    /// [`LoadReport::ok_within_slo`].
+    pub(crate) slo: Duration,
 }
 
 /// What an open-loop run saw. Latencies are in microseconds.
@@ -119,6 +122,10 @@ pub(crate) struct LoadReport {
     pub(crate) shed_from_intended: Histogram<u64>,
     /// 2xx latency (from intended time), one histogram per second of the schedule.
     pub(crate) ok_by_second: Vec<Histogram<u64>>,
+    /// 2xx responses within the SLO of their intended send time.
+    pub(crate) ok_within_slo: u64,
+    /// The same, per second of the schedule.
+    pub(crate) ok_within_slo_by_second: Vec<u64>,
     /// From the first intended send to the last response.
     pub(crate) elapsed: Duration,
     /// From the first to the last actual send.
@@ -183,6 +190,9 @@ struct Recorder {
     ok_service: Histogram<u64>,
     shed_from_intended: Histogram<u64>,
     by_second: Vec<Histogram<u64>>,
+    slo_us: u64,
+    within_slo: u64,
+    within_slo_by_second: Vec<u64>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
     last_done: Option<Instant>,
@@ -215,6 +225,12 @@ impl Recorder {
                     let second = intended.saturating_duration_since(self.start).as_secs();
                     if let Some(h) = self.by_second.get_mut(second as usize) {
                         h.saturating_record(latency);
+                    }
+                    if latency <= self.slo_us {
+                        self.within_slo += 1;
+                        if let Some(n) = self.within_slo_by_second.get_mut(second as usize) {
+                            *n += 1;
+                        }
                     }
                 } else if status == 503 {
                     self.shed_latency.saturating_record(micros(done - sent_at));
@@ -259,6 +275,9 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         ok_service: histogram(),
         shed_from_intended: histogram(),
         by_second: (0..seconds).map(|_| histogram()).collect(),
+        slo_us: micros(spec.slo),
+        within_slo: 0,
+        within_slo_by_second: vec![0; seconds],
         first_send: None,
         last_send: None,
         last_done: None,
@@ -297,6 +316,8 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         ok_service: r.ok_service,
         shed_from_intended: r.shed_from_intended,
         ok_by_second: r.by_second,
+        ok_within_slo: r.within_slo,
+        ok_within_slo_by_second: r.within_slo_by_second,
         elapsed: r
             .last_done
             .unwrap_or(start)

@@ -47,6 +47,9 @@ pub(crate) struct Args {
     /// Memory `/work` allocates and touches, in KiB.
     #[arg(long, default_value_t = 500)]
     alloc_kb: usize,
+    /// The latency SLO in ms, from intended send time (default: 3 × the service time).
+    #[arg(long)]
+    slo_ms: Option<f64>,
     /// The layered server's admission layer: `adaptive` or `fixed:<N>`.
     #[arg(long, default_value = "adaptive")]
     layer: LayerChoice,
@@ -108,6 +111,16 @@ struct Plan {
 }
 
 impl Args {
+    /// The SLO: `--slo-ms`, or 3 × the service time.
+    fn slo(&self) -> anyhow::Result<Duration> {
+        let ms = self.slo_ms.unwrap_or(3.0 * self.service_ms as f64);
+        ensure!(
+            ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0,
+            "--slo-ms must be above 0 and at most 3600000, got {ms}"
+        );
+        Ok(Duration::from_secs_f64(ms / 1000.0))
+    }
+
     fn plan(&self) -> anyhow::Result<Plan> {
         ensure!(
             self.overload.is_finite() && self.overload > 0.0,
@@ -208,9 +221,10 @@ async fn run_target(args: &Args, plan: &Plan, url: &str) -> anyhow::Result<Value
         connections: plan.connections,
         deadline: Duration::from_millis(args.deadline_ms),
         warm_path: args.warm_path.clone(),
+        slo: args.slo()?,
     })
     .await?;
-    let result = strategy_result("target", &report, None, &Value::Null, rps);
+    let result = strategy_result("target", &report, None, &Value::Null, rps, args.slo()?);
     print_table(&[(&result, &report)]);
     let base = format!("http://{}", target.host);
     print_wrk(&base, &target, rps, plan, args.hello_connections);
@@ -283,6 +297,7 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         // `/stats` is outside the admission layer: warming the connections through the
         // layer would feed an adaptive limit samples of another endpoint's latency.
         warm_path: Some("/stats".to_owned()),
+        slo: args.slo()?,
     };
     let (layered_report, layered_mem) = layered.drive(spec.clone(), mem_cap).await?;
     let layered_stats = layered.stats().await;
@@ -358,13 +373,22 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         median(&mut layered_rps.clone()),
     );
 
-    let bare_result = strategy_result("bare", &bare_report, Some(&bare_mem), &bare_stats, rate);
+    let slo = args.slo()?;
+    let bare_result = strategy_result(
+        "bare",
+        &bare_report,
+        Some(&bare_mem),
+        &bare_stats,
+        rate,
+        slo,
+    );
     let layered_result = strategy_result(
         "layered",
         &layered_report,
         Some(&layered_mem),
         &layered_stats,
         rate,
+        slo,
     );
     print_table(&[
         (&bare_result, &bare_report),
@@ -407,6 +431,8 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         mem_cap_bytes: mem_cap,
         drain_s: 0.0,
         worker_threads: crate::machine::cores(),
+        slo_ms: args.slo()?.as_secs_f64() * 1000.0,
+        kind: String::new(),
     };
     let mut scenario = serde_json::to_value(scenario)?;
     scenario["layer"] = json!(args.layer.to_string());
@@ -628,6 +654,7 @@ fn strategy_result(
     mem: Option<&Memory>,
     server: &Value,
     asked_rps: f64,
+    slo: Duration,
 ) -> StrategyResult {
     let rejected = r.status(503);
     let completed = r.ok();
@@ -658,6 +685,10 @@ fn strategy_result(
         .map(|(second, h)| SeriesPoint {
             t_s: second as f64 + 1.0,
             goodput_rps: h.len() as f64,
+            slo_goodput_rps: r
+                .ok_within_slo_by_second
+                .get(second)
+                .map_or(0.0, |&n| n as f64),
             in_flight: 0,
             limit: 0,
             rss_bytes: mem
@@ -685,6 +716,9 @@ fn strategy_result(
         cancelled: r.unsent,
         lost: accepted.abs_diff(explained),
         goodput_rps: completed as f64 / ran_s.max(1e-9),
+        slo_ms: slo.as_secs_f64() * 1000.0,
+        slo_goodput_rps: r.ok_within_slo as f64 / ran_s.max(1e-9),
+        within_slo: r.ok_within_slo,
         peak_rss_bytes: mem.map_or(0, |m| m.rss.peak),
         stopped_at_cap: stopped_at_s.is_some(),
         ran_s,
@@ -699,6 +733,7 @@ fn strategy_result(
         final_limit: admission["limit"].as_u64().unwrap_or(0),
         accounting_notes: notes,
         series,
+        phases: Vec::new(),
     }
 }
 
