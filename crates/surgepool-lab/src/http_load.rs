@@ -524,6 +524,32 @@ pub(crate) async fn closed_loop(spec: ClosedLoop) -> anyhow::Result<ClosedReport
     Ok(total)
 }
 
+/// A report of nothing, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn empty_report() -> LoadReport {
+        LoadReport {
+            offered: 0,
+            sent: 0,
+            unsent: 0,
+            statuses: BTreeMap::new(),
+            errors: 0,
+            timeouts: 0,
+            ok_latency: histogram(),
+            shed_latency: histogram(),
+            ok_service: histogram(),
+            shed_from_intended: histogram(),
+            ok_by_second: Vec::new(),
+            ok_within_slo: 0,
+            ok_within_slo_by_second: Vec::new(),
+            elapsed: Duration::ZERO,
+            send_window: Duration::ZERO,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
