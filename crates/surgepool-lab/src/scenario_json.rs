@@ -112,7 +112,8 @@ pub(crate) struct StrategyResult {
     /// Completed requests per second of the run (`completed / ran_s`).
     pub(crate) goodput_rps: f64,
     /// The latency SLO, ms: a completion counts toward `slo_goodput_rps` when its latency
-    /// from intended arrival (queue wait included) is at most this.
+    /// from intended arrival (queue wait included) is at most this (under `--scenario
+    /// slowdown`, work that runs slowed is judged against this times the slowdown).
     #[serde(default)]
     pub(crate) slo_ms: f64,
     /// Completions within the SLO per second of the run (`within / ran_s`): the headline
@@ -180,6 +181,9 @@ pub(crate) struct Phase {
     pub(crate) latency_ms: LatencyMs,
     /// The strategy's limit, averaged over the samples taken during the half (0: none).
     pub(crate) mean_limit: f64,
+    /// The SLO this half's requests were judged against, ms (`slowdown` multiplies it with
+    /// the service time for work that runs slowed).
+    pub(crate) slo_ms: f64,
 }
 
 /// One point of a strategy's time series.

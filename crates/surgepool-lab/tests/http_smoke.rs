@@ -14,8 +14,10 @@ const LAB: &str = env!("CARGO_BIN_EXE_surgepool-lab");
 fn http_smoke_run_writes_consistent_json() {
     let path =
         std::env::temp_dir().join(format!("surgepool-http-smoke-{}.json", std::process::id()));
-    let report =
-        std::env::temp_dir().join(format!("surgepool-http-smoke-report-{}", std::process::id()));
+    let report = std::env::temp_dir().join(format!(
+        "surgepool-http-smoke-report-{}",
+        std::process::id()
+    ));
     let output = Command::new(LAB)
         .args(["http", "--preset", "smoke", "--layer", "fixed:4", "--sweep"])
         .args(["--sweep-limits", "2,16", "--report"])
@@ -48,7 +50,10 @@ fn http_smoke_run_writes_consistent_json() {
     assert!(json["goals"].as_array().is_some_and(|g| !g.is_empty()));
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     let _ = std::fs::remove_dir_all(&report);
-    assert!(html.contains("Sweep: SLO goodput"), "no sweep chart in the report");
+    assert!(
+        html.contains("Sweep: SLO goodput"),
+        "no sweep chart in the report"
+    );
     assert!(html.contains("SLO 60 ms"), "no SLO line in the report");
 
     let strategies = json["strategies"].as_array().unwrap();
@@ -66,7 +71,10 @@ fn http_smoke_run_writes_consistent_json() {
         );
         // Where the CPU went during the open loop.
         assert!(s["server"]["cpu"]["server_s"].as_f64().is_some(), "{s}");
-        assert!(s["server"]["cpu"]["generator_s"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(
+            s["server"]["cpu"]["generator_s"].as_f64().unwrap() > 0.0,
+            "{s}"
+        );
         let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
         assert!(n("offered") > 0, "{s}");
         assert_eq!(s["lost"].as_i64(), Some(0), "{s}");

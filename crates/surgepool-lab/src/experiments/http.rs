@@ -31,7 +31,6 @@
 //! experiment never mixes them: the open loops load `/work` alone and the `/hello` rounds run
 //! against servers of their own, so the limit only ever sees one latency class here.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,12 +39,13 @@ use serde_json::{json, Value};
 
 mod cpu;
 mod goals;
+mod hello;
 mod results;
+mod runs;
 mod server_child;
 
-use self::results::{
-    counts_json, median, print_growth, print_table, strategy_json, strategy_result,
-};
+use self::results::{median, print_growth, print_table, strategy_json, strategy_result};
+use self::runs::{drive, run_server, Run};
 use self::server_child::ServerChild;
 use crate::http_load::{self, ClosedLoop, LoadReport, OpenLoop, Target};
 use crate::rss;
@@ -315,87 +315,6 @@ fn machine() -> Machine {
     }
 }
 
-/// One server's open loop: what the generator saw, the server's memory and counters, and
-/// the CPU both sides used.
-struct Run {
-    result: StrategyResult,
-    report: LoadReport,
-    stats: Value,
-}
-
-/// Starts a server with `layer`, warms it up with the closed loop, runs `spec` against it
-/// and stops it. `name` is the strategy's name in the results.
-async fn run_server(
-    args: &Args,
-    plan: &Plan,
-    name: &str,
-    layer: LayerChoice,
-    spec: &OpenLoop,
-) -> anyhow::Result<Run> {
-    let mut server = ServerChild::start(args, layer)?;
-    let work = server.target.with_path("/work");
-    eprintln!(
-        "{name} ({layer}) on {}: {:.1} s warm-up, then open loop at {:.0} requests/s for {:.1} s",
-        server.target.url(),
-        plan.warmup.as_secs_f64(),
-        spec.rate,
-        spec.duration.as_secs_f64()
-    );
-    // The same warm-up for every server, so that an adaptive limit has settled and no
-    // server is judged on its first-use costs.
-    http_load::closed_loop(ClosedLoop {
-        target: work.clone(),
-        connections: plan.probe_connections,
-        duration: plan.warmup,
-        deadline: spec.deadline,
-    })
-    .await?;
-    let spec = OpenLoop {
-        target: work,
-        ..spec.clone()
-    };
-    let result = drive(args, name, &mut server, spec).await;
-    server.stop();
-    result
-}
-
-/// Runs `spec` against `server` and turns what was seen into a [`Run`].
-async fn drive(
-    args: &Args,
-    name: &str,
-    server: &mut ServerChild,
-    spec: OpenLoop,
-) -> anyhow::Result<Run> {
-    let mem_cap = args.mem_cap_mb.saturating_mul(1024 * 1024);
-    let rate = spec.rate;
-    let cpu_before = cpu::Usage::read(server.pid());
-    let (report, mem) = server.drive(spec, mem_cap).await?;
-    let cpu = cpu_before.map(|before| before.until_now(server.pid()));
-    let stats = if mem.stopped_at_s.is_some() {
-        Value::Null
-    } else {
-        server.stats().await
-    };
-    let mut result = strategy_result(name, &report, Some(&mem), &stats, rate, args.slo()?);
-    if let Some(cpu) = cpu {
-        result.config.push_str(&format!(
-            "; CPU over the open loop: server {:.1} s, load generator {:.1} s",
-            cpu.server_s, cpu.generator_s
-        ));
-    }
-    let mut stats = stats;
-    if let (Some(cpu), Value::Object(map)) = (cpu, &mut stats) {
-        map.insert("cpu".into(), cpu.to_json());
-    } else if let Some(cpu) = cpu {
-        stats = json!({ "cpu": cpu.to_json() });
-    }
-    Ok(Run {
-        result,
-        report,
-        stats,
-    })
-}
-
 async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     let deadline = Duration::from_millis(args.deadline_ms);
     let slo = args.slo()?;
@@ -476,7 +395,7 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
     }
 
     // 4. Overhead: `/hello` at full speed, bare vs layered, alternating rounds.
-    let hello = hello_rounds(args, plan, deadline).await?;
+    let hello = hello::rounds(args, plan, deadline).await?;
 
     let runs: Vec<&Run> = [&bare_run, &layered].into_iter().chain(&swept).collect();
     let rows: Vec<(&StrategyResult, &LoadReport)> =
@@ -577,73 +496,6 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         "goals": goals,
         "machine": machine(),
     }))
-}
-
-/// The `/hello` overhead rounds.
-struct Hello {
-    bare: f64,
-    layered: f64,
-    bare_median: f64,
-    layered_median: f64,
-    bare_rounds: Vec<f64>,
-    layered_rounds: Vec<f64>,
-    status_counts: Value,
-}
-
-async fn hello_rounds(args: &Args, plan: &Plan, deadline: Duration) -> anyhow::Result<Hello> {
-    eprintln!(
-        "hello: closed loop, {} clients, {} round(s) of {:.1} s per server",
-        args.hello_connections,
-        plan.hello_rounds,
-        plan.hello.as_secs_f64()
-    );
-    let hello_bare = ServerChild::start(args, LayerChoice::None)?;
-    let hello_layered = ServerChild::start(args, args.layer)?;
-    let (mut bare_rps, mut layered_rps) = (Vec::new(), Vec::new());
-    let mut statuses: BTreeMap<&str, BTreeMap<u16, u64>> = BTreeMap::new();
-    let round = |child: &ServerChild| ClosedLoop {
-        target: child.target.with_path("/hello"),
-        connections: args.hello_connections,
-        duration: plan.hello,
-        deadline,
-    };
-    // One uncounted warm-up round each (fresh processes, cold caches), then alternating
-    // rounds, so other processes' noise falls on both servers alike.
-    for child in [&hello_bare, &hello_layered] {
-        http_load::closed_loop(round(child)).await?;
-    }
-    for _ in 0..plan.hello_rounds {
-        for (name, child, out) in [
-            ("bare", &hello_bare, &mut bare_rps),
-            ("layered", &hello_layered, &mut layered_rps),
-        ] {
-            let r = http_load::closed_loop(round(child)).await?;
-            out.push(r.ok_rps());
-            let counts = statuses.entry(name).or_default();
-            for (code, n) in r.statuses {
-                *counts.entry(code).or_default() += n;
-            }
-        }
-    }
-    hello_bare.stop();
-    hello_layered.stop();
-    // Best of the rounds: on a shared machine the least disturbed round is the closest to
-    // what each server can do; the medians are reported beside it.
-    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    Ok(Hello {
-        bare: best(&bare_rps),
-        layered: best(&layered_rps),
-        bare_median: median(&mut bare_rps.clone()),
-        layered_median: median(&mut layered_rps.clone()),
-        status_counts: Value::Object(
-            statuses
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), counts_json(v)))
-                .collect(),
-        ),
-        bare_rounds: bare_rps,
-        layered_rounds: layered_rps,
-    })
 }
 
 fn print_wrk(base: &str, target: &Target, rate: f64, plan: &Plan, hello_connections: usize) {

@@ -5,7 +5,10 @@
 //!
 //! * `slowdown`: every request that *starts* its work from then on takes
 //!   [`SLOWDOWN_FACTOR`]× the service time, as when a downstream got slower. For waiting work
-//!   the right limit grows by the same factor (Little's law: in flight = rate × time).
+//!   the right limit grows by the same factor (Little's law: in flight = rate × time). The
+//!   SLO is a multiple of the service time, so slowed work is judged against the SLO times
+//!   the same factor: a fixed SLO would be missed by every strategy, by design, and the
+//!   second half would measure nothing.
 //! * `capacity-drop`: a CPU hog takes one core, as a noisy neighbour would. The hog is a thread
 //!   pinned to one core that spins until the run ends, and every other thread of the process
 //!   is confined to the remaining cores. Why confine them too: a neighbour pinned to a core at

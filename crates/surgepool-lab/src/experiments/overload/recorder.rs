@@ -167,6 +167,12 @@ impl Recorder {
                     slo_goodput_rps: within as f64 / half.max(1e-9),
                     latency_ms: summary(&h.halves[i]),
                     mean_limit: 0.0,
+                    slo_ms: self.slo_us as f64 / 1000.0
+                        * if i == 1 && self.slow_from.get().is_some() {
+                            f64::from(change::SLOWDOWN_FACTOR)
+                        } else {
+                            1.0
+                        },
                 }
             })
             .collect()
@@ -227,8 +233,17 @@ impl Recorder {
         (summary(&h.total), summary(&h.rejection))
     }
 
-    fn completed(&self, intended: Instant) {
+    /// A request due at `intended` completed; `slowed`: its work ran at the slowdown's
+    /// service time, and its SLO grows by the same factor (the SLO is a multiple of the
+    /// service time, so the slowed half stays measurable instead of missing it by design).
+    fn completed(&self, intended: Instant, slowed: bool) {
         let us = micros(intended.elapsed());
+        let slo_us = if slowed {
+            self.slo_us
+                .saturating_mul(u64::from(change::SLOWDOWN_FACTOR))
+        } else {
+            self.slo_us
+        };
         let half = self.half(intended);
         {
             let mut h = self.lock();
@@ -238,7 +253,7 @@ impl Recorder {
         }
         self.completed_in[half].fetch_add(1, Ordering::SeqCst);
         self.completed.fetch_add(1, Ordering::SeqCst);
-        if us <= self.slo_us {
+        if us <= slo_us {
             self.within_slo_in[half].fetch_add(1, Ordering::SeqCst);
             // After `completed`, and `counts` reads it before `completed`: a reader never
             // sees more completions within the SLO than completions.
@@ -300,6 +315,8 @@ struct Guard {
     /// and is dropped: that is a rejection, counted by the generator, not a shed).
     armed: bool,
     started: bool,
+    /// The work runs at the slowdown's service time.
+    slowed: bool,
     done: bool,
 }
 
@@ -315,6 +332,7 @@ impl Tracked {
                 intended,
                 armed: true,
                 started: false,
+                slowed: false,
                 done: false,
             },
         }
@@ -332,17 +350,22 @@ impl Future for Tracked {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.guard.started = true;
+        let guard = &mut this.guard;
         let running = this.running.get_or_insert_with(|| {
             let mut work = this.work;
-            let slow_from = this.guard.recorder.slow_from.get().copied();
-            work.service = change::service_at(work.service, slow_from, Instant::now());
+            let slow_from = guard.recorder.slow_from.get().copied();
+            let service = change::service_at(work.service, slow_from, Instant::now());
+            guard.slowed = service != work.service;
+            work.service = service;
             Box::pin(work.run())
         });
         match running.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 if !this.guard.done {
                     this.guard.done = true;
-                    this.guard.recorder.completed(this.guard.intended);
+                    this.guard
+                        .recorder
+                        .completed(this.guard.intended, this.guard.slowed);
                 }
                 Poll::Ready(())
             }
@@ -465,6 +488,23 @@ mod tests {
             started.elapsed(),
             Duration::from_millis(5) * change::SLOWDOWN_FACTOR
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slowed_work_is_judged_against_the_slowed_slo() {
+        // SLO 40 s; one request due 100 s ago runs at the base service time (missed), one
+        // due 100 s ago runs slowed (SLO 120 s: within).
+        let r = Recorder::new(Duration::from_secs(40));
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(100))
+            .unwrap();
+        r.accepted();
+        Tracked::new(r.clone(), long_ago, work()).await;
+        assert_eq!(r.counts().within_slo, 0);
+        r.slow_down_from(Instant::now());
+        r.accepted();
+        Tracked::new(r.clone(), long_ago, work()).await;
+        assert_eq!(r.counts().within_slo, 1);
     }
 
     fn futures_poll_once(f: Pin<&mut Tracked>) -> Poll<()> {

@@ -88,7 +88,21 @@ fn phases(report: &ScenarioReport) -> String {
         }
         rows.push(row);
     }
-    let mut out = String::from("each half (the change comes at the midpoint of the arrivals):\n");
+    let slos: Vec<String> = report
+        .strategies
+        .iter()
+        .find(|r| r.phases.len() == 2)
+        .map(|r| {
+            r.phases
+                .iter()
+                .map(|p| format!("{} ms", p.slo_ms))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        "each half (the change comes at the midpoint of the arrivals; SLO {}):\n",
+        slos.join(" then ")
+    );
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
