@@ -169,6 +169,9 @@ fn capacity_drop_runs_a_hog_for_the_second_half_and_reports_both_halves() {
     assert_eq!(doc["scenario"]["kind"], "capacity-drop");
     let s = &doc["strategies"][0];
     check_halves(s);
+    // The hog ran and took a core (or, on a 1-core machine, a share of the only one).
+    let config = s["config"].as_str().unwrap();
+    assert!(config.contains("a hog took"), "{config}");
     // The limit is sampled over time (the report's limit chart).
     let series = s["series"].as_array().unwrap();
     assert!(series.iter().any(|p| p["limit"] == 4), "{s}");

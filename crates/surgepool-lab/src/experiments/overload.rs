@@ -98,7 +98,8 @@ struct Options {
     /// The limits `--sweep` runs, comma-separated (default: 1, 2, 4, ..., 4096).
     #[arg(long, value_delimiter = ',')]
     sweep_limits: Option<Vec<usize>>,
-    /// Seconds of arrivals per swept limit (default: the preset's sweep duration).
+    /// Seconds of arrivals per swept limit (default: the preset's sweep duration; under a
+    /// changing `--scenario`, the same as `--duration`).
     #[arg(long)]
     sweep_duration: Option<f64>,
     /// Stop a strategy whose RSS passes this many GB (default: half the machine's memory).
@@ -190,9 +191,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             bail!("--sweep-limits must all be at least 1");
         }
         let sweep_params = Params {
-            duration_s: args
-                .sweep_duration
-                .unwrap_or(defaults.sweep_duration_s.min(params.duration_s)),
+            // Under a changing load every swept run sees the change at the same second as the
+            // strategies it is judged against, and as long a second half.
+            duration_s: args.sweep_duration.unwrap_or(match params.change {
+                Change::Steady => defaults.sweep_duration_s.min(params.duration_s),
+                Change::Slowdown | Change::CapacityDrop => params.duration_s,
+            }),
             ..params.clone()
         };
         validate(&sweep_params)?;

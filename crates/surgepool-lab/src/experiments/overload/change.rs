@@ -19,7 +19,7 @@
 //!   allowed, nothing can be taken away: the hog then shares that core.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,8 @@ pub(crate) fn service_at(base: Duration, slow_from: Option<Instant>, now: Instan
 #[derive(Debug)]
 pub(crate) struct Hog {
     stop: Arc<AtomicBool>,
+    /// What the hog did, in words, once it started.
+    took: Arc<Mutex<Option<String>>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -84,27 +86,42 @@ impl Hog {
     pub(crate) fn start_at(at: Instant) -> std::io::Result<Hog> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = thread::Builder::new().name("cpu-hog".into()).spawn(move || {
-            while Instant::now() < at {
-                if flag.load(Ordering::Relaxed) {
-                    return;
+        let took = Arc::new(Mutex::new(None));
+        let said = Arc::clone(&took);
+        let thread = thread::Builder::new()
+            .name("cpu-hog".into())
+            .spawn(move || {
+                while Instant::now() < at {
+                    if flag.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    thread::sleep(
+                        at.saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(5)),
+                    );
                 }
-                thread::sleep(at.saturating_duration_since(Instant::now()).min(Duration::from_millis(5)));
-            }
-            if let Err(err) = take_one_core() {
-                eprintln!("surgepool-lab: capacity-drop: cannot pin the hog ({err}); it spins unpinned");
-            }
-            let mut spins = 0u64;
-            while !flag.load(Ordering::Relaxed) {
-                for _ in 0..1024 {
-                    spins = std::hint::black_box(spins.wrapping_add(1));
+                let what = match take_one_core() {
+                    Ok(what) => what,
+                    Err(err) => format!("a hog spun unpinned (pinning failed: {err})"),
+                };
+                *said.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+                let mut spins = 0u64;
+                while !flag.load(Ordering::Relaxed) {
+                    for _ in 0..1024 {
+                        spins = std::hint::black_box(spins.wrapping_add(1));
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(Hog {
             stop,
+            took,
             thread: Some(thread),
         })
+    }
+
+    /// What the hog did, once it started (`None` before its time).
+    pub(crate) fn took(&self) -> Option<String> {
+        self.took.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -118,8 +135,8 @@ impl Drop for Hog {
 }
 
 /// Pins the calling thread to the last core this process may use and moves every other
-/// thread of the process to the remaining cores.
-fn take_one_core() -> std::io::Result<()> {
+/// thread of the process to the remaining cores; says what it did.
+fn take_one_core() -> std::io::Result<String> {
     let allowed = affinity(0)?;
     let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
         .filter(|&c| {
@@ -128,11 +145,13 @@ fn take_one_core() -> std::io::Result<()> {
         })
         .collect();
     let Some(&hog_cpu) = cpus.last() else {
-        return Ok(());
+        return Ok("a hog spun unpinned (no CPU in the affinity mask)".to_owned());
     };
     set_affinity(0, &[hog_cpu])?;
     if cpus.len() < 2 {
-        return Ok(());
+        return Ok(format!(
+            "a hog took a share of CPU {hog_cpu}, the only one allowed"
+        ));
     }
     let rest = &cpus[..cpus.len() - 1];
     // SAFETY: gettid has no preconditions.
@@ -146,7 +165,9 @@ fn take_one_core() -> std::io::Result<()> {
             let _ = set_affinity(tid, rest);
         }
     }
-    Ok(())
+    Ok(format!(
+        "a hog took CPU {hog_cpu}; the rest of the process ran on CPUs {rest:?}"
+    ))
 }
 
 fn affinity(tid: libc::pid_t) -> std::io::Result<libc::cpu_set_t> {

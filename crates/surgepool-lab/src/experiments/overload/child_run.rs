@@ -312,6 +312,7 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
     let ran = params.duration() + drained;
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     drop(pool);
+    let hog_took = hog.as_ref().and_then(Hog::took);
     drop(hog);
 
     stop_sampling.store(true, Ordering::SeqCst);
@@ -341,7 +342,14 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
         stopped_at_cap: false,
         ran_s: ran.as_secs_f64(),
         latency_ms,
-        config: strategy.describe(params.queue),
+        config: match hog_took {
+            Some(what) => format!(
+                "{}; at {:.1} s {what}",
+                strategy.describe(params.queue),
+                params.duration_s / 2.0
+            ),
+            None => strategy.describe(params.queue),
+        },
         asked_rps: params.rps as f64,
         scheduled: load.scheduled,
         generator_lag_ms: load.final_lag.as_secs_f64() * 1000.0,
