@@ -130,6 +130,8 @@ pub(crate) struct LoadReport {
     pub(crate) elapsed: Duration,
     /// From the first to the last actual send.
     pub(crate) send_window: Duration,
+    /// When the schedule began (request 0's intended send time): time series align on it.
+    pub(crate) start: Instant,
 }
 
 impl LoadReport {
@@ -323,6 +325,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
             .unwrap_or(start)
             .saturating_duration_since(start),
         send_window: Duration::ZERO,
+        start,
     };
     if let (Some(first), Some(last)) = (r.first_send, r.last_send) {
         // The window of n sends spans n - 1 intervals; count the last one too.
@@ -546,6 +549,7 @@ pub(crate) mod tests_support {
             ok_within_slo_by_second: Vec::new(),
             elapsed: Duration::ZERO,
             send_window: Duration::ZERO,
+            start: Instant::now(),
         }
     }
 }

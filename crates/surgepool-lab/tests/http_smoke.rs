@@ -110,6 +110,9 @@ fn http_smoke_run_writes_consistent_json() {
     }
     // The bare server never sheds.
     assert_eq!(strategies[0]["rejected"], 0);
+    // The layer's limit is sampled over the run (the report's limit chart).
+    let series = strategies[1]["series"].as_array().unwrap();
+    assert!(series.iter().all(|p| p["limit"] == 4), "{series:?}");
     for s in &strategies[2..] {
         assert!(s["config"].as_str().unwrap().contains("fixed"), "{s}");
     }

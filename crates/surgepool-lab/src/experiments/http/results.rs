@@ -7,7 +7,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use super::server_child::Memory;
+use super::server_child::{LimitSample, Memory};
 use crate::http_load::LoadReport;
 use crate::scenario_json::{LatencyMs, SeriesPoint, StrategyResult};
 use crate::table::{num, Align, Table};
@@ -89,8 +89,8 @@ pub(super) fn strategy_result(
                 .ok_within_slo_by_second
                 .get(second)
                 .map_or(0.0, |&n| n as f64),
-            in_flight: 0,
-            limit: 0,
+            in_flight: reading(mem, r, second).map_or(0, |s| s.in_flight),
+            limit: reading(mem, r, second).map_or(0, |s| s.limit),
             rss_bytes: mem
                 .and_then(|m| {
                     m.rss
@@ -268,4 +268,10 @@ pub(super) fn median(values: &mut [f64]) -> f64 {
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+/// The server's last `/stats` reading in second `second` of the schedule.
+fn reading(mem: Option<&Memory>, r: &LoadReport, second: usize) -> Option<LimitSample> {
+    let end = r.start + Duration::from_secs(second as u64 + 1);
+    mem?.limits.iter().rev().find(|s| s.at <= end).copied()
 }

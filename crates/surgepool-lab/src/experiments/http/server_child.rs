@@ -66,8 +66,9 @@ impl ServerChild {
         self.child.id()
     }
 
-    /// Runs the open loop against this server while sampling its RSS; kills it if the RSS
-    /// passes `mem_cap` (the load goes on, and fails fast, so the run stays bounded).
+    /// Runs the open loop against this server while sampling its RSS, and its limit and
+    /// in-flight count from `/stats` every [`LIMIT_EVERY`]; kills it if the RSS passes
+    /// `mem_cap` (the load goes on, and fails fast, so the run stays bounded).
     pub(super) async fn drive(
         &mut self,
         spec: OpenLoop,
@@ -89,17 +90,38 @@ impl ServerChild {
                 tokio::time::sleep(rss::SAMPLE_EVERY).await;
             }
         };
+        let stats = self.target.with_path("/stats");
+        let read = |body: String| {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            LimitSample {
+                at: tokio::time::Instant::now(),
+                limit: v["admission"]["limit"].as_u64().unwrap_or(0),
+                in_flight: v["in_flight"].as_u64().unwrap_or(0),
+            }
+        };
+        // One reading before the load starts, so every second of the schedule has one.
+        let mut limits: Vec<LimitSample> = fetch(&stats).await.map(read).into_iter().collect();
+        let sample_limits = async {
+            while !done.load(Ordering::Relaxed) {
+                tokio::time::sleep(LIMIT_EVERY).await;
+                // `/stats` sits outside the admission layer: asking never takes a permit.
+                if let Ok(body) = fetch(&stats).await {
+                    limits.push(read(body));
+                }
+            }
+        };
         let load = async {
             let report = http_load::open_loop(spec).await;
             done.store(true, Ordering::Relaxed);
             report
         };
-        let (report, ()) = tokio::join!(load, watch);
+        let (report, (), ()) = tokio::join!(load, watch, sample_limits);
         Ok((
             report?,
             Memory {
                 rss: sampler.finish(),
                 stopped_at_s,
+                limits,
             },
         ))
     }
@@ -159,4 +181,19 @@ pub(super) struct Memory {
     pub(super) rss: RssSeries,
     /// Seconds into the run when the RSS passed the cap and the server was killed.
     pub(super) stopped_at_s: Option<f64>,
+    /// The server's limit and in-flight count over the run.
+    pub(super) limits: Vec<LimitSample>,
+}
+
+/// How often the server's `/stats` is read during an open loop.
+const LIMIT_EVERY: Duration = Duration::from_millis(100);
+
+/// One reading of the server's `/stats`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LimitSample {
+    pub(super) at: tokio::time::Instant,
+    /// The admission layer's limit (0: no layer).
+    pub(super) limit: u64,
+    /// Requests in the handlers.
+    pub(super) in_flight: u64,
 }
