@@ -1,7 +1,7 @@
 //! `surgepool-lab http`: seeds 001/002 over real HTTP. The lab's axum server runs in child
 //! processes on 127.0.0.1, once bare and once behind `surgepool_tower::AdmissionLayer`; our
-//! open-loop generator drives each above the layered server's capacity, and a closed loop
-//! on `/hello` measures the layer's overhead at full speed.
+//! open-loop generator drives each at a multiple of the bare server's capacity (or an absolute
+//! `--rps`), and a closed loop on `/hello` measures the layer's overhead at full speed.
 //!
 //! Method (DESIGN.md, "Honest measurement"):
 //! - capacity: the **bare** server's goodput (2xx/s on `/work`) in a closed loop with
