@@ -295,4 +295,49 @@ mod tests {
         assert!(!html.contains(" src=") && !html.contains("<link"));
         assert_eq!(html.matches("<svg").count(), METRICS.len());
     }
+
+    #[test]
+    fn latency_charts_carry_the_slo_and_a_changing_load_its_change() {
+        let series = (0..20)
+            .map(|i| SeriesPoint {
+                t_s: i as f64 * 0.5,
+                p50_ms: 20.0,
+                p99_ms: 30.0,
+                limit: 8,
+                ..SeriesPoint::default()
+            })
+            .collect();
+        let r = StrategyResult {
+            name: "adaptive".into(),
+            series,
+            phases: vec![
+                crate::scenario_json::Phase::default(),
+                crate::scenario_json::Phase {
+                    from_s: 5.0,
+                    to_s: 10.0,
+                    ..Default::default()
+                },
+            ],
+            ..StrategyResult::default()
+        };
+        let report = ScenarioReport {
+            scenario: Scenario {
+                slo_ms: 60.0,
+                kind: "slowdown".into(),
+                ..Scenario::default()
+            },
+            strategies: vec![r],
+            machine: Machine {
+                cores: 2,
+                memory_bytes: 1,
+            },
+            goals: Vec::new(),
+        };
+        let html = overload_page(&report, &[vec!["strategy".into()]], "t").unwrap();
+        // Both latency charts (p50, p99) draw the SLO, above all of their data.
+        assert_eq!(html.matches("SLO 60 ms\n</text>").count(), 2, "SLO lines");
+        // Every chart over time marks the change.
+        assert_eq!(html.matches("slowdown\n</text>").count(), METRICS.len());
+        assert!(html.contains("SLO goodput (completions within the SLO per second)"));
+    }
 }
