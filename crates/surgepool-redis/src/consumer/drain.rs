@@ -60,31 +60,38 @@ where
     let (upkeep_tx, upkeep_rx) = watch::channel(false);
     let (give_up_tx, give_up_rx) = watch::channel(false);
     let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-    let mut settler = tokio::spawn(settle::run(shared.clone(), settle_rx, give_up_rx));
-    let upkeeper = tokio::spawn(upkeep::run(shared.clone(), upkeep_rx));
-    let fetcher = tokio::spawn(fetch::run(
+    let mut settler = AbortOnDrop(tokio::spawn(settle::run(
+        shared.clone(),
+        settle_rx,
+        give_up_rx,
+    )));
+    let upkeeper = AbortOnDrop(tokio::spawn(upkeep::run(shared.clone(), upkeep_rx)));
+    let fetcher = AbortOnDrop(tokio::spawn(fetch::run(
         shared.clone(),
         pool.clone(),
         fetch_conn,
         settle_tx,
         stop_rx,
-    ));
+    )));
 
     signal.await;
     let _ = stop_tx.send(true);
-    let _ = fetcher.await;
+    let _ = (&mut { fetcher }.0).await;
     let shutdown = pool.shutdown_timeout(shared.config.drain_grace).await;
 
     // Every task is finished or cancelled, so every settle sender is gone: the settler ends
     // once all is settled, or at the deadline if Redis stays down.
     let deadline = (q.op_timeout * 4).max(Duration::from_secs(1));
-    if tokio::time::timeout(deadline, &mut settler).await.is_err() {
+    if tokio::time::timeout(deadline, &mut settler.0)
+        .await
+        .is_err()
+    {
         let _ = give_up_tx.send(true);
-        let _ = settler.await;
+        let _ = (&mut settler.0).await;
     }
     let handed_back = hand_back(&shared, deadline).await;
     let _ = upkeep_tx.send(true);
-    let _ = upkeeper.await;
+    let _ = (&mut { upkeeper }.0).await;
     Ok(DrainReport {
         drained: shutdown.drained,
         cancelled: shutdown.cancelled,
@@ -92,6 +99,16 @@ where
         left_pending: lock(&shared.in_flight).len() as u64,
         timed_out: shutdown.timed_out,
     })
+}
+
+/// Aborts the task when dropped: if `run_until` is dropped (the consumer stops without a
+/// drain), its fetcher, settler and renewer stop with it, as if the process had died.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Hands the unfinished jobs back (handback.lua), retrying until `deadline`.
