@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use surgepool::Limit;
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use support::*;
 
@@ -87,14 +87,14 @@ async fn ack_only_after_success() {
         .push_many((0..10).map(|i| format!("j{i}").into_bytes()))
         .await
         .unwrap();
-    let gate = Arc::new(Notify::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let started = Arc::new(Mutex::new(0u32));
     let (g, st) = (gate.clone(), started.clone());
     let consumer = fast(Consumer::builder(queue.clone(), move |_job: Job| {
         let g = g.clone();
         *st.lock().unwrap() += 1;
         async move {
-            g.notified().await;
+            let _ = g.acquire().await;
             Ok::<(), String>(())
         }
     }))
@@ -117,7 +117,7 @@ async fn ack_only_after_success() {
     assert_eq!(consumer.snapshot().acked, 0);
     assert_eq!(consumer.snapshot().in_flight, 10);
 
-    gate.notify_waiters();
+    gate.add_permits(10_000);
     wait_for("10 acks", || async { consumer.snapshot().acked == 10 }).await;
     let fleet = queue.fleet().await.unwrap();
     assert_eq!((fleet.in_stream, fleet.pending), (0, 0));
