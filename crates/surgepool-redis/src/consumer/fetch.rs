@@ -22,6 +22,9 @@ use crate::stats::Counters;
 pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 pub(crate) const BACKOFF_LAST: Duration = Duration::from_secs(1);
 
+/// The longest the fetch waits for one more permit before it reads with what it has.
+const GATHER_WAIT: Duration = Duration::from_millis(1);
+
 /// One entry read or reclaimed from the stream.
 struct Entry {
     entry_id: String,
@@ -50,14 +53,9 @@ pub(crate) async fn run(
             p = shared.limiter.acquire() => p,
             _ = stop.changed() => return,
         };
-        let mut permits = vec![first];
-        while permits.len() < shared.config.max_fetch {
-            match shared.limiter.try_acquire() {
-                Some(p) => permits.push(p),
-                None => break,
-            }
-        }
+        let permits = gather(&shared, first).await;
 
+        let mut permits = permits;
         let mut failed = false;
         if Instant::now() >= next_reclaim {
             match reclaim(&shared, &mut cursor, permits.len()).await {
@@ -94,6 +92,31 @@ pub(crate) async fn run(
             backoff = (backoff * 2).min(BACKOFF_LAST);
         } else {
             backoff = BACKOFF_FIRST;
+        }
+    }
+}
+
+/// Takes every free permit, up to `max_fetch`. While fewer than half the limit are free and
+/// jobs of the last fetch are still finishing, waits a moment for them (at most
+/// `GATHER_WAIT` per permit): otherwise short jobs would be fetched one per round trip, as
+/// each permit comes back alone (a low watermark, like Kafka's `fetch.min.bytes`).
+async fn gather(shared: &Shared, first: Permit) -> Vec<Permit> {
+    let max = shared.config.max_fetch;
+    let mut permits = vec![first];
+    loop {
+        while permits.len() < max {
+            match shared.limiter.try_acquire() {
+                Some(p) => permits.push(p),
+                None => break,
+            }
+        }
+        let want = (shared.limiter.limit() / 2).clamp(1, max);
+        if permits.len() >= want || shared.limiter.in_flight() <= permits.len() {
+            return permits;
+        }
+        match tokio::time::timeout(GATHER_WAIT, shared.limiter.acquire()).await {
+            Ok(p) => permits.push(p),
+            Err(_) => return permits,
         }
     }
 }
@@ -249,7 +272,7 @@ fn dispatch(
         let ran = started.elapsed();
         lock(&task_shared.run_times).record(ran);
         match outcome {
-            Outcome::Ok => permit.success_with_latency(ran),
+            Outcome::Ok => permit.success(),
             Outcome::Failed(_) => permit.dropped(),
         }
         if let Some(job) = lock(&task_shared.in_flight).get_mut(&entry_id) {

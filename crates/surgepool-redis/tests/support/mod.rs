@@ -10,7 +10,7 @@ use surgepool_redis::server::RedisServer;
 use surgepool_redis::{ConsumerBuilder, Queue, Snapshot};
 
 /// Longest any awaited condition may take before the test fails.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 pub fn server(test: &str) -> Option<RedisServer> {
     RedisServer::start_or_skip(test)
