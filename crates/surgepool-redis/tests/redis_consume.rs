@@ -59,7 +59,7 @@ async fn push_and_consume_every_job_once() {
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.handed_back, 0);
 
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 501);
     assert!(
         seen.values().all(|d| d == &vec![1]),
@@ -168,7 +168,7 @@ async fn failures_retry_with_backoff_then_dead_letter() {
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen["poison"],
         vec![1, 2, 3],
