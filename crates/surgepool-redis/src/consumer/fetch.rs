@@ -42,7 +42,7 @@ pub(crate) async fn run(
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut cursor = "0-0".to_owned();
-    let reclaim_every = shared.config.lease_floor / 2;
+    let reclaim_every = shared.config.lease_floor / 4;
     let mut next_reclaim = Instant::now();
     loop {
         if *stop.borrow() {
@@ -63,7 +63,11 @@ pub(crate) async fn run(
                     for e in entries {
                         dispatch(&shared, &pool, &settle, e, &mut permits);
                     }
-                    next_reclaim = Instant::now() + reclaim_every;
+                    // A partial pass (cursor not back at the start) goes on at the next
+                    // fetch: a dead consumer's jobs move within one lease plus one interval.
+                    if cursor == "0-0" {
+                        next_reclaim = Instant::now() + reclaim_every;
+                    }
                 }
                 Err(()) => failed = true,
             }
