@@ -37,10 +37,11 @@
 //!     .limit(Limit::adaptive())
 //!     .max_deliveries(5)
 //!     .build()?;
-//! let report = consumer.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! let report = consumer.run_until(shutdown_signal()).await?;
 //! # let _ = report;
 //! # Ok(())
 //! # }
+//! # async fn shutdown_signal() {} // e.g. tokio::signal::ctrl_c
 //! ```
 #![forbid(unsafe_code)]
 

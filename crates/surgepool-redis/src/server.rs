@@ -20,7 +20,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// ```no_run
 /// use surgepool_redis::server::RedisServer;
 ///
-/// let Some(mut server) = RedisServer::start_or_skip("my_test") else { return };
+/// let Some(mut server) = RedisServer::start_or_skip("my_test") else { return Ok(()) };
 /// println!("{}", server.url());
 /// server.kill();          // kill -9
 /// server.restart()?;      // same port and dir: reloads the AOF

@@ -61,10 +61,11 @@ use crate::stats::{Counters, Snapshot};
 ///     .limit(Limit::adaptive())
 ///     .max_deliveries(5)
 ///     .build()?;
-/// let report = consumer.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// let report = consumer.run_until(shutdown_signal()).await?;
 /// println!("handed back {} unfinished jobs", report.handed_back);
 /// # Ok(())
 /// # }
+/// # async fn shutdown_signal() {} // e.g. tokio::signal::ctrl_c
 /// ```
 #[derive(Clone)]
 pub struct Consumer {
