@@ -98,9 +98,10 @@ impl QueueBuilder {
     }
 
     /// How long one Redis call may take before it fails, so nothing blocks forever while
-    /// Redis is down or restarting. Default 2 s; `Duration::ZERO` becomes 1 ms.
+    /// Redis is down or restarting. Default 2 s; kept within 1 ms and 1 hour (so deadlines
+    /// derived from it never overflow).
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout = timeout.max(Duration::from_millis(1));
+        self.op_timeout = timeout.clamp(Duration::from_millis(1), Duration::from_secs(3600));
         self
     }
 

@@ -22,6 +22,9 @@ use crate::stats::Counters;
 pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 pub(crate) const BACKOFF_LAST: Duration = Duration::from_secs(1);
 
+/// The smallest run time reported to the limit.
+const MIN_SAMPLE: Duration = Duration::from_millis(1);
+
 /// The longest the fetch waits for one more permit before it reads with what it has.
 const GATHER_WAIT: Duration = Duration::from_millis(1);
 
@@ -276,7 +279,10 @@ fn dispatch(
         let ran = started.elapsed();
         lock(&task_shared.run_times).record(ran);
         match outcome {
-            Outcome::Ok => permit.success(),
+            // The sample is the handler's run time, but never below the fetch's round-trip
+            // scale: sub-millisecond run times are noise to the limit (it cannot pull faster
+            // than one round trip per batch), and the climber then decides on goodput alone.
+            Outcome::Ok => permit.success_with_latency(ran.max(MIN_SAMPLE)),
             Outcome::Failed(_) => permit.dropped(),
         }
         if let Some(job) = lock(&task_shared.in_flight).get_mut(&entry_id) {
