@@ -196,11 +196,24 @@ fn chaos_consumer_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let queue = Queue::builder(&url, QUEUE)
-            .op_timeout(Duration::from_millis(500))
-            .connect()
-            .await
-            .unwrap();
+        // Redis may be down (killed by the test) while this process starts: retry, as a
+        // worker's supervisor would.
+        let mut tries = 0;
+        let queue = loop {
+            match Queue::builder(&url, QUEUE)
+                .op_timeout(Duration::from_millis(500))
+                .connect()
+                .await
+            {
+                Ok(q) => break q,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    eprintln!("chaos child: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("chaos child: redis unreachable: {e}"),
+            }
+        };
         let sink = std::sync::Arc::new(std::sync::Mutex::new(
             std::fs::OpenOptions::new()
                 .create(true)

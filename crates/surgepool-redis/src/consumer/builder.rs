@@ -98,7 +98,7 @@ impl ConsumerBuilder {
     }
 
     /// The lease is 4 × the observed p99 run time, kept within `[floor, ceiling]` (default
-    /// 5 s and 10 min). Live jobs renew every `floor / 3`, so the floor is also how quickly a
+    /// 5 s and 10 min). Live jobs renew every `floor / 4`, so the floor is also how quickly a
     /// dead consumer's jobs can move, and every consumer of a queue should use the same one.
     pub fn lease_bounds(mut self, floor: Duration, ceiling: Duration) -> Self {
         self.config.lease_floor = floor;
@@ -136,7 +136,7 @@ impl ConsumerBuilder {
         if c.lease_floor < Duration::from_millis(30) || c.lease_floor > c.lease_ceiling {
             return Err(BuildError::new(
                 "lease_bounds",
-                "the floor must be at least 30 ms (renewals run every floor / 3) and at most the ceiling",
+                "the floor must be at least 30 ms (renewals run every floor / 4) and at most the ceiling",
             ));
         }
         if c.lease_ceiling > Duration::from_secs(86_400 * 365) {

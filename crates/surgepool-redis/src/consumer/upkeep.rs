@@ -3,7 +3,7 @@
 //! The lease is how long a pending job may sit idle before another consumer takes it over.
 //! It follows the observed run times (4 × p99, within the configured floor and ceiling), not
 //! a fixed 5 minutes, so a dead worker's jobs move on quickly. Live jobs renew their lease
-//! every `floor / 3` (XCLAIM … JUSTID in renew.lua resets the idle time), so a slow job is not
+//! every `floor / 4` (XCLAIM … JUSTID in renew.lua resets the idle time), so a slow job is not
 //! stolen from a live worker even when it runs far past the lease.
 
 use std::sync::Arc;
@@ -56,7 +56,9 @@ impl RunTimes {
 
 /// Renews leases and moves due retries until `stop`.
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let renew_every = shared.config.lease_floor / 3;
+    // Four renewals per floor: a renewal delayed by up to 3/4 of the floor (a busy machine,
+    // a slow Redis call) still lands before any consumer's lease lapses.
+    let renew_every = shared.config.lease_floor / 4;
     let move_every = shared
         .config
         .retry_base
