@@ -47,6 +47,7 @@
 
 mod consumer;
 mod error;
+mod fleet;
 mod job;
 mod overflow;
 mod queue;
@@ -56,7 +57,8 @@ mod stats;
 
 pub use consumer::{Consumer, ConsumerBuilder, DrainReport};
 pub use error::{BuildError, OverflowError, PushError, PushManyError, RedisError};
+pub use fleet::FleetStats;
 pub use job::{Handler, HandlerFuture, Job, JobError, Source};
 pub use overflow::{Overflow, OverflowStats, Routed, WhenUnavailable};
-pub use queue::{FleetStats, Queue, QueueBuilder};
+pub use queue::{Queue, QueueBuilder};
 pub use stats::Snapshot;

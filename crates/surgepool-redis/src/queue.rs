@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Value};
 
 use crate::error::{PushError, PushManyError, RedisError};
+use crate::fleet::FleetStats;
 use crate::scripts::scripts;
 
 /// How long one Redis call may take before it fails (`RedisError`), by default.
@@ -469,41 +470,5 @@ impl fmt::Debug for Queue {
             .field("max_len", &self.inner.max_len)
             .field("pushed", &self.pushed())
             .finish_non_exhaustive()
-    }
-}
-
-/// The fleet-wide state of a queue, read from Redis at one instant.
-///
-/// # Examples
-///
-/// ```no_run
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let queue = surgepool_redis::Queue::connect("redis://127.0.0.1:6379", "emails").await?;
-/// let fleet = queue.fleet().await?;
-/// println!("{} waiting, {} held by consumers", fleet.waiting(), fleet.pending);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FleetStats {
-    /// Entries in the stream: unread plus pending (acked ones are deleted).
-    pub in_stream: u64,
-    /// Of those, delivered to a consumer and not yet settled (XPENDING).
-    pub pending: u64,
-    /// Failed jobs waiting out their backoff in the retry set.
-    pub retry_waiting: u64,
-    /// Jobs in the dead-letter stream.
-    pub dead: u64,
-    /// Pending jobs per consumer name.
-    pub consumers: Vec<(String, u64)>,
-}
-
-impl FleetStats {
-    /// Jobs not yet settled anywhere: in the stream or waiting to retry. At quiescence,
-    /// `pushed == acked + dead + waiting()` fleet-wide.
-    pub fn waiting(&self) -> u64 {
-        self.in_stream + self.retry_waiting
     }
 }
