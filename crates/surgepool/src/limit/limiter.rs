@@ -1,12 +1,14 @@
 //! The live limiter: an atomic in-flight count checked against an atomic limit, and an
-//! algorithm (behind a mutex, touched once per finished job) that moves the limit.
+//! algorithm (behind a mutex, touched once per finished job) that moves the limit. Tasks
+//! that wait for a slot park in the FIFO queue of `waiters.rs`.
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::waiters::{Acquire, WaitQueue};
 use super::{Algorithm, Limit, Sample};
 use crate::error::BuildError;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering, Padded};
@@ -19,12 +21,13 @@ pub struct Limiter {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    limit: AtomicUsize,
-    in_flight: AtomicUsize,
-    /// Tasks parked in `acquire`; release only pays for a notify when there are some.
-    waiters: AtomicUsize,
-    notify: Notify,
+pub(super) struct Shared {
+    pub(super) limit: AtomicUsize,
+    pub(super) in_flight: AtomicUsize,
+    /// Tasks parked in `acquire` (the queue's length, readable without its lock): release
+    /// only takes the queue's lock when there are some, and `try_acquire` refuses then.
+    pub(super) waiters: AtomicUsize,
+    pub(super) queue: Mutex<WaitQueue>,
     algorithm: Option<Mutex<Box<dyn Algorithm>>>,
     /// Written once per release: kept off the line of `limit` and `in_flight`, which every
     /// admission reads (profiled: the shared line cost 6% of a pool's submit-and-run).
@@ -36,6 +39,7 @@ struct Counters {
     succeeded: AtomicU64,
     dropped: AtomicU64,
     ignored: AtomicU64,
+    algorithm_panics: AtomicU64,
 }
 
 /// How a permit's job ended, as reported to the limiter.
@@ -63,6 +67,11 @@ pub struct LimiterStats {
     pub dropped: u64,
     /// Permits released with [`Permit::ignore`].
     pub ignored: u64,
+    /// Tasks waiting in [`Limiter::acquire`] now.
+    pub waiters: usize,
+    /// Samples on which the limit's algorithm panicked (the limit then stayed as it was;
+    /// a bug in the algorithm, never a reason to lose a slot).
+    pub algorithm_panics: u64,
 }
 
 impl Limiter {
@@ -78,17 +87,29 @@ impl Limiter {
                 limit: AtomicUsize::new(limit.initial().max(1)),
                 in_flight: AtomicUsize::new(0),
                 waiters: AtomicUsize::new(0),
-                notify: Notify::new(),
+                queue: Mutex::new(WaitQueue::default()),
                 algorithm: limit.algorithm().map(Mutex::new),
                 counters: Padded(Counters::default()),
             }),
         })
     }
 
-    /// Takes a permit if in-flight work is under the limit. Never waits.
+    /// Takes a permit if in-flight work is under the limit and nobody waits in
+    /// [`acquire`](Self::acquire). Never waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::limit::{Limit, Limiter};
+    ///
+    /// let limiter = Limiter::new(Limit::fixed(1)).unwrap();
+    /// let permit = limiter.try_acquire().expect("under the limit");
+    /// assert!(limiter.try_acquire().is_none(), "at the limit");
+    /// permit.success();
+    /// ```
     pub fn try_acquire(&self) -> Option<Permit> {
         if self.try_acquire_raw() {
-            Some(Permit::new(self.shared.clone(), self.is_adaptive()))
+            Some(Permit::new(self.shared.clone()))
         } else {
             None
         }
@@ -96,33 +117,65 @@ impl Limiter {
 
     /// Waits for a permit.
     ///
+    /// Waiters are served first come, first served: while anyone waits, `try_acquire`
+    /// refuses, and a permit released while someone waits passes straight to the one that
+    /// has waited longest.
+    ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: dropping the future before it completes takes no permit. Waiters are
-    /// woken in FIFO order, but a concurrent `try_acquire` may take a freed permit first.
+    /// Cancel-safe: dropping the future before it completes takes no permit. A waiter
+    /// dropped just after a permit was handed to it passes the permit on to the next waiter
+    /// (or frees it), so no slot is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::limit::{Limit, Limiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Limit::fixed(1)).unwrap();
+    /// let held = limiter.try_acquire().unwrap();
+    /// let waiter = tokio::spawn({
+    ///     let limiter = limiter.clone();
+    ///     async move { limiter.acquire().await.success() }
+    /// });
+    /// tokio::task::yield_now().await; // the waiter parks
+    /// assert!(limiter.try_acquire().is_none(), "no barging past a waiter");
+    /// held.success(); // handed to the waiter
+    /// waiter.await.unwrap();
+    /// assert_eq!(limiter.in_flight(), 0);
+    /// # }
+    /// ```
     pub async fn acquire(&self) -> Permit {
-        if let Some(permit) = self.try_acquire() {
-            return permit;
-        }
-        let _waiting = WaiterGuard::new(&self.shared);
-        loop {
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(permit) = self.try_acquire() {
-                return permit;
-            }
-            notified.await;
-        }
+        Acquire::new(self.shared.clone()).await
     }
 
-    /// Waits at most `wait` for a permit; `None` when none came in time.
+    /// Waits at most `wait` for a permit; `None` when none came in time. A `wait` too
+    /// large for the clock (`Duration::MAX`) waits without a deadline.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::limit::{Limit, Limiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Limit::fixed(1)).unwrap();
+    /// let _held = limiter.try_acquire().unwrap();
+    /// assert!(limiter.acquire_timeout(Duration::from_millis(10)).await.is_none());
+    /// # }
+    /// ```
     pub async fn acquire_timeout(&self, wait: Duration) -> Option<Permit> {
-        tokio::time::timeout(wait, self.acquire()).await.ok()
+        match Instant::now().checked_add(wait) {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.acquire()).await.ok(),
+            None => Some(self.acquire().await),
+        }
     }
 
     /// The current limit.
@@ -143,6 +196,12 @@ impl Limiter {
             succeeded: self.shared.counters.succeeded.load(Ordering::Relaxed),
             dropped: self.shared.counters.dropped.load(Ordering::Relaxed),
             ignored: self.shared.counters.ignored.load(Ordering::Relaxed),
+            waiters: self.shared.waiters.load(Ordering::Relaxed),
+            algorithm_panics: self
+                .shared
+                .counters
+                .algorithm_panics
+                .load(Ordering::Relaxed),
         }
     }
 
@@ -153,32 +212,10 @@ impl Limiter {
         self.shared.store_limit(limit.max(1));
     }
 
-    /// `true` when the limit moves with samples, so callers should measure latency.
-    pub(crate) fn is_adaptive(&self) -> bool {
-        self.shared.algorithm.is_some()
-    }
-
     /// Admission without a `Permit` object, for the pools (which hold the slot themselves).
+    /// Refuses while tasks wait in `acquire`: they come first.
     pub(crate) fn try_acquire_raw(&self) -> bool {
-        let shared = &*self.shared;
-        // SeqCst (free on x86): a parked `acquire` increments `waiters` and then checks here,
-        // while `release` decrements `in_flight` and then checks `waiters`; with both sides
-        // sequentially consistent, at least one of them sees the other (no lost wake-up).
-        let mut current = shared.in_flight.load(Ordering::SeqCst);
-        loop {
-            if current >= shared.limit.load(Ordering::SeqCst) {
-                return false;
-            }
-            match shared.in_flight.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
+        self.shared.try_acquire_raw()
     }
 
     /// Releases a slot taken with [`try_acquire_raw`](Self::try_acquire_raw); `now` is the
@@ -192,10 +229,13 @@ impl Limiter {
     /// is still within the limit (`true`), else gives it back (`false`). Same as a release
     /// then `try_acquire_raw`, minus two atomic read-modify-writes on a contended line, and
     /// no other caller can take the slot in between.
+    /// (Tasks parked in `acquire` come first: with any, the slot goes to them instead.)
     pub(crate) fn keep_raw(&self) -> bool {
         let shared = &*self.shared;
         // SeqCst as in `try_acquire_raw`: the slot stays taken, so nobody waits on it.
-        if shared.in_flight.load(Ordering::SeqCst) <= shared.limit.load(Ordering::SeqCst) {
+        if shared.waiters.load(Ordering::SeqCst) == 0
+            && shared.in_flight.load(Ordering::SeqCst) <= shared.limit.load(Ordering::SeqCst)
+        {
             return true;
         }
         shared.free_slot();
@@ -234,7 +274,7 @@ impl Limiter {
 
 impl Shared {
     /// Releases one slot; `now` is the caller's clock reading if it has one.
-    fn release(&self, outcome: Outcome, now: Option<Instant>) {
+    pub(super) fn release(&self, outcome: Outcome, now: Option<Instant>) {
         // Sample before releasing: in-flight as the job saw it, itself included.
         self.sample(outcome, now);
         self.free_slot();
@@ -260,47 +300,77 @@ impl Shared {
                 in_flight,
                 dropped,
             };
-            let new_limit = lock(algorithm).update(&sample).max(1);
-            return self.store_limit(new_limit);
+            let update = {
+                let mut algorithm = lock(algorithm);
+                // An algorithm is ours, but a bug in one (an overflow, say) must cost at most
+                // this sample: never the caller's slot, nor a permit counted twice. Caught
+                // under the lock, so the mutex is not poisoned.
+                panic::catch_unwind(AssertUnwindSafe(|| algorithm.update(&sample)))
+            };
+            return match update {
+                Ok(new_limit) => self.store_limit(new_limit.max(1)),
+                Err(payload) => {
+                    self.counters
+                        .algorithm_panics
+                        .fetch_add(1, Ordering::Relaxed);
+                    // Our payloads are strings, but a destructor must not unwind out of here.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                    false
+                }
+            };
         }
         false
     }
 
-    /// Gives one slot back and wakes a waiter if there is one.
-    fn free_slot(&self) {
-        // SeqCst pairs with the waiter's increment of `waiters` and its SeqCst re-check of
-        // `in_flight` (see `try_acquire_raw`).
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_one();
+    /// Takes a slot if in-flight work is under the limit (one CAS), ignoring waiters.
+    pub(super) fn take_slot(&self) -> bool {
+        // SeqCst (free on x86): a parking `acquire` raises `waiters` and then looks at
+        // `in_flight` here, while `free_slot` lowers `in_flight` and then looks at `waiters`;
+        // with both sides sequentially consistent, at least one of them sees the other (no
+        // lost wake-up).
+        let mut current = self.in_flight.load(Ordering::SeqCst);
+        loop {
+            if current >= self.limit.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
         }
     }
 
-    /// Sets the limit; `true` if it grew.
+    /// Admission for callers that do not wait: refused while tasks wait in `acquire`, so a
+    /// slot freed for a waiter cannot be taken in front of it (no barging).
+    pub(super) fn try_acquire_raw(&self) -> bool {
+        self.waiters.load(Ordering::SeqCst) == 0 && self.take_slot()
+    }
+
+    /// Gives one slot back: straight to the oldest waiter if there is one, else to the count.
+    pub(super) fn free_slot(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 && self.hand_off() {
+            return;
+        }
+        // SeqCst pairs with the waiter's raise of `waiters` (see `take_slot`): a waiter that
+        // parked after the look above is seen here and served by the dispatch.
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.dispatch();
+        }
+    }
+
+    /// Sets the limit; `true` if it grew. Room a grown limit makes goes to waiters first.
     fn store_limit(&self, new_limit: usize) -> bool {
         let old = self.limit.swap(new_limit, Ordering::SeqCst);
         if new_limit > old && self.waiters.load(Ordering::SeqCst) > 0 {
-            for _ in 0..(new_limit - old).min(self.waiters.load(Ordering::SeqCst)) {
-                self.notify.notify_one();
-            }
+            self.dispatch();
         }
         new_limit > old
-    }
-}
-
-/// Counts a task parked in `acquire` for as long as it waits (also when it is cancelled).
-struct WaiterGuard<'a>(&'a Shared);
-
-impl<'a> WaiterGuard<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        shared.waiters.fetch_add(1, Ordering::SeqCst);
-        WaiterGuard(shared)
-    }
-}
-
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -327,8 +397,8 @@ pub struct Permit {
 }
 
 impl Permit {
-    fn new(shared: Arc<Shared>, timed: bool) -> Permit {
-        let start = timed.then(Instant::now);
+    pub(super) fn new(shared: Arc<Shared>) -> Permit {
+        let start = shared.algorithm.is_some().then(Instant::now);
         Permit {
             shared,
             start,

@@ -37,6 +37,7 @@ mod limiter;
 #[cfg(all(test, loom))]
 mod loom;
 mod vegas;
+mod waiters;
 
 pub use adaptive::AdaptiveBuilder;
 pub use aimd::AimdBuilder;
