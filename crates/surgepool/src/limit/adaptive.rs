@@ -52,6 +52,12 @@ const DROP_BACKOFF: f64 = 0.9;
 /// gradient at 0.5 for the same reason: one outlier window must not collapse the limit).
 const MIN_GRADIENT: f64 = 0.5;
 
+/// The longest `probe_interval` accepted: a base re-measured less than once a day is not
+/// re-measured in any useful sense, and the bound keeps the schedule's arithmetic finite.
+pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest `tolerance` accepted: past 100× the base RTT the latency guard would never act.
+pub(crate) const MAX_TOLERANCE: f64 = 100.0;
+
 /// After a cut, an RTT above this × the RTT that caused the cut means latency is still
 /// climbing (a change in progress), not that the work got slower.
 const STILL_RISING: f64 = 1.05;
@@ -98,8 +104,8 @@ impl AdaptiveConfig {
             "tolerance",
             self.tolerance,
             1.0,
-            f64::MAX,
-            "must be a finite ratio >= 1.0: how much slower than the base RTT is tolerated",
+            MAX_TOLERANCE * (1.0 + f64::EPSILON),
+            "must be a ratio in [1, 100]: how much slower than the base RTT is tolerated",
         )?;
         check_range(
             "smoothing",
@@ -108,10 +114,15 @@ impl AdaptiveConfig {
             1.0 + f64::EPSILON,
             "must be in (0, 1]: the share of a latency cut applied at once (1 = all of it)",
         )?;
-        if self.probe_interval < Duration::from_millis(1) {
+        if self.probe_interval < Duration::from_millis(1)
+            || self.probe_interval > MAX_PROBE_INTERVAL
+        {
             return Err(BuildError::new(
                 "probe_interval",
-                "must be at least 1 ms: how often the base RTT is re-measured",
+                format!(
+                    "must be between 1 ms and 24 h: how often the base RTT is re-measured; got {:?}",
+                    self.probe_interval
+                ),
             ));
         }
         check_range(
@@ -339,7 +350,12 @@ impl Adaptive {
 
     fn schedule_probe(&mut self, now: Instant) {
         let jitter = 1.0 + self.config.probe_jitter * self.rng.next_f64();
-        self.next_probe = Some(now + self.config.probe_interval.mul_f64(jitter));
+        // Saturating throughout, although the builder bounds the interval: a clock near its
+        // end must not panic inside a pool's `finish`. No representable instant: never.
+        let delay = Duration::try_from_secs_f64(self.config.probe_interval.as_secs_f64() * jitter)
+            .unwrap_or(MAX_PROBE_INTERVAL);
+        // (With no such instant the next decision simply tries again.)
+        self.next_probe = now.checked_add(delay);
     }
 
     /// `true` once the window holds enough to act on.
@@ -386,7 +402,7 @@ impl Adaptive {
     fn decide(&mut self, w: &Window, now: Instant) -> bool {
         let before = self.limit;
         let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
-        if w.successes == 0 || w.dropped * 10 > w.samples {
+        if w.successes == 0 || u64::from(w.dropped) * 10 > u64::from(w.samples) {
             // Overload reported by the caller (timeouts, 503s): back off like AIMD.
             self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
             self.after_cut(before, self.round);
@@ -509,7 +525,7 @@ impl Adaptive {
             // Down (change < 0): goodput may fall by at most GAIN x the proportional loss.
             let kept = goodput >= from.goodput * (1.0 + GAIN * change);
             if kept {
-                self.step = (self.step * 2).min(self.limit.max(1));
+                self.step = self.step.saturating_mul(2).min(self.limit.max(1));
                 self.hold = 1;
             } else {
                 self.set_limit(from.limit);
@@ -523,7 +539,7 @@ impl Adaptive {
 
         // Only move while the limit is what holds the work back: when callers bring less
         // than the limit ("app limited"), goodput says nothing about the limit.
-        let binding = w.max_in_flight + w.limit / 10 >= w.limit;
+        let binding = w.max_in_flight.saturating_add(w.limit / 10) >= w.limit;
         if !binding {
             return;
         }
@@ -561,11 +577,13 @@ impl Algorithm for Adaptive {
             rtt_sq_sum: 0.0,
             max_in_flight: 0,
         });
-        w.samples += 1;
+        // Saturating: a window of 4 billion samples cannot happen in practice, but a count
+        // must never panic inside a pool's `finish`.
+        w.samples = w.samples.saturating_add(1);
         if sample.dropped {
-            w.dropped += 1;
+            w.dropped = w.dropped.saturating_add(1);
         } else {
-            w.successes += 1;
+            w.successes = w.successes.saturating_add(1);
             let rtt = sample.rtt.as_secs_f64();
             w.rtt_sum += rtt;
             w.rtt_sq_sum += rtt * rtt;

@@ -82,16 +82,21 @@ impl Limiter {
     /// A [`BuildError`] when the limit's settings cannot work (for example `Limit::fixed(0)`).
     pub fn new(limit: Limit) -> Result<Limiter, BuildError> {
         limit.validate()?;
-        Ok(Limiter {
+        Ok(Limiter::with_algorithm(limit.initial(), limit.algorithm()))
+    }
+
+    /// A limiter starting at `initial`, moved by `algorithm` if there is one.
+    fn with_algorithm(initial: usize, algorithm: Option<Box<dyn Algorithm>>) -> Limiter {
+        Limiter {
             shared: Arc::new(Shared {
-                limit: AtomicUsize::new(limit.initial().max(1)),
+                limit: AtomicUsize::new(initial.max(1)),
                 in_flight: AtomicUsize::new(0),
                 waiters: AtomicUsize::new(0),
                 queue: Mutex::new(WaitQueue::default()),
-                algorithm: limit.algorithm().map(Mutex::new),
+                algorithm: algorithm.map(Mutex::new),
                 counters: Padded(Counters::default()),
             }),
-        })
+        }
     }
 
     /// Takes a permit if in-flight work is under the limit and nobody waits in
@@ -470,6 +475,47 @@ impl fmt::Debug for Permit {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// An algorithm with a bug: it panics on every other sample.
+    #[derive(Debug, Default)]
+    struct Buggy(u64);
+
+    impl Algorithm for Buggy {
+        fn update(&mut self, _: &Sample) -> usize {
+            self.0 += 1;
+            assert!(self.0 % 2 == 0, "bug in the algorithm");
+            5
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_algorithm_costs_the_sample_not_the_slot() {
+        let limiter = Limiter::with_algorithm(2, Some(Box::new(Buggy::default())));
+        // Permit path: `success` panicked out of the release before the slot was freed.
+        let a = limiter.try_acquire().unwrap();
+        let b = limiter.try_acquire().unwrap();
+        a.success(); // panics inside: caught, limit unchanged
+        assert_eq!((limiter.in_flight(), limiter.limit()), (1, 2));
+        b.success(); // works: limit 5
+        assert_eq!((limiter.in_flight(), limiter.limit()), (0, 5));
+        // The pools' raw path.
+        assert!(limiter.try_acquire_raw());
+        let (kept, in_flight) = limiter.end_job_raw(false);
+        assert!(!kept);
+        let success = Outcome::Success(Duration::from_millis(1));
+        assert!(!limiter.sample_raw(success, Instant::now(), in_flight));
+        assert_eq!(limiter.in_flight(), 0);
+        // A plain drop (the `Drop` impl: unwinding out of it would abort).
+        drop(limiter.try_acquire().unwrap());
+        let stats = limiter.stats();
+        assert_eq!(stats.algorithm_panics, 2, "{stats:?}");
+        assert_eq!((stats.succeeded, stats.dropped, stats.in_flight), (3, 1, 0));
+        // The mutex is not poisoned: samples still reach the algorithm (its fifth call
+        // panics again, and is caught again).
+        limiter.try_acquire().unwrap().success();
+        assert_eq!(limiter.stats().algorithm_panics, 3);
+        assert_eq!(limiter.in_flight(), 0);
+    }
 
     #[test]
     fn a_kept_slot_is_kept_only_within_the_limit() {

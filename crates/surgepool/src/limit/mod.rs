@@ -329,6 +329,40 @@ mod tests {
                 "probe_jitter",
             ),
             (
+                Limit::adaptive_builder()
+                    .probe_interval(std::time::Duration::MAX)
+                    .build(),
+                "probe_interval",
+            ),
+            (
+                Limit::adaptive_builder().tolerance(f64::INFINITY).build(),
+                "tolerance",
+            ),
+            (
+                Limit::adaptive_builder().tolerance(1e300).build(),
+                "tolerance",
+            ),
+            (
+                Limit::adaptive_builder().probe_jitter(f64::NAN).build(),
+                "probe_jitter",
+            ),
+            (
+                Limit::aimd_builder().backoff_ratio(f64::NAN).build(),
+                "backoff_ratio",
+            ),
+            (
+                Limit::vegas_builder().smoothing(f64::INFINITY).build(),
+                "smoothing",
+            ),
+            (
+                Limit::gradient2_builder().smoothing(0.0).build(),
+                "smoothing",
+            ),
+            (
+                Limit::gradient2_builder().tolerance(1e300).build(),
+                "tolerance",
+            ),
+            (
                 Limit::aimd_builder().backoff_ratio(1.0).build(),
                 "backoff_ratio",
             ),
