@@ -53,6 +53,19 @@ pub(crate) enum Outcome {
     Ignored,
 }
 
+/// A sequentially consistent read of one side of the "raise mine, then read theirs"
+/// pairs above (waiters / in-flight). Loom models `SeqCst` as acquire-release, under which
+/// two plain loads could both read stale values and report a lost wake-up that real
+/// hardware cannot produce; a read-modify-write always reads the latest value, so under
+/// loom the reads are `fetch_add(0)` (the model then checks the same protocol, soundly).
+#[inline]
+fn seq_cst_read(atomic: &AtomicUsize) -> usize {
+    #[cfg(loom)]
+    return atomic.fetch_add(0, Ordering::SeqCst);
+    #[cfg(not(loom))]
+    atomic.load(Ordering::SeqCst)
+}
+
 /// Counters of a [`Limiter`], read at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -333,7 +346,7 @@ impl Shared {
         // `in_flight` here, while `free_slot` lowers `in_flight` and then looks at `waiters`;
         // with both sides sequentially consistent, at least one of them sees the other (no
         // lost wake-up).
-        let mut current = self.in_flight.load(Ordering::SeqCst);
+        let mut current = seq_cst_read(&self.in_flight);
         loop {
             if current >= self.limit.load(Ordering::SeqCst) {
                 return false;
@@ -364,7 +377,7 @@ impl Shared {
         // SeqCst pairs with the waiter's raise of `waiters` (see `take_slot`): a waiter that
         // parked after the look above is seen here and served by the dispatch.
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        if seq_cst_read(&self.waiters) > 0 {
             self.dispatch();
         }
     }
