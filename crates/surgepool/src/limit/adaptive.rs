@@ -262,6 +262,9 @@ struct Window {
     rtt_sum: f64,
     /// Sum of their squares, for the standard error of the mean.
     rtt_sq_sum: f64,
+    /// Sum of the drops' RTTs, in seconds: slow drops (timeouts) signal overload, fast
+    /// ones (a 5xx in 1 ms, a client gone after 10 ms) do not.
+    drop_rtt_sum: f64,
     max_in_flight: usize,
 }
 
@@ -402,14 +405,20 @@ impl Adaptive {
     fn decide(&mut self, w: &Window, now: Instant) -> bool {
         let before = self.limit;
         let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
-        if w.successes == 0 || u64::from(w.dropped) * 10 > u64::from(w.samples) {
-            // Overload reported by the caller (timeouts, 503s): back off like AIMD.
+        if w.successes == 0 {
+            // Nothing got through: overload reported by the caller, back off like AIMD.
             self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
             self.after_cut(before, self.round);
             return self.limit != before;
         }
         let rtt = w.rtt_sum / f64::from(w.successes);
         let goodput = f64::from(w.successes) / elapsed.max(1e-9);
+        if u64::from(w.dropped) * 10 > u64::from(w.samples) && self.drops_mean_overload(w, rtt) {
+            // Overload reported by the caller (timeouts, 503s): back off like AIMD.
+            self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
+            self.after_cut(before, self.round);
+            return self.limit != before;
+        }
         self.round = rtt;
 
         if let Some(restore) = self.probing_from.take() {
@@ -434,6 +443,20 @@ impl Adaptive {
         // Two standard errors of the window's mean: with noisy service times a window's
         // mean strays by this much without any queue, and must not be read as one.
         let spread = 2.0 * w.std_error(rtt);
+        if rtt - spread > base * self.config.tolerance && self.limit <= self.config.min {
+            // At the minimum a cut changes nothing, so "did the last cut lower the latency"
+            // can never be asked, and a base learned on cheaper work would pin the limit
+            // here for good (the review: limit 1 for 20+ s after a warm-up on a cheap
+            // route). Running at the minimum, no queue is ours: this RTT is the base.
+            self.base = Some(rtt);
+            self.last_cut = None;
+            self.moved_from = None;
+            if let Some(from) = self.cuts_from.take() {
+                self.set_limit(from);
+            }
+            self.schedule_probe(now);
+            return self.limit != before;
+        }
         if rtt - spread > base * self.config.tolerance {
             if let Some((cut_from, cut_rtt)) = self.last_cut {
                 // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
@@ -488,6 +511,21 @@ impl Adaptive {
 
         self.climb(w, goodput);
         self.limit != before
+    }
+
+    /// Whether a window's drops say "overload": they were slow (timeouts: the mean drop took
+    /// longer than the tolerated RTT) or the successes queued. Fast drops with a flat latency
+    /// are errors or clients that left (a 1 s burst of fast 5xx, or 1 client in 8
+    /// disconnecting at 10 ms, cut the limit by 10 % a window, from the knee to a few
+    /// dozen). Those are left to the hill climber, which counts only successes as goodput,
+    /// so a limit whose extra work only fails still stops growing.
+    fn drops_mean_overload(&self, w: &Window, rtt: f64) -> bool {
+        let Some(base) = self.base else {
+            return true;
+        };
+        let tolerated = base * self.config.tolerance;
+        let drop_rtt = w.drop_rtt_sum / f64::from(w.dropped.max(1));
+        drop_rtt > tolerated || rtt - 2.0 * w.std_error(rtt) > tolerated
     }
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
@@ -575,6 +613,7 @@ impl Algorithm for Adaptive {
             dropped: 0,
             rtt_sum: 0.0,
             rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
             max_in_flight: 0,
         });
         // Saturating: a window of 4 billion samples cannot happen in practice, but a count
@@ -582,6 +621,7 @@ impl Algorithm for Adaptive {
         w.samples = w.samples.saturating_add(1);
         if sample.dropped {
             w.dropped = w.dropped.saturating_add(1);
+            w.drop_rtt_sum += sample.rtt.as_secs_f64();
         } else {
             w.successes = w.successes.saturating_add(1);
             let rtt = sample.rtt.as_secs_f64();
@@ -610,6 +650,7 @@ impl Algorithm for Adaptive {
             dropped: 0,
             rtt_sum: 0.0,
             rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
             max_in_flight: 0,
         });
         self.limit
