@@ -48,6 +48,9 @@ struct Sim {
     /// Share of clients that disconnect after 10 ms at time `t`.
     disconnects: Box<dyn Fn(f64) -> f64>,
     noise: Noise,
+    /// Refused clients come back after this long (they honour `Retry-After`) instead of
+    /// trying again at the next release.
+    retry_after: Option<Duration>,
     clients: usize,
     trace: Vec<(f64, usize)>,
 }
@@ -61,6 +64,7 @@ impl Sim {
             errors: Box::new(|_| 0.0),
             disconnects: Box::new(|_| 0.0),
             noise: Noise(0x1234_5678_9ABC_DEF1),
+            retry_after: None,
             clients: knee * 3 + 50,
             trace: Vec::new(),
         }
@@ -88,12 +92,21 @@ impl Sim {
         let mut slots: Vec<Option<(Permit, u8)>> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
         let (mut waiting, mut seq, mut next_record) = (self.clients, 0u64, 0.0);
+        // Clients away until a given time (honouring Retry-After), oldest first.
+        let mut away: std::collections::VecDeque<(Duration, usize)> = Default::default();
         let end = Duration::from_secs_f64(secs);
         loop {
             let now = start.elapsed();
             let t = now.as_secs_f64();
+            while away.front().is_some_and(|&(at, _)| at <= now) {
+                waiting += away.pop_front().unwrap().1;
+            }
             while waiting > 0 {
                 let Some(permit) = self.limiter.try_acquire() else {
+                    if let Some(retry) = self.retry_after {
+                        away.push_back((now + retry, waiting));
+                        waiting = 0;
+                    }
                     break;
                 };
                 waiting -= 1;
@@ -121,6 +134,7 @@ impl Sim {
             let Some(&Reverse((at, _, _))) = heap.peek() else {
                 panic!("nothing in flight")
             };
+            let at = away.front().map_or(at, |&(back, _)| at.min(back));
             if at > end {
                 break;
             }
@@ -250,4 +264,23 @@ async fn client_disconnects_do_not_collapse_the_limit() {
     sim.run(8.0).await;
     sim.assert_recovered("1 in 8 disconnect at 10 ms for 1 s", 4.0);
     sim.assert_no_collapse("1 in 8 disconnect at 10 ms for 1 s", 2.5);
+}
+
+/// 256 clients on a 20 ms route that honour `Retry-After: 1`: refused, they come back a
+/// second later, so the work present at any moment is little more than what the limit let
+/// in, and goodput cannot follow a step up. Starting from the default initial limit, the
+/// limit must still find the knee (here 200: the machine's capacity, not the clients').
+///
+/// NOT MET YET, so ignored (run it with `--ignored`): before the refusal signal the limit
+/// sat at 1-3 for the whole run; with it (refusals make the limit "bind", and an up-move
+/// with flat latency under refusals is kept) its median after 4 s is about 10, not 200.
+#[tokio::test(start_paused = true)]
+#[ignore = "shortfall: the limit reaches ~10, not the knee (200); see the doc comment"]
+async fn clients_that_honour_retry_after_do_not_hold_the_limit_at_its_floor() {
+    let knee = 200;
+    let mut sim = Sim::new(knee);
+    sim.clients = 1000;
+    sim.retry_after = Some(Duration::from_secs(1));
+    sim.run(12.0).await;
+    sim.assert_recovered("Retry-After clients", 2.0);
 }

@@ -266,9 +266,17 @@ struct Window {
     /// ones (a 5xx in 1 ms, a client gone after 10 ms) do not.
     drop_rtt_sum: f64,
     max_in_flight: usize,
+    /// The limiter's refusal count when the window began, and at its last sample.
+    refused_from: u64,
+    refused_to: u64,
 }
 
 impl Window {
+    /// Admissions refused during the window: demand above the limit.
+    fn refused(&self) -> u64 {
+        self.refused_to.saturating_sub(self.refused_from)
+    }
+
     /// The standard error of the successes' mean RTT `mean`.
     fn std_error(&self, mean: f64) -> f64 {
         let n = f64::from(self.successes);
@@ -285,6 +293,8 @@ impl Window {
 struct Point {
     limit: usize,
     goodput: f64,
+    /// Mean RTT, seconds.
+    rtt: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,7 +519,7 @@ impl Adaptive {
             self.schedule_probe(now);
         }
 
-        self.climb(w, goodput);
+        self.climb(w, goodput, rtt);
         self.limit != before
     }
 
@@ -552,16 +562,27 @@ impl Adaptive {
         self.hold = (self.hold * 2).min(MAX_HOLD);
     }
 
-    fn climb(&mut self, w: &Window, goodput: f64) {
+    fn climb(&mut self, w: &Window, goodput: f64, rtt: f64) {
         let here = Point {
             limit: self.limit,
             goodput,
+            rtt,
         };
         if let Some(from) = self.moved_from.take() {
             let change = here.limit as f64 / from.limit as f64 - 1.0;
             // Up (change > 0): goodput must rise by at least GAIN x the proportional gain.
             // Down (change < 0): goodput may fall by at most GAIN x the proportional loss.
-            let kept = goodput >= from.goodput * (1.0 + GAIN * change);
+            let mut kept = goodput >= from.goodput * (1.0 + GAIN * change);
+            // An up-move whose goodput did not follow is still kept if the limit turned work
+            // away all along and the latency stayed clearly flat (it rose by less than half
+            // the move, two standard errors included): the move cost nothing, and goodput
+            // could not follow because refused callers went away for a while (they honour
+            // `Retry-After`). Without this, such callers held the limit at 1-3 while the
+            // server could take hundreds. Past the knee the latency rises with the limit,
+            // so this never keeps a move there.
+            if !kept && change > 0.0 && w.refused() > 0 {
+                kept = rtt + 2.0 * w.std_error(rtt) <= from.rtt * (1.0 + GAIN * change);
+            }
             if kept {
                 self.step = self.step.saturating_mul(2).min(self.limit.max(1));
                 self.hold = 1;
@@ -577,7 +598,9 @@ impl Adaptive {
 
         // Only move while the limit is what holds the work back: when callers bring less
         // than the limit ("app limited"), goodput says nothing about the limit.
-        let binding = w.max_in_flight.saturating_add(w.limit / 10) >= w.limit;
+        // Refusals count too: callers that were turned away and come back later leave the
+        // limit looking unused.
+        let binding = w.max_in_flight.saturating_add(w.limit / 10) >= w.limit || w.refused() > 0;
         if !binding {
             return;
         }
@@ -615,6 +638,8 @@ impl Algorithm for Adaptive {
             rtt_sq_sum: 0.0,
             drop_rtt_sum: 0.0,
             max_in_flight: 0,
+            refused_from: sample.refused,
+            refused_to: sample.refused,
         });
         // Saturating: a window of 4 billion samples cannot happen in practice, but a count
         // must never panic inside a pool's `finish`.
@@ -629,6 +654,7 @@ impl Algorithm for Adaptive {
             w.rtt_sq_sum += rtt * rtt;
         }
         w.max_in_flight = w.max_in_flight.max(sample.in_flight);
+        w.refused_to = sample.refused;
         let w = *w;
         if !self.window_done(&w, now) {
             return self.limit;
@@ -652,6 +678,8 @@ impl Algorithm for Adaptive {
             rtt_sq_sum: 0.0,
             drop_rtt_sum: 0.0,
             max_in_flight: 0,
+            refused_from: sample.refused,
+            refused_to: sample.refused,
         });
         self.limit
     }

@@ -165,6 +165,7 @@ mod tests {
             rtt: Duration::from_millis(rtt_ms),
             in_flight,
             dropped,
+            refused: 0,
         }
     }
 

@@ -17,6 +17,10 @@ pub(crate) struct Sample {
     pub(crate) in_flight: usize,
     /// `true` when the job failed in a way that signals overload (timeout, 503, shed).
     pub(crate) dropped: bool,
+    /// Admissions refused so far (a running count: a difference between two samples is the
+    /// demand the limit turned away in between, which callers that honour `Retry-After`
+    /// take away from the goodput an algorithm sees).
+    pub(crate) refused: u64,
 }
 
 /// A limit algorithm: takes samples, returns the new limit (always at least 1).

@@ -40,6 +40,9 @@ struct Counters {
     dropped: AtomicU64,
     ignored: AtomicU64,
     algorithm_panics: AtomicU64,
+    /// Admissions refused (`try_acquire` and the pools' `try_acquire_raw`): demand the
+    /// limit turned away, which an adaptive algorithm weighs.
+    refused: AtomicU64,
 }
 
 /// How a permit's job ended, as reported to the limiter.
@@ -317,6 +320,7 @@ impl Shared {
                 rtt,
                 in_flight,
                 dropped,
+                refused: self.counters.refused.load(Ordering::Relaxed),
             };
             let update = {
                 let mut algorithm = lock(algorithm);
@@ -366,7 +370,11 @@ impl Shared {
     /// Admission for callers that do not wait: refused while tasks wait in `acquire`, so a
     /// slot freed for a waiter cannot be taken in front of it (no barging).
     pub(super) fn try_acquire_raw(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) == 0 && self.take_slot()
+        if self.waiters.load(Ordering::SeqCst) == 0 && self.take_slot() {
+            return true;
+        }
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Gives one slot back: straight to the oldest waiter if there is one, else to the count.

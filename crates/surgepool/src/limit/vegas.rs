@@ -218,6 +218,7 @@ mod tests {
             rtt: Duration::from_millis(rtt_ms),
             in_flight,
             dropped: false,
+            refused: 0,
         }
     }
 
