@@ -572,24 +572,30 @@ impl Adaptive {
             let change = here.limit as f64 / from.limit as f64 - 1.0;
             // Up (change > 0): goodput must rise by at least GAIN x the proportional gain.
             // Down (change < 0): goodput may fall by at most GAIN x the proportional loss.
-            let mut kept = goodput >= from.goodput * (1.0 + GAIN * change);
-            // An up-move whose goodput did not follow is still kept if the limit turned work
-            // away all along and the latency stayed clearly flat (it rose by less than half
-            // the move, two standard errors included): the move cost nothing, and goodput
-            // could not follow because refused callers went away for a while (they honour
-            // `Retry-After`). Without this, such callers held the limit at 1-3 while the
-            // server could take hundreds. Past the knee the latency rises with the limit,
-            // so this never keeps a move there.
-            if !kept && change > 0.0 && w.refused() > 0 {
-                kept = rtt + 2.0 * w.std_error(rtt) <= from.rtt * (1.0 + GAIN * change);
-            }
-            if kept {
+            if change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0 {
+                // Untested: no caller came for the new slots while it was measured, so the
+                // window says nothing about the move. Keep it (it costs nothing while
+                // unused, and at most one step sits above the demand: the next move waits
+                // until the limit binds again) instead of rejecting it, which held back
+                // callers that return in bursts (they honour `Retry-After`) for seconds.
+            } else {
+                let mut kept = goodput >= from.goodput * (1.0 + GAIN * change);
+                // An up-move whose goodput did not follow is still kept if the limit turned
+                // work away all along and the latency stayed clearly flat (it rose by less
+                // than half the move, two standard errors included): the move cost nothing,
+                // and goodput could not follow because refused callers went away for a
+                // while. Past the knee the latency rises with the limit, so this never
+                // keeps a move there.
+                if !kept && change > 0.0 && w.refused() > 0 {
+                    kept = rtt + 2.0 * w.std_error(rtt) <= from.rtt * (1.0 + GAIN * change);
+                }
+                if !kept {
+                    self.set_limit(from.limit);
+                    self.reject_move();
+                    return;
+                }
                 self.step = self.step.saturating_mul(2).min(self.limit.max(1));
                 self.hold = 1;
-            } else {
-                self.set_limit(from.limit);
-                self.reject_move();
-                return;
             }
         } else if self.hold_left > 0 {
             self.hold_left -= 1;
