@@ -163,7 +163,11 @@ async fn greedy_try_acquire_loops_cannot_starve_waiters() {
         tokio::time::sleep(Duration::from_micros(100)).await;
     }
     for w in waiters {
-        w.await.unwrap();
+        // Bounded, so that a starved waiter fails the test instead of hanging it.
+        tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("a waiter starved")
+            .unwrap();
     }
     assert_eq!(*order.lock().unwrap(), (0..16).collect::<Vec<_>>());
     assert!(

@@ -9,13 +9,15 @@
 //! sees the system as the new limit shaped it; then a *measure* window gives the mean RTT
 //! `r` and the goodput `x` (successes per second), and the controller decides, in order:
 //!
-//! 1. **Drops** (more than 1 in 10 samples): back off ×0.9.
+//! 1. **Drops** (none succeeded, or more than 1 in 10 samples and they look like overload:
+//!    slow, or with queued successes): back off ×0.9. Fast drops with flat latency (5xx,
+//!    clients gone) are left to the climber.
 //! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
 //! 3. **Latency guard**: if `r` exceeds `base × tolerance` by more than two standard
 //!    errors of the window's mean, cut toward `limit × base / r` (the limit at which
 //!    queueing would vanish), smoothed. If the previous cut did not lower the latency, the
 //!    latency is not ours (the work itself got slower): take `r` as the new base instead,
-//!    and undo the cuts.
+//!    and undo the cuts. At the minimum, where a cut changes nothing, do so at once.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low.
@@ -23,7 +25,9 @@
 //!    (an increase must win at least half its proportional gain, a decrease may lose at most
 //!    half its proportional loss), double the step after a kept move (slow start when it keeps
 //!    winning), and after a rejected move go back, flip direction and hold for 1, 2, 4, 8
-//!    windows before trying again.
+//!    windows before trying again. An up-move nobody came for is kept untested, and one
+//!    whose goodput did not follow is kept if work was refused and latency stayed flat
+//!    (callers honouring `Retry-After` come back later).
 
 use std::time::Duration;
 
