@@ -45,7 +45,7 @@ impl Gradient2Config {
             "tolerance",
             self.tolerance,
             1.0,
-            super::adaptive::MAX_TOLERANCE * (1.0 + f64::EPSILON),
+            super::adaptive_config::MAX_TOLERANCE * (1.0 + f64::EPSILON),
             "must be a ratio in [1, 100]: how much slower than the long-term RTT is tolerated",
         )?;
         if self.long_window == 0 {

@@ -30,21 +30,24 @@
 //! lock and reads no clock.
 
 mod adaptive;
+mod adaptive_config;
 mod aimd;
 mod algorithm;
 mod gradient2;
 mod limiter;
 #[cfg(all(test, loom))]
 mod loom;
+mod permit;
 mod vegas;
 mod waiters;
 
-pub use adaptive::AdaptiveBuilder;
+pub use adaptive_config::AdaptiveBuilder;
 pub use aimd::AimdBuilder;
 pub(crate) use algorithm::{Algorithm, Sample};
 pub use gradient2::Gradient2Builder;
 pub(crate) use limiter::Outcome;
-pub use limiter::{Limiter, LimiterStats, Permit};
+pub use limiter::{Limiter, LimiterStats};
+pub use permit::Permit;
 pub use vegas::VegasBuilder;
 
 use crate::error::BuildError;
@@ -94,7 +97,7 @@ pub struct Limit {
 #[derive(Debug, Clone)]
 pub(crate) enum Config {
     Fixed(usize),
-    Adaptive(adaptive::AdaptiveConfig),
+    Adaptive(adaptive_config::AdaptiveConfig),
     Aimd(aimd::AimdConfig),
     Vegas(vegas::VegasConfig),
     Gradient2(gradient2::Gradient2Config),
@@ -142,7 +145,7 @@ impl Limit {
     /// ```
     pub fn adaptive() -> Limit {
         Limit {
-            config: Config::Adaptive(adaptive::AdaptiveConfig::default()),
+            config: Config::Adaptive(adaptive_config::AdaptiveConfig::default()),
         }
     }
 

@@ -18,7 +18,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use super::limiter::{Permit, Shared};
+use super::limiter::Shared;
+use super::permit::Permit;
 use crate::sync::{lock, Arc, Ordering};
 
 /// Parked tasks, oldest first.
