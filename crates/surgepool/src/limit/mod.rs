@@ -128,7 +128,11 @@ impl Limit {
     /// back when latency rises above 1.25 × the base RTT (CPU work settles near the core
     /// count), and keeps probing: a step up is kept only if goodput rose with it, a step
     /// down only if goodput did not fall with it. The base RTT is re-measured at half the
-    /// limit every 10–11.5 s, so it cannot drift. Bounds: 1 to 10 000; see
+    /// limit every 10–11.5 s, so it cannot drift. Disturbances that are not overload do not
+    /// pull it down for long: fast failures or clients that leave early while latency
+    /// stays flat do not cut it, a latency above tolerance at the minimum re-learns the
+    /// base, and callers turned away (say, honouring `Retry-After`) still count as demand.
+    /// Bounds: 1 to 10 000; see
     /// [`Limit::adaptive_builder`] to change them or the other knobs.
     ///
     /// The limit learns from the latency and outcome of each finished job: a pool reports
