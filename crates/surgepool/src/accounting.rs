@@ -29,6 +29,9 @@ pub(crate) struct Accounting {
     /// Tasks cancelled by a shutdown deadline.
     pub(crate) cancelled_at_deadline: u64,
     pub(crate) shutting_down: bool,
+    /// A shutdown's grace deadline passed before the pool had drained. Sticky: every later
+    /// report says `timed_out` too, so concurrent and later shutdown calls agree.
+    pub(crate) deadline_passed: bool,
 }
 
 impl Accounting {
@@ -45,6 +48,7 @@ impl Accounting {
             finished_since_shutdown: 0,
             cancelled_at_deadline: 0,
             shutting_down: false,
+            deadline_passed: false,
         }
     }
 
@@ -56,6 +60,11 @@ impl Accounting {
     pub(crate) fn accept(&mut self) {
         self.submitted += 1;
         self.accepted += 1;
+    }
+
+    /// Tasks that ended, however (each accepted task ends exactly once).
+    pub(crate) fn ended(&self) -> u64 {
+        self.completed + self.panicked + self.cancelled + self.shed
     }
 
     /// Records a task's end. `run` is `(queue wait, run time)` in nanoseconds when the task
@@ -104,12 +113,13 @@ impl Accounting {
         }
     }
 
-    /// What shutdown did, as far as this accounting knows.
-    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
+    /// What shutdown did, as far as this accounting knows. Once the pool has drained,
+    /// nothing here changes any more, so every report taken after that is the same.
+    pub(crate) fn report(&self) -> ShutdownReport {
         ShutdownReport {
             drained: self.finished_since_shutdown,
             cancelled: self.cancelled_at_deadline,
-            timed_out,
+            timed_out: self.deadline_passed,
         }
     }
 }

@@ -264,28 +264,37 @@ impl BlockingPool {
         self.inner().is_closed()
     }
 
-    /// Closes the pool and blocks until every accepted closure has finished. Idempotent;
-    /// concurrent callers all return once drained.
+    /// Closes the pool and blocks until every accepted closure has finished: when it
+    /// returns, every handle has its result ([`BlockingHandle::is_finished`]), and the pool
+    /// has dropped every closure and every output that no handle will take.
+    ///
+    /// Idempotent: concurrent and later callers all return once drained, with the same
+    /// report. A grace deadline of [`shutdown_timeout`](Self::shutdown_timeout) that passed
+    /// before the drain ended is part of it: `timed_out` is then `true` for every later
+    /// report too.
     pub fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
         inner.close();
         inner.wait_drained(None);
-        inner.report(false)
+        inner.report()
     }
 
     /// As [`shutdown`](Self::shutdown), blocking at most about `grace`: then every closure
     /// still queued is cancelled (counted in the report). A closure already running on a
     /// thread cannot be interrupted: it finishes in the background, its handle gets its
     /// result, and the pool's snapshot counts it when it ends.
+    ///
+    /// A call that returns at its deadline reports what had happened by then (closures
+    /// still running drain later, and a later `shutdown()` counts them); its `timed_out`
+    /// stays `true` in every later report.
     pub fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
         inner.close();
         let until = Instant::now().checked_add(grace);
-        if inner.wait_drained(until) {
-            return inner.report(false);
+        if !inner.wait_drained(until) {
+            inner.cancel_queued();
         }
-        inner.cancel_queued();
-        inner.report(true)
+        inner.report()
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how

@@ -7,9 +7,15 @@
 //!   `running <= limit` at the moment each slot is taken.
 //! * a free slot and a non-empty queue never coexist after a transition: whoever frees a
 //!   slot (a finishing worker) takes the next queued task under the same lock.
-//! * `workers` = workers alive; idle workers are in `idle` and hold no task.
+//! * `workers` = workers alive; idle workers are in `idle` and hold no task. A worker is
+//!   counted while its parker is in `all`, so removing it twice cannot count it twice.
+//! * `published` <= ended tasks: a task is counted under the lock, then its handle gets its
+//!   result (and its user values are dropped) without it; only then is it published. The
+//!   pool is drained when every ended task is also published, so `shutdown()` never returns
+//!   while a handle still waits for its result.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::Waker;
 use std::time::Duration;
@@ -29,7 +35,7 @@ use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::queue::{Entry, JobQueue};
 use crate::stats::{ShutdownReport, Snapshot};
-use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering, Padded};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, Padded};
 
 /// A task that holds a slot and is on its way to, or on, a worker.
 pub(crate) struct Running {
@@ -72,6 +78,12 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     /// Set at a shutdown deadline: every running task is dropped at its next poll.
     pub(crate) cancel_running: AtomicBool,
+    /// `State::closed`, readable without the lock: whoever publishes a task checks it
+    /// afterwards, and only then (a shutdown is waiting) takes the lock to signal the drain.
+    closing: AtomicBool,
+    /// Tasks whose end was published (see the invariants). On its own cache lines: every
+    /// task's end writes it, and `cancel_running` beside the others is read at every poll.
+    published: Padded<AtomicU64>,
     drained: Notify,
 }
 
@@ -195,6 +207,8 @@ impl Inner {
             runtime,
             settings,
             cancel_running: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            published: Padded(AtomicU64::new(0)),
             drained: Notify::new(),
         });
         // Start the minimum of workers now, idle, so no race can find fewer.
@@ -227,6 +241,8 @@ impl Inner {
             next: first,
             current: None,
             exited: false,
+            suspended: true,
+            unpublished: false,
         };
         // The JoinHandle is dropped: workers are detached and end by themselves.
         drop(self.runtime.spawn(worker::run(worker)));
@@ -245,11 +261,13 @@ impl Inner {
         let mut deferred = Deferred::default();
         let mut ended: Vec<Job> = Vec::new();
         let mut handles: Vec<SharedTask> = Vec::new();
+        let mut count = 0;
         {
             let mut st = self.state();
             if let Some(i) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
                 st.idle.swap_remove(i);
             }
+            // A no-op if `close` already counted this (idle) worker out.
             self.remove_worker(&mut st, parker);
             let mut held: Vec<(u64, Option<Job>)> = Vec::new();
             if let Some((weight, task)) = current {
@@ -265,18 +283,16 @@ impl Inner {
                 st.acct.finish(Outcome::Cancelled, None);
                 self.limiter.free_raw();
                 ended.extend(job);
+                count += 1;
             }
-            if !st.closed {
-                st.closed = true;
-                st.acct.shutting_down = true;
-            }
+            self.mark_closed(&mut st);
             for entry in st.queue.drain() {
                 st.bytes_in_flight -= entry.weight;
                 st.acct.finish(Outcome::Cancelled, None);
                 ended.push(entry.job);
+                count += 1;
             }
             self.wake_next_waiter(&mut st, &mut deferred);
-            self.notify_if_drained(&st);
         }
         for job in ended {
             job.finish_unrun(TaskError::cancelled());
@@ -285,14 +301,88 @@ impl Inner {
             // Its future went with the worker's frame; its handle learns it was cancelled.
             task.finish_unrun(TaskError::cancelled());
         }
+        self.publish_ended(count);
         self.carry_out(deferred);
     }
 
-    fn has_room(&self, st: &State, weight: u64) -> bool {
-        let budget_ok = match self.settings.memory_budget {
-            Some(budget) => st.bytes_in_flight.saturating_add(weight) <= budget,
-            None => true,
+    /// The worker's own code panicked: not a task (a task's panics, and those of its
+    /// destructors, are caught where they happen), so something unforeseen, such as a waker
+    /// that panics. Unlike `worker_lost`, the runtime is fine, so the pool stays open: the
+    /// worker is counted out, the task it held next goes to another worker, and a task it
+    /// was still running, if any, ends as panicked. Called from `Worker::drop`, never under
+    /// the pool's lock.
+    pub(crate) fn worker_panicked(
+        self: &Arc<Self>,
+        parker: &Arc<Parker>,
+        next: Option<Running>,
+        current: Option<(u64, Option<SharedTask>)>,
+    ) {
+        let mut deferred = Deferred::default();
+        let ended = {
+            let mut st = self.state();
+            if let Some(i) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
+                st.idle.swap_remove(i);
+            }
+            self.remove_worker(&mut st, parker);
+            // Each still holds its slot and is counted as running: only its worker changes.
+            for running in next.into_iter().chain(parker.take_job()) {
+                let d = self.hand_to_worker(&mut st, running);
+                deferred.dispatch(d);
+            }
+            let ended = current.map(|(weight, task)| {
+                st.running -= 1;
+                st.bytes_in_flight -= weight;
+                st.acct.finish(Outcome::Panicked, None);
+                task
+            });
+            let now = self.settings.clock.now();
+            // The freed slot may start a queued task; this also signals a drain.
+            self.start_queued(&mut st, now, &mut deferred, None, ended.is_some());
+            ended
         };
+        if let Some(task) = ended {
+            if let Some(task) = task {
+                task.finish_unrun(TaskError::panic_without_payload());
+            }
+            self.publish_ended(1);
+        }
+        self.carry_out(deferred);
+    }
+
+    /// `n` tasks, counted as ended under the lock earlier, have now handed their outcome to
+    /// their handles and dropped their user values: a shutdown waiting for the drain may
+    /// return. The lock is taken only while a shutdown is under way.
+    pub(crate) fn publish_ended(self: &Arc<Self>, n: u64) {
+        if n == 0 {
+            return;
+        }
+        // SeqCst pairs with `close`: it sets `closing`, then reads `published` (under the
+        // lock, in `is_drained`); here the order is the reverse, so one side sees the other.
+        self.published.fetch_add(n, Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
+            let st = self.state();
+            self.notify_if_drained(&st);
+        }
+    }
+
+    fn mark_closed(&self, st: &mut State) {
+        if !st.closed {
+            st.closed = true;
+            st.acct.shutting_down = true;
+            self.closing.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn has_room(&self, st: &State, weight: u64) -> bool {
+        // Bytes in flight past `u64::MAX` cannot be counted: such a task is refused (`Full`)
+        // before it is accepted, like one over the budget.
+        let Some(total) = st.bytes_in_flight.checked_add(weight) else {
+            return false;
+        };
+        let budget_ok = self
+            .settings
+            .memory_budget
+            .map_or(true, |budget| total <= budget);
         budget_ok && (self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room())
     }
 
@@ -452,9 +542,17 @@ impl Inner {
     }
 
     fn notify_if_drained(&self, st: &State) {
-        if st.closed && st.running == 0 && st.queue.is_empty() {
+        if self.drained(st) {
             self.drained.notify_waiters();
         }
+    }
+
+    /// Closed, and every accepted task ended and published (see the invariants).
+    fn drained(&self, st: &State) -> bool {
+        st.closed
+            && st.running == 0
+            && st.queue.is_empty()
+            && self.published.load(Ordering::SeqCst) == st.acct.ended()
     }
 
     /// Called by a worker when its task ended; decides what the worker does next.
@@ -476,6 +574,7 @@ impl Inner {
         let in_flight;
         let after = {
             let mut st = self.state();
+            // The caller publishes the task once this returns (`publish_ended`).
             st.running -= 1;
             st.bytes_in_flight -= done.weight;
             st.acct.finish(outcome, Some((queue_wait, run_time)));
@@ -496,7 +595,13 @@ impl Inner {
             }
         };
         self.carry_out(deferred);
-        if self.limiter.sample_raw(limit_outcome, at, in_flight) {
+        // The task is counted and its slot settled: a panicking limit algorithm must not
+        // undo that (the worker would count the task again), so it is caught, and the limit
+        // just stays where it was.
+        let grew = catch_unwind(AssertUnwindSafe(|| {
+            self.limiter.sample_raw(limit_outcome, at, in_flight)
+        }));
+        if grew.unwrap_or(false) {
             // The limit grew: queued tasks may start now rather than at the next finish.
             self.start_more();
         }
@@ -525,9 +630,13 @@ impl Inner {
         }
     }
 
+    /// Counts a worker out, once: `close` lets idle workers go at once, and the runtime may
+    /// then drop them before they run again (`worker_lost`), which must not count them twice.
     fn remove_worker(&self, st: &mut State, parker: &Arc<Parker>) {
-        st.workers -= 1;
-        st.all.retain(|p| !Arc::ptr_eq(p, parker));
+        if let Some(i) = st.all.iter().position(|p| Arc::ptr_eq(p, parker)) {
+            st.all.swap_remove(i);
+            st.workers -= 1;
+        }
     }
 
     /// Called by an idle worker whose idle timeout fired. `None`: it retires (or, at the
@@ -568,7 +677,10 @@ impl Inner {
             removed
         };
         match removed {
-            Some(entry) => entry.job.finish_unrun(TaskError::cancelled()),
+            Some(entry) => {
+                entry.job.finish_unrun(TaskError::cancelled());
+                self.publish_ended(1);
+            }
             None => {
                 // Running (or about to run): its worker drops it at the next poll.
                 task.set_aborted();
@@ -589,10 +701,7 @@ impl Inner {
         let mut deferred = Deferred::default();
         let idle = {
             let mut st = self.state();
-            if !st.closed {
-                st.closed = true;
-                st.acct.shutting_down = true;
-            }
+            self.mark_closed(&mut st);
             // Idle workers will get no more work: let them go.
             let idle = std::mem::take(&mut st.idle);
             for parker in &idle {
@@ -613,8 +722,7 @@ impl Inner {
     }
 
     pub(crate) fn is_drained(&self) -> bool {
-        let st = self.state();
-        st.closed && st.running == 0 && st.queue.is_empty()
+        self.drained(&self.state())
     }
 
     pub(crate) async fn wait_drained(&self) {
@@ -633,6 +741,9 @@ impl Inner {
     pub(crate) fn cancel_all(self: &Arc<Self>) {
         let queued = {
             let mut st = self.state();
+            if !self.drained(&st) {
+                st.acct.deadline_passed = true;
+            }
             let queued = st.queue.drain();
             for entry in &queued {
                 st.bytes_in_flight -= entry.weight;
@@ -643,14 +754,17 @@ impl Inner {
             self.notify_if_drained(&st);
             queued
         };
+        let count = queued.len() as u64;
         for entry in queued {
             entry.job.finish_unrun(TaskError::cancelled());
         }
+        self.publish_ended(count);
         self.wake_workers();
     }
 
-    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        self.state().acct.report(timed_out)
+    /// The shutdown report: the same for every caller once the pool has drained.
+    pub(crate) fn report(&self) -> ShutdownReport {
+        self.state().acct.report()
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -685,9 +799,11 @@ impl Inner {
             for dispatch in rest.dispatch {
                 self.run_dispatch(dispatch);
             }
+            let shed = rest.shed.len() as u64;
             for (job, reason) in rest.shed {
                 job.finish_unrun(TaskError::shed(reason));
             }
+            self.publish_ended(shed);
             for waker in rest.wake {
                 waker.wake();
             }

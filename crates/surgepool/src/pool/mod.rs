@@ -357,8 +357,14 @@ impl Pool {
 
     /// Closes the pool, then waits until every accepted task has finished.
     ///
-    /// Idempotent: concurrent and later callers all return once the pool is drained, with
-    /// the same report.
+    /// When it returns, every task's handle has its result ([`TaskHandle::is_finished`]),
+    /// and the pool has dropped every task's future and every output that no handle will
+    /// take.
+    ///
+    /// Idempotent: concurrent and later callers all return once the pool is drained, and
+    /// all get the same report. A grace deadline that passed (in any caller's
+    /// [`shutdown_timeout`](Pool::shutdown_timeout)) before the drain ended is part of it:
+    /// `timed_out` is then `true` for every caller, this one included.
     ///
     /// # Cancel safety
     ///
@@ -368,7 +374,7 @@ impl Pool {
         let inner = self.inner();
         inner.close();
         inner.wait_drained().await;
-        inner.report(false)
+        inner.report()
     }
 
     /// As [`shutdown`](Pool::shutdown), but whatever has not finished after `grace` is
@@ -377,18 +383,29 @@ impl Pool {
     ///
     /// A task that blocks its thread without reaching an `.await` cannot be cancelled
     /// until it does; this call waits for it.
+    ///
+    /// It returns once the pool is drained, with the report every shutdown call gets (see
+    /// [`shutdown`](Pool::shutdown)): `timed_out` says whether some grace deadline, this
+    /// one or a concurrent caller's, passed before the drain ended. A `grace` too long to
+    /// represent (`Duration::MAX`) never runs out.
     pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
         inner.close();
-        if tokio::time::timeout(grace, inner.wait_drained())
-            .await
-            .is_ok()
-        {
-            return inner.report(false);
+        let deadline = Instant::now().checked_add(grace);
+        let in_time = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, inner.wait_drained())
+                .await
+                .is_ok(),
+            None => {
+                inner.wait_drained().await;
+                true
+            }
+        };
+        if !in_time {
+            inner.cancel_all();
+            inner.wait_drained().await;
         }
-        inner.cancel_all();
-        inner.wait_drained().await;
-        inner.report(true)
+        inner.report()
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how
