@@ -571,10 +571,14 @@ impl Inner {
 
     /// The grace deadline passed: cancel what still waits in the queue. Running closures
     /// cannot be interrupted; they finish in the background.
-    pub(crate) fn cancel_queued(&self) {
-        let queued = {
+    ///
+    /// Returns `true` if closures still run. A pool whose closures all ended, but whose last
+    /// outcomes are still being handed to their handles, did not time out: that is a few
+    /// instructions of the pool's own, which the caller just waits for.
+    pub(crate) fn cancel_queued(&self) -> bool {
+        let (queued, running) = {
             let mut st = self.state();
-            if !self.drained(&st) {
+            if st.running > 0 || !st.queue.is_empty() {
                 st.acct.deadline_passed = true;
             }
             let queued = st.queue.drain();
@@ -582,7 +586,7 @@ impl Inner {
                 st.acct.finish(Outcome::Cancelled, None);
                 st.acct.cancelled_at_deadline += 1;
             }
-            queued
+            (queued, st.running > 0)
         };
         let count = queued.len() as u64;
         for entry in queued {
@@ -590,6 +594,7 @@ impl Inner {
         }
         self.publish_ended(count);
         self.changed.notify_all();
+        running
     }
 
     /// The shutdown report; the same for every caller once the pool has drained.

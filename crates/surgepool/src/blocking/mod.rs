@@ -291,9 +291,12 @@ impl BlockingPool {
         let inner = self.inner();
         inner.close();
         let until = Instant::now().checked_add(grace);
-        if !inner.wait_drained(until) {
-            inner.cancel_queued();
+        if !inner.wait_drained(until) && inner.cancel_queued() {
+            // Closures still run: they finish in the background.
+            return inner.report();
         }
+        // Drained, or only the last outcomes are still being handed over: wait for that.
+        inner.wait_drained(None);
         inner.report()
     }
 
