@@ -27,6 +27,11 @@ use inner::{Inner, Refusal};
 ///
 /// Threads start on demand up to the limit and retire after `idle_timeout`.
 ///
+/// A panic in user code never kills a thread: not in a closure (it ends as panicked), nor
+/// in the destructor of its captures, of its output (when its handle was dropped), or of a
+/// panic payload. Should the pool's own code panic on a thread, the closure the thread held
+/// next goes to another thread, so nothing is lost and no slot leaks.
+///
 /// Work whose result nobody waits for is cheapest through [`try_spawn`](Self::try_spawn)
 /// and [`spawn_timeout`](Self::spawn_timeout): no handle, and no allocation for a small
 /// closure.

@@ -40,7 +40,13 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 /// Clones share one pool. When the last clone is dropped, the pool closes: queued and
 /// running tasks still finish, then the workers end. Nothing blocks and nothing leaks.
 ///
-/// The pool's workers live on the runtime it was built on: shut the pool down before that
+/// A panic in user code never reaches a worker: not in a task's poll (the task ends as
+/// panicked, see [`TaskError::is_panic`]), nor in the destructor of a task's future, of its
+/// output (when its handle was dropped), or of a panic payload. The worker goes on with the
+/// next task, and the pool stays open.
+///
+/// The pool's workers live on the runtime it was built on, which needs timers
+/// (`enable_time()`; `build()` refuses a runtime without): shut the pool down before that
 /// runtime. If the runtime shuts down first, the pool closes, and every task it still held
 /// (queued or running) ends as cancelled: its handle resolves to a cancelled
 /// [`TaskError`], and it is counted in [`Snapshot::cancelled`].
@@ -160,6 +166,10 @@ impl Pool {
     /// from acceptance to its end. With a [`memory_budget`](PoolBuilder::memory_budget),
     /// admission stops (`Full`) while the declared bytes in flight would pass the budget —
     /// memory limited by admission control, not by hoping the allocator copes.
+    ///
+    /// Without a budget any weight is admitted, except one that would bring the declared
+    /// bytes in flight past `u64::MAX`: that one is refused as `Full` (and counted as
+    /// rejected), like one over a budget.
     ///
     /// # Examples
     ///

@@ -186,7 +186,9 @@ where
 /// A handle to a task submitted to a [`Pool`](crate::Pool).
 ///
 /// Await it for the task's result. Dropping it *detaches* the task: it still runs, and is
-/// still counted. [`abort`](TaskHandle::abort) cancels it.
+/// still counted; its output is then dropped by the pool, with a panic in its destructor
+/// caught (as is one in the destructor of an output the handle holds when dropped).
+/// [`abort`](TaskHandle::abort) cancels it.
 ///
 /// # Examples
 ///
