@@ -453,7 +453,10 @@ impl Inner {
             if let Some(i) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
                 st.idle.swap_remove(i);
             }
-            st.workers -= 1;
+            // `close` counts idle threads out as it tells them to end: never count twice.
+            if !parker.told_to_exit() {
+                st.workers -= 1;
+            }
             // Each still holds its slot and is counted as running: only its thread changes.
             for running in next.into_iter().chain(parker.take()) {
                 if let Dispatch::Spawn(p, r, n) = self.hand_to_worker(&mut st, running) {

@@ -64,6 +64,11 @@ impl ThreadParker {
         }
     }
 
+    /// `true` once `close` told this (idle) thread to end; it was counted out then.
+    pub(crate) fn told_to_exit(&self) -> bool {
+        lock(&self.state).exit
+    }
+
     /// Spins, then yields, briefly, until a job (or exit) is there.
     fn spin_for_job(&self) {
         for _ in 0..SPINS {
