@@ -2,6 +2,45 @@
 //! snapshots are taken under it, so the identities of [`Snapshot`] hold in every snapshot.
 
 use crate::stats::{Latencies, ShutdownReport, Snapshot};
+use crate::sync::{AtomicU64, Ordering};
+
+/// The tasks whose end was *published* (their handles have their outcomes, their user values
+/// are dropped), counted without the pool's lock, and whether the pool is closing, in one
+/// atomic. A task is counted as ended under the lock and published after it; a pool is
+/// drained only once the two counts meet, so `shutdown()` never returns before a handle has
+/// its result.
+///
+/// Flag and count share a word so that they need no `SeqCst` handshake: both change by
+/// read-modify-writes of one location, which are totally ordered. A publisher whose add
+/// comes after the close sees the flag and signals the drain (under the lock); one whose
+/// add comes before it is seen by every later drain check of the closing thread.
+#[derive(Debug)]
+pub(crate) struct Published(AtomicU64);
+
+/// The closing flag; the count lives in the other 63 bits (it never gets near them).
+const CLOSING: u64 = 1 << 63;
+
+impl Published {
+    pub(crate) fn new() -> Published {
+        Published(AtomicU64::new(0))
+    }
+
+    /// The pool closes (under its lock).
+    pub(crate) fn close(&self) {
+        self.0.fetch_or(CLOSING, Ordering::AcqRel);
+    }
+
+    /// Counts `n` tasks as published; `true` if the pool is closing, so that the caller
+    /// must take the lock and signal a drain.
+    pub(crate) fn add(&self, n: u64) -> bool {
+        self.0.fetch_add(n, Ordering::AcqRel) & CLOSING != 0
+    }
+
+    /// The tasks published so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.0.load(Ordering::Acquire) & !CLOSING
+    }
+}
 
 /// How an accepted task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

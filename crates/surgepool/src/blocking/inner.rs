@@ -12,14 +12,14 @@ use tokio::time::Instant;
 
 use super::task::BlockingJob;
 use super::worker::{self, ThreadParker};
-use crate::accounting::{Accounting, Outcome};
+use crate::accounting::{Accounting, Outcome, Published};
 use crate::clock::{Clock, Stamp};
 use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::pool::PanicHook;
 use crate::queue::{Entry, JobQueue};
 use crate::stats::{ShutdownReport, Snapshot};
-use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, Padded};
+use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard, Padded};
 
 pub(crate) struct Running {
     pub(crate) job: BlockingJob,
@@ -43,10 +43,8 @@ pub(crate) struct Inner {
     changed: Condvar,
     pub(crate) limiter: Limiter,
     pub(crate) settings: Settings,
-    /// `State::closed`, readable without the lock (see `publish_ended`).
-    closing: AtomicBool,
     /// Closures whose end was published. On its own cache lines: every closure writes it.
-    published: Padded<AtomicU64>,
+    published: Padded<Published>,
 }
 
 struct State {
@@ -117,8 +115,7 @@ impl Inner {
             changed: Condvar::new(),
             limiter,
             settings,
-            closing: AtomicBool::new(false),
-            published: Padded(AtomicU64::new(0)),
+            published: Padded(Published::new()),
         });
         let parkers: Vec<(Arc<ThreadParker>, u64)> = {
             let mut st = inner.state();
@@ -485,9 +482,7 @@ impl Inner {
         if n == 0 {
             return;
         }
-        // SeqCst pairs with `close` and `wait_drained`, as in the async pool.
-        self.published.fetch_add(n, Ordering::SeqCst);
-        if self.closing.load(Ordering::SeqCst) {
+        if self.published.add(n) {
             let st = self.state();
             self.notify_watchers(&st);
         }
@@ -495,9 +490,7 @@ impl Inner {
 
     /// Every accepted closure ended and was published (the caller closed the pool).
     fn drained(&self, st: &State) -> bool {
-        st.running == 0
-            && st.queue.is_empty()
-            && self.published.load(Ordering::SeqCst) == st.acct.ended()
+        st.running == 0 && st.queue.is_empty() && self.published.count() == st.acct.ended()
     }
 
     /// Ends shed closures and starts threads, once the lock is released.
@@ -536,7 +529,7 @@ impl Inner {
             if !st.closed {
                 st.closed = true;
                 st.acct.shutting_down = true;
-                self.closing.store(true, Ordering::SeqCst);
+                self.published.close();
             }
             let idle = std::mem::take(&mut st.idle);
             st.workers -= idle.len();

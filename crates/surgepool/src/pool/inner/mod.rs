@@ -33,12 +33,12 @@ use super::job::Job;
 use super::task::SharedTask;
 use super::worker::Parker;
 use super::PanicHook;
-use crate::accounting::{Accounting, Outcome};
+use crate::accounting::{Accounting, Outcome, Published};
 use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::queue::{Entry, JobQueue};
 use crate::stats::Snapshot;
-use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, Padded};
+use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering, Padded};
 
 pub(crate) use workers::IdleDecision;
 
@@ -83,12 +83,9 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     /// Set at a shutdown deadline: every running task is dropped at its next poll.
     pub(crate) cancel_running: AtomicBool,
-    /// `State::closed`, readable without the lock: whoever publishes a task checks it
-    /// afterwards, and only then (a shutdown is waiting) takes the lock to signal the drain.
-    closing: AtomicBool,
     /// Tasks whose end was published (see the invariants). On its own cache lines: every
     /// task's end writes it, and `cancel_running` beside the others is read at every poll.
-    published: Padded<AtomicU64>,
+    published: Padded<Published>,
     drained: Notify,
 }
 
@@ -212,8 +209,7 @@ impl Inner {
             runtime,
             settings,
             cancel_running: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
-            published: Padded(AtomicU64::new(0)),
+            published: Padded(Published::new()),
             drained: Notify::new(),
         });
         // Start the minimum of workers now, idle, so no race can find fewer.

@@ -20,7 +20,7 @@ impl Inner {
         st.closed
             && st.running == 0
             && st.queue.is_empty()
-            && self.published.load(Ordering::SeqCst) == st.acct.ended()
+            && self.published.count() == st.acct.ended()
     }
 
     pub(crate) fn close(self: &Arc<Self>) {

@@ -8,7 +8,7 @@ use crate::error::TaskError;
 use crate::pool::job::Job;
 use crate::pool::task::SharedTask;
 use crate::pool::worker::{self, Parker, Worker};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 
 impl Inner {
     pub(super) fn spawn_worker(self: &Arc<Self>, parker: Arc<Parker>, first: Option<Running>) {
@@ -133,10 +133,7 @@ impl Inner {
         if n == 0 {
             return;
         }
-        // SeqCst pairs with `close`: it sets `closing`, then reads `published` (under the
-        // lock, in `is_drained`); here the order is the reverse, so one side sees the other.
-        self.published.fetch_add(n, Ordering::SeqCst);
-        if self.closing.load(Ordering::SeqCst) {
+        if self.published.add(n) {
             let st = self.state();
             self.notify_if_drained(&st);
         }
@@ -146,7 +143,7 @@ impl Inner {
         if !st.closed {
             st.closed = true;
             st.acct.shutting_down = true;
-            self.closing.store(true, Ordering::SeqCst);
+            self.published.close();
         }
     }
 
