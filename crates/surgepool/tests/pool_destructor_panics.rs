@@ -246,8 +246,17 @@ fn a_panicking_waker_does_not_lose_the_next_task() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_limit_algorithm_counts_each_task_once() {
     let _q = quiet();
-    let limit = Limit::adaptive_builder()
+    // The review's trigger, `probe_interval(Duration::MAX)`, overflowed inside `finish`;
+    // it is now refused at build time, and the largest interval accepted must not panic.
+    // (The limiter catches a panicking algorithm itself, and the pools' `finish` catches
+    // one too: `limit::limiter`'s unit test `a_panicking_algorithm_costs_the_sample_not_
+    // the_slot` drives that path with a deliberately buggy algorithm.)
+    assert!(Limit::adaptive_builder()
         .probe_interval(Duration::MAX)
+        .build()
+        .is_err());
+    let limit = Limit::adaptive_builder()
+        .probe_interval(Duration::from_secs(24 * 3600))
         .build()
         .unwrap();
     let pool = Pool::builder().limit(limit).build().unwrap();
