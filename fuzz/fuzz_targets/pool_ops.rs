@@ -11,46 +11,19 @@
 
 mod common;
 
-use std::collections::VecDeque;
+use common::model::{End, Kind, Model, State, Wait};
+
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use surgepool::{Limit, Pool, ShutdownReport, SubmitError, TaskError, TaskHandle};
+use surgepool::{Limit, Pool, SubmitError, TaskError, TaskHandle};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 /// Longer than any wait the input can ask for in milliseconds: a wait still pending after
 /// this (virtual) time is pending forever, because nothing finishes by time alone.
 const BOUND: Duration = Duration::from_secs(7200);
-
-#[derive(Arbitrary, Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    /// Returns at once.
-    Ready,
-    /// Panics at its first poll.
-    Panic,
-    /// Returns once released.
-    Gated,
-    /// Panics once released.
-    GatedPanic,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Wait {
-    Millis(u16),
-    /// Duration::MAX: no deadline at all.
-    Max,
-}
-
-impl Wait {
-    fn duration(self) -> Duration {
-        match self {
-            Wait::Millis(ms) => Duration::from_millis(u64::from(ms)),
-            Wait::Max => Duration::MAX,
-        }
-    }
-}
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -75,191 +48,17 @@ struct Input {
     ops: Vec<Op>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum End {
-    Completed,
-    Panicked,
-    Cancelled,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum State {
-    Queued,
-    Running,
-    Done(End),
-}
-
-#[derive(Debug)]
-struct Task {
-    kind: Kind,
-    released: bool,
-    state: State,
-}
-
-/// What a fixed-limit pool with a FIFO queue must do, step by step.
-#[derive(Debug, Default)]
-struct Model {
-    limit: usize,
-    capacity: usize,
-    closed: bool,
-    shutdown_began: bool,
-    submitted: u64,
-    rejected: u64,
-    completed: u64,
-    panicked: u64,
-    cancelled: u64,
-    /// Finished (but not cancelled) after a shutdown began.
-    drained: u64,
-    /// Cancelled at a shutdown deadline.
-    deadline_cancelled: u64,
-    tasks: Vec<Task>,
-    queue: VecDeque<usize>,
-    running: Vec<usize>,
-}
-
-impl Model {
-    fn live(&self) -> usize {
-        self.queue.len() + self.running.len()
-    }
-
-    fn has_room(&self) -> bool {
-        !self.closed && self.live() < self.limit + self.capacity
-    }
-
-    fn accept(&mut self, kind: Kind) -> usize {
-        self.submitted += 1;
-        let id = self.tasks.len();
-        self.tasks.push(Task {
-            kind,
-            released: false,
-            state: State::Queued,
-        });
-        self.queue.push_back(id);
-        id
-    }
-
-    fn reject(&mut self) {
-        self.submitted += 1;
-        self.rejected += 1;
-    }
-
-    fn end(&mut self, id: usize, end: End) {
-        self.tasks[id].state = State::Done(end);
-        match end {
-            End::Completed => self.completed += 1,
-            End::Panicked => self.panicked += 1,
-            End::Cancelled => self.cancelled += 1,
-        }
-        if self.shutdown_began && end != End::Cancelled {
-            self.drained += 1;
-        }
-    }
-
-    /// What the runtime does once every task is idle again: released tasks finish, and
-    /// freed slots take queued tasks in order.
-    fn settle(&mut self) {
-        loop {
-            let finished: Vec<usize> = self
-                .running
-                .iter()
-                .copied()
-                .filter(|&id| {
-                    let t = &self.tasks[id];
-                    matches!(t.kind, Kind::Ready | Kind::Panic) || t.released
-                })
-                .collect();
-            for &id in &finished {
-                let end = match self.tasks[id].kind {
-                    Kind::Ready | Kind::Gated => End::Completed,
-                    Kind::Panic | Kind::GatedPanic => End::Panicked,
-                };
-                self.end(id, end);
-            }
-            self.running.retain(|id| !finished.contains(id));
-            let mut started = false;
-            while self.running.len() < self.limit {
-                let Some(id) = self.queue.pop_front() else {
-                    break;
-                };
-                self.tasks[id].state = State::Running;
-                self.running.push(id);
-                started = true;
-            }
-            if finished.is_empty() && !started {
-                return;
-            }
-        }
-    }
-
-    fn cancel(&mut self, id: usize) {
-        match self.tasks[id].state {
-            State::Queued => self.queue.retain(|&q| q != id),
-            State::Running => self.running.retain(|&r| r != id),
-            State::Done(_) => return,
-        }
-        self.end(id, End::Cancelled);
-    }
-
-    /// A shutdown's grace ran out: everything still live is cancelled.
-    fn deadline(&mut self) {
-        let live: Vec<usize> = self.queue.iter().chain(&self.running).copied().collect();
-        for id in live {
-            self.cancel(id);
-            self.deadline_cancelled += 1;
-        }
-    }
-
-    fn check(&self, pool: &Pool, step: usize) {
-        let s = pool.snapshot();
-        let accepted = self.submitted - self.rejected;
-        assert_eq!(s.submitted, s.accepted + s.rejected, "step {step}: {s:?}");
-        assert_eq!(
-            s.accepted,
-            s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running,
-            "step {step}: {s:?}"
-        );
-        let expected = (
-            self.submitted,
-            self.rejected,
-            accepted,
-            self.completed,
-            self.panicked,
-            self.cancelled,
-            0,
-            self.queue.len() as u64,
-            self.running.len() as u64,
-            self.limit as u64,
-        );
-        let actual = (
-            s.submitted,
-            s.rejected,
-            s.accepted,
-            s.completed,
-            s.panicked,
-            s.cancelled,
-            s.shed,
-            s.queued,
-            s.running,
-            s.limit,
-        );
-        assert_eq!(actual, expected, "step {step}: pool {s:?}\nmodel {self:?}");
-        assert_eq!(pool.is_closed(), self.closed, "step {step}");
-    }
-
-    fn check_report(&self, report: ShutdownReport, timed_out: bool, step: usize) {
-        assert_eq!(report.drained, self.drained, "step {step}: {report:?}");
-        assert_eq!(report.cancelled, self.deadline_cancelled, "step {step}: {report:?}");
-        assert_eq!(report.timed_out, timed_out, "step {step}: {report:?}");
-    }
-}
-
 /// The harness's side: a gate per task, a handle per submitted task.
 struct Harness {
     gates: Vec<Option<oneshot::Sender<()>>>,
     handles: Vec<(usize, TaskHandle<usize>)>,
 }
 
-fn task(id: usize, kind: Kind, gate: oneshot::Receiver<()>) -> impl std::future::Future<Output = usize> {
+fn task(
+    id: usize,
+    kind: Kind,
+    gate: oneshot::Receiver<()>,
+) -> impl std::future::Future<Output = usize> {
     async move {
         if matches!(kind, Kind::Gated | Kind::GatedPanic) {
             // A gate dropped unreleased (end of input) also opens it.
@@ -426,7 +225,7 @@ async fn run(input: Input) {
         }
         settle().await;
         model.settle();
-        model.check(&pool, step);
+        model.check(&pool.snapshot(), pool.is_closed(), step);
     }
     // Whatever is left: cancelled at once, and then every accepted task is accounted for.
     model.closed = true;
@@ -440,7 +239,7 @@ async fn run(input: Input) {
     }
     model.check_report(report, live > 0, usize::MAX);
     settle().await;
-    model.check(&pool, usize::MAX);
+    model.check(&pool.snapshot(), pool.is_closed(), usize::MAX);
     let s = pool.snapshot();
     assert_eq!((s.queued, s.running), (0, 0), "after shutdown: {s:?}");
     for (id, handle) in h.handles {
@@ -470,7 +269,9 @@ fn check_result(
             assert!(e.is_cancelled(), "step {step}: {e}")
         }
         (State::Queued | State::Running, Err(_)) => {}
-        (state, result) => panic!("step {step}: task {id} is {state:?} but its handle gave {result:?}"),
+        (state, result) => {
+            panic!("step {step}: task {id} is {state:?} but its handle gave {result:?}")
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! Shared by the fuzz targets.
 
+#[allow(dead_code)]
+pub mod model;
+
 use std::panic;
 use std::sync::Once;
 
