@@ -37,6 +37,8 @@ enum Command {
     Http(experiments::http::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
     Serve(experiments::serve::Args),
+    /// Minutes of mixed load: RSS, fd and thread trends, tasks lost, identities.
+    Soak(experiments::soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Overload(args) => experiments::overload::run(args),
         Command::Http(args) => experiments::http::run(args),
         Command::Serve(args) => experiments::serve::run(args),
+        Command::Soak(args) => experiments::soak::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

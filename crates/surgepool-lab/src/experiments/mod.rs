@@ -4,3 +4,4 @@ pub(crate) mod http;
 pub(crate) mod overload;
 pub(crate) mod serve;
 pub(crate) mod shapes;
+pub(crate) mod soak;
