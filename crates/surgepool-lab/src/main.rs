@@ -39,6 +39,8 @@ enum Command {
     Serve(experiments::serve::Args),
     /// Print the path of the newest HTML report under a directory (or open it with --open).
     Report(experiments::latest_report::Args),
+    /// Minutes of mixed load: RSS, fd and thread trends, tasks lost, identities.
+    Soak(experiments::soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Http(args) => experiments::http::run(args),
         Command::Serve(args) => experiments::serve::run(args),
         Command::Report(args) => experiments::latest_report::run(args),
+        Command::Soak(args) => experiments::soak::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

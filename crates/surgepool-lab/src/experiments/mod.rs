@@ -5,3 +5,4 @@ pub(crate) mod latest_report;
 pub(crate) mod overload;
 pub(crate) mod serve;
 pub(crate) mod shapes;
+pub(crate) mod soak;
