@@ -10,6 +10,9 @@ use super::{Args, Row, Sample};
 use crate::report::{color_for, Chart, Line};
 use crate::table::{num, Align, Table};
 
+/// A chart over time: (title, y label, value of a sample).
+type Metric = (&'static str, &'static str, fn(&Sample) -> f64);
+
 /// A progress bar of completed jobs (hidden when stderr is not a terminal).
 pub(super) fn progress(label: &str, jobs: u64) -> ProgressBar {
     let bar = ProgressBar::new(jobs);
@@ -171,7 +174,7 @@ pub(super) fn write_report(dir: &Path, rows: &[Row]) -> anyhow::Result<PathBuf> 
          td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}</style></head><body>\
          <h1>surgepool-lab fleet</h1>",
     );
-    let metrics: [(&str, &str, fn(&Sample) -> f64); 3] = [
+    let metrics: [Metric; 3] = [
         ("Backlog in Redis", "jobs", |s| s.backlog as f64),
         ("Consumers' in-flight work", "jobs", |s| s.in_flight as f64),
         ("Consumers' limit (summed)", "permits", |s| s.limit as f64),
