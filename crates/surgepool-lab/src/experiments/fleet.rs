@@ -129,6 +129,10 @@ struct Sample {
     in_flight: u64,
     /// The consumers' limits, summed (what the next fetches may take).
     limit: u64,
+    /// Completions per second over the last interval (local and consumed).
+    done_per_s: f64,
+    /// The highest latency from intended arrival among the last interval's completions, ms.
+    max_latency_ms: f64,
 }
 
 /// One row of the table and of the JSON.
@@ -306,6 +310,7 @@ async fn run_row(
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
             let mut series = Vec::new();
+            let (mut last_t, mut last_done) = (0.0, 0);
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tokio::select! {
@@ -322,11 +327,17 @@ async fn run_row(
                     }
                     None => (0, 0, 0),
                 };
+                let done = ctx.completed.load(Ordering::Relaxed);
+                let dt = (t_s - last_t).max(1e-3);
+                let done_per_s = done.saturating_sub(last_done) as f64 / dt;
+                (last_t, last_done) = (t_s, done);
                 series.push(Sample {
                     t_s,
                     backlog,
                     in_flight,
                     limit,
+                    done_per_s,
+                    max_latency_ms: ctx.take_window_max_us() as f64 / 1000.0,
                 });
             }
             series

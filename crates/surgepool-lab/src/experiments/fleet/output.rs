@@ -164,8 +164,8 @@ pub(super) fn write_json(path: &Path, args: &Args, rows: &[Row]) -> anyhow::Resu
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Writes `dir/index.html`: backlog, in-flight work and the consumers' limits over time, per
-/// scenario, and the table.
+/// Writes `dir/index.html`: backlog, in-flight work, the consumers' limits, completions and
+/// latency over time, per scenario, and the table.
 pub(super) fn write_report(dir: &Path, rows: &[Row]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut html = String::from(
@@ -174,10 +174,20 @@ pub(super) fn write_report(dir: &Path, rows: &[Row]) -> anyhow::Result<PathBuf> 
          td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}</style></head><body>\
          <h1>surgepool-lab fleet</h1>",
     );
-    let metrics: [Metric; 3] = [
+    let metrics: [Metric; 5] = [
         ("Backlog in Redis", "jobs", |s| s.backlog as f64),
         ("Consumers' in-flight work", "jobs", |s| s.in_flight as f64),
-        ("Consumers' limit (summed)", "permits", |s| s.limit as f64),
+        (
+            "Consumers' limit (summed): the most the next fetches take",
+            "permits",
+            |s| s.limit as f64,
+        ),
+        ("Completions per second", "jobs/s", |s| s.done_per_s),
+        (
+            "Highest latency from intended arrival, per 100 ms",
+            "ms",
+            |s| s.max_latency_ms,
+        ),
     ];
     for scenario in ["spike", "slowdown"] {
         let here: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();

@@ -37,6 +37,8 @@ pub(super) struct Ctx {
     /// Completions of jobs the producer's local pool ran.
     pub(super) local_done: AtomicU64,
     pub(super) within_slo: AtomicU64,
+    /// The highest end-to-end latency since the sampler last looked, µs.
+    window_max_us: AtomicU64,
     /// End-to-end latency from intended arrival, µs.
     e2e: Mutex<Histogram<u64>>,
     /// Time inside the handler (waiting for the downstream + its service), µs.
@@ -59,6 +61,7 @@ impl Ctx {
             completed: AtomicU64::new(0),
             local_done: AtomicU64::new(0),
             within_slo: AtomicU64::new(0),
+            window_max_us: AtomicU64::new(0),
             e2e: Mutex::new(hist()),
             run: Mutex::new(hist()),
         })
@@ -98,9 +101,15 @@ impl Ctx {
         if e2e <= self.slo_us {
             self.within_slo.fetch_add(1, Ordering::Relaxed);
         }
+        self.window_max_us.fetch_max(e2e, Ordering::Relaxed);
         let _ = lock(&self.e2e).record(e2e.max(1));
         let _ = lock(&self.run).record(ran.max(1));
         Ok(())
+    }
+
+    /// The highest end-to-end latency since the last call, µs (for the charts over time).
+    pub(super) fn take_window_max_us(&self) -> u64 {
+        self.window_max_us.swap(0, Ordering::Relaxed)
     }
 
     /// (distinct jobs that ran, duplicate runs).
