@@ -54,7 +54,8 @@ impl Ctx {
     pub(super) fn new(jobs: u64, downstream: usize, service: Duration, slo: Duration) -> Arc<Ctx> {
         Arc::new(Ctx {
             start: Instant::now(),
-            downstream: Semaphore::new(downstream.max(1)),
+            // Clamped: `Semaphore::new` panics past MAX_PERMITS, and a CLI value must not.
+            downstream: Semaphore::new(downstream.clamp(1, Semaphore::MAX_PERMITS)),
             service_us: AtomicU64::new(micros(service)),
             slo_us: micros(slo),
             runs: (0..jobs).map(|_| AtomicU32::new(0)).collect(),
