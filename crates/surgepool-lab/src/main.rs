@@ -35,6 +35,8 @@ enum Command {
     Overload(experiments::overload::Args),
     /// Seeds 001/002: an axum server with and without the admission layer, under load.
     Http(experiments::http::Args),
+    /// Issue 14: a spike and a slowdown with a local pool overflowing into Redis Streams.
+    Fleet(experiments::fleet::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
     Serve(experiments::serve::Args),
     /// Print the path of the newest HTML report under a directory (or open it with --open).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Shapes(args) => experiments::shapes::run(args),
         Command::Overload(args) => experiments::overload::run(args),
         Command::Http(args) => experiments::http::run(args),
+        Command::Fleet(args) => experiments::fleet::run(args),
         Command::Serve(args) => experiments::serve::run(args),
         Command::Report(args) => experiments::latest_report::run(args),
         Command::Soak(args) => experiments::soak::run(args),
