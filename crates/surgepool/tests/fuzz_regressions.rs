@@ -12,7 +12,6 @@ use surgepool::Limit;
 /// two values >= min, but in floating point it can land a hair below min (15676.999…), and
 /// `as usize` truncates it to 15676: the limit leaves [min, max] after two dropped samples.
 /// Issue 10 ("Vegas below min") fixes it.
-#[ignore = "fails until issue 10's fix (Vegas limit below min through float rounding) lands"]
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn vegas_limit_never_goes_below_min_through_smoothing_rounding() {
     let n = 15677;
