@@ -50,6 +50,8 @@ mod pool;
 mod queue;
 mod stats;
 mod sync;
+/// `tracing` events, behind the `tracing` feature (see the table in `trace.rs`).
+mod trace;
 
 /// A guide to the settings: which pool, which limit, how big a queue, which timeouts.
 #[doc = include_str!("guide.md")]

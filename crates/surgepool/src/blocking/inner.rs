@@ -34,6 +34,9 @@ pub(crate) struct Settings {
     pub(crate) on_panic: Option<PanicHook>,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    /// The pool's name, for `tracing` events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 pub(crate) struct Inner {
@@ -497,6 +500,7 @@ impl Inner {
     fn carry_out(self: &Arc<Self>, later: Later) {
         let shed = later.shed.len() as u64;
         for (job, reason) in later.shed {
+            crate::trace::event!(debug, pool = %self.settings.name, reason = ?reason, "task shed");
             job.finish_unrun(TaskError::shed(reason));
         }
         self.publish_ended(shed);

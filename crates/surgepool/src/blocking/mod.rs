@@ -296,9 +296,12 @@ impl BlockingPool {
     /// report too.
     pub fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), "shutdown began");
         inner.close();
         inner.wait_drained(None);
-        inner.report()
+        let report = inner.report();
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// As [`shutdown`](Self::shutdown), blocking at most about `grace`: then every closure
@@ -311,15 +314,19 @@ impl BlockingPool {
     /// stays `true` in every later report.
     pub fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
         inner.close();
         let until = Instant::now().checked_add(grace);
-        if !inner.wait_drained(until) && inner.cancel_queued() {
+        let report = if !inner.wait_drained(until) && inner.cancel_queued() {
             // Closures still run: they finish in the background.
-            return inner.report();
-        }
-        // Drained, or only the last outcomes are still being handed over: wait for that.
-        inner.wait_drained(None);
-        inner.report()
+            inner.report()
+        } else {
+            // Drained, or only the last outcomes are still being handed over: wait for that.
+            inner.wait_drained(None);
+            inner.report()
+        };
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how

@@ -210,19 +210,18 @@ impl PoolBuilder {
         let codel = self.codel.map(|(t, i)| Codel::new(t, i));
         let clock = Clock::new();
         let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel, clock);
+        let name = self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME));
         let settings = Settings {
             clock,
             min_workers: self.min_workers,
             idle_timeout: self.idle_timeout,
             memory_budget: self.memory_budget,
-            on_panic: self.on_panic,
+            on_panic: crate::trace::with_panic_event(self.on_panic, &name),
+            name: name.clone(),
         };
         let inner = Inner::new(limiter, runtime, settings, queue);
         Ok(Pool {
-            owner: Arc::new(Owner {
-                inner,
-                name: self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME)),
-            }),
+            owner: Arc::new(Owner { inner, name }),
         })
     }
 }

@@ -399,9 +399,12 @@ impl Pool {
     /// stays closed and keeps draining).
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), "shutdown began");
         inner.close();
         inner.wait_drained().await;
-        inner.report()
+        let report = inner.report();
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// As [`shutdown`](Pool::shutdown), but whatever has not finished after `grace` is
@@ -417,6 +420,7 @@ impl Pool {
     /// represent (`Duration::MAX`) never runs out.
     pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
         inner.close();
         let deadline = Instant::now().checked_add(grace);
         let in_time = match deadline {
@@ -432,7 +436,9 @@ impl Pool {
             inner.cancel_all();
             inner.wait_drained().await;
         }
-        inner.report()
+        let report = inner.report();
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how

@@ -72,6 +72,9 @@ pub(crate) struct Settings {
     pub(crate) idle_timeout: Duration,
     pub(crate) memory_budget: Option<u64>,
     pub(crate) on_panic: Option<PanicHook>,
+    /// The pool's name, for `tracing` events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 pub(crate) struct Inner {
@@ -548,6 +551,7 @@ impl Inner {
             }
             let shed = rest.shed.len() as u64;
             for (job, reason) in rest.shed {
+                crate::trace::event!(debug, pool = %self.settings.name, reason = ?reason, "task shed");
                 job.finish_unrun(TaskError::shed(reason));
             }
             self.publish_ended(shed);

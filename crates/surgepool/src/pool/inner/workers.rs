@@ -79,6 +79,12 @@ impl Inner {
             task.finish_unrun(TaskError::cancelled());
         }
         self.publish_ended(count);
+        crate::trace::event!(
+            warn,
+            pool = %self.settings.name,
+            cancelled = count,
+            "the tokio runtime went away under the pool: it is closed and its tasks cancelled"
+        );
         self.carry_out(deferred);
     }
 
