@@ -16,9 +16,11 @@ type Panic = Box<dyn std::any::Any + Send>;
 
 /// Cancels what is left of the flush if the task is dropped before it ends (aborted at a
 /// shutdown deadline, or dropped by a runtime that shut down).
-struct EndGuard<T: Send + 'static, R: Send + 'static> {
-    inner: Arc<Inner<T, R>>,
-    id: u64,
+/// Made before the task is spawned and moved into it, so a task dropped before its first
+/// poll (its runtime is gone) still cancels its items.
+pub(crate) struct EndGuard<T: Send + 'static, R: Send + 'static> {
+    pub(crate) inner: Arc<Inner<T, R>>,
+    pub(crate) id: u64,
 }
 
 impl<T: Send + 'static, R: Send + 'static> Drop for EndGuard<T, R> {
@@ -30,14 +32,11 @@ impl<T: Send + 'static, R: Send + 'static> Drop for EndGuard<T, R> {
 /// Runs one batch to its end. The permit is held across bisection retries, so a failing
 /// batch never takes more than its one share of the limit.
 pub(crate) async fn run<T: Send + 'static, R: Send + 'static>(
-    inner: Arc<Inner<T, R>>,
+    guard: EndGuard<T, R>,
     start: Start<T>,
 ) {
     let Start { id, items, permit } = start;
-    let guard = EndGuard {
-        inner: inner.clone(),
-        id,
-    };
+    let inner = guard.inner.clone();
     let bisect = match inner.settings.on_failure {
         OnFailure::Bisect => inner.cloner,
         OnFailure::FailBatch => None,

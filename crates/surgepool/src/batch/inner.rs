@@ -260,7 +260,11 @@ impl<T: Send + 'static, R: Send + 'static> Inner<T, R> {
         self.send_errors(shed, BatchError::shed);
         for start in starts {
             let id = start.id;
-            let task = self.runtime.spawn(super::flush::run(self.clone(), start));
+            let guard = super::flush::EndGuard {
+                inner: self.clone(),
+                id,
+            };
+            let task = self.runtime.spawn(super::flush::run(guard, start));
             let mut st = lock(&self.state);
             if let Some(running) = st.running.get_mut(&id) {
                 running.abort = Some(task.abort_handle());
