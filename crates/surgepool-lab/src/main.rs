@@ -35,6 +35,8 @@ enum Command {
     Overload(experiments::overload::Args),
     /// Seeds 001/002: an axum server with and without the admission layer, under load.
     Http(experiments::http::Args),
+    /// Seed 001: batched inserts on SQLite and PostgreSQL, by hand and through `Batcher`.
+    Batch(experiments::batch::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
     Serve(experiments::serve::Args),
 }
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Overload(args) => experiments::overload::run(args),
         Command::Http(args) => experiments::http::run(args),
         Command::Serve(args) => experiments::serve::run(args),
+        Command::Batch(args) => experiments::batch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
