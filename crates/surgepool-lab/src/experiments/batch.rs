@@ -268,7 +268,9 @@ async fn run_db(args: &Args, db: &Db, out: &mut Vec<StrategyResult>) -> anyhow::
     let rate = args
         .rate
         .unwrap_or_else(|| (20.0 * per_row_rps).clamp(1_000.0, 200_000.0));
-    let mut open: Vec<(String, BatcherBuilder<Row, i64>, Arc<Vec<Row>>, f64)> = Vec::new();
+    // (name, batcher, rows, arrival rate)
+    type OpenLoop = (String, BatcherBuilder<Row, i64>, Arc<Vec<Row>>, f64);
+    let mut open: Vec<OpenLoop> = Vec::new();
     open.push(("batcher".into(), db.batcher(), rows.clone(), rate));
     for size in &args.sweep {
         // A fixed-size batcher waits for a full batch (a linger as long as the whole run

@@ -162,17 +162,12 @@ pub(crate) async fn drive(
     }
 }
 
-fn timed<F, T>(intended: Instant, receipt: F) -> impl Future<Output = (T, Instant, f64)>
+async fn timed<F, T>(intended: Instant, receipt: F) -> (T, Instant, f64)
 where
     F: Future<Output = T>,
 {
-    async move {
-        let out = receipt.await;
-        let done = Instant::now();
-        (
-            out,
-            done,
-            done.saturating_duration_since(intended).as_secs_f64(),
-        )
-    }
+    let out = receipt.await;
+    let done = Instant::now();
+    let latency = done.saturating_duration_since(intended).as_secs_f64();
+    (out, done, latency)
 }

@@ -171,7 +171,8 @@ pub(crate) fn write_report(dir: &Path, results: &[StrategyResult]) -> anyhow::Re
          pre{font-size:13px}</style></head><body>\n<h1>surgepool-lab batch: group commit on \
          real databases</h1>\n",
     );
-    let charts: [(&str, &str, fn(&StrategyResult) -> f64); 2] = [
+    type Figure = fn(&StrategyResult) -> f64;
+    let charts: [(&str, &str, Figure); 2] = [
         ("Rows per second against the batch size", "rows/s", |r| {
             r.rows_per_s
         }),
