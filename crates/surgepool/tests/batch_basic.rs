@@ -301,3 +301,15 @@ async fn queue_timeout_sheds_what_waited_too_long() {
     assert_identities(&s);
     assert_eq!((s.committed, s.shed), (2, 2));
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<X: Send + Sync>() {}
+    fn send<X: Send>() {}
+    send_sync::<Batcher<u32, String>>();
+    send_sync::<surgepool::batch::BatcherBuilder<u32, String>>();
+    send_sync::<surgepool::batch::BatchError>();
+    send_sync::<BatchSnapshot>();
+    send::<surgepool::batch::Receipt<String>>();
+    send_sync::<surgepool::batch::Receipt<String>>();
+}
