@@ -37,6 +37,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accounting;
+pub mod batch;
 mod blocking;
 mod clock;
 mod completion;
@@ -57,6 +58,7 @@ mod trace;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 
+pub use batch::{BatchError, Batcher, Receipt};
 pub use blocking::{BlockingHandle, BlockingPool, BlockingPoolBuilder};
 pub use error::{BuildError, SubmitError, TaskError};
 pub use limit::Limit;

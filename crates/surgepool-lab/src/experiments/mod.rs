@@ -1,5 +1,6 @@
 //! One module per experiment.
 
+pub(crate) mod batch;
 pub(crate) mod fleet;
 pub(crate) mod http;
 pub(crate) mod latest_report;
