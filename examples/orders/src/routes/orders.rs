@@ -57,8 +57,9 @@ async fn collect(body: Body) -> Result<bytes::Bytes, AppError> {
     }
 }
 
-/// Syntax errors (bad JSON, bad UTF-8, nesting past serde_json's depth limit of 128) are 400;
-/// well-formed JSON with wrong or out-of-range fields is 422.
+/// Syntax errors (bad JSON, bad UTF-8, a number no float holds) are 400; well-formed JSON with
+/// wrong, missing, unknown or out-of-range fields is 422. serde_json's depth limit (128)
+/// stands behind both, so no input can recurse the stack away.
 fn parse(body: &[u8]) -> Result<NewOrder, AppError> {
     let order: NewOrder = serde_json::from_slice(body).map_err(|err| match err.classify() {
         serde_json::error::Category::Data => AppError::Invalid(err.to_string()),
@@ -88,8 +89,12 @@ mod tests {
         assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":2}"#), 201);
         assert_eq!(status(b"{"), 400);
         assert_eq!(status(b"{\"user_id\":1,\"item\":\"\xff\",\"quantity\":2}"), 400);
+        // Deep nesting never recurses: the typed parse stops at the first value of the wrong
+        // type (a list where `user_id` goes), long before serde_json's depth limit.
         let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(status(nested.as_bytes()), 400);
+        assert_eq!(status(nested.as_bytes()), 422);
+        let nested = format!("{{\"user_id\":{}{}}}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+        assert_eq!(status(nested.as_bytes()), 422);
         assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":99999999999}"#), 422);
         assert_eq!(status(br#"{"user_id":1e400,"item":"book","quantity":1}"#), 400);
         assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":0}"#), 422);
