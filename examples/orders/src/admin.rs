@@ -64,7 +64,11 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     let a = admin.admission.stats();
     let _ = writeln!(out, "orders_admission_admitted_total {}", a.admitted);
     let _ = writeln!(out, "orders_admission_overloaded_total {}", a.overloaded);
-    let _ = writeln!(out, "orders_admission_queue_timeouts_total {}", a.queue_timeouts);
+    let _ = writeln!(
+        out,
+        "orders_admission_queue_timeouts_total {}",
+        a.queue_timeouts
+    );
     let _ = writeln!(out, "orders_admission_timeouts_total {}", a.timeouts);
     let _ = writeln!(out, "orders_admission_queued {}", a.queued);
     let _ = writeln!(out, "orders_admission_limit {}", a.limiter.limit);
@@ -77,10 +81,17 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         "orders_user_loads_total {}",
         shared.user_loads.load(std::sync::atomic::Ordering::Relaxed)
     );
-    let _ = writeln!(out, "orders_user_cache_entries {}", shared.users.entry_count());
+    let _ = writeln!(
+        out,
+        "orders_user_cache_entries {}",
+        shared.users.entry_count()
+    );
     crate::storage::pool_metrics(&mut out, "profiler", &admin.profiler.snapshot());
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         out,
     )
         .into_response()
@@ -129,7 +140,10 @@ async fn profile(State(admin): State<Admin>, Query(query): Query<ProfileQuery>) 
     match handle.await {
         Ok(Ok(gz)) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                ),
                 (
                     header::CONTENT_DISPOSITION,
                     HeaderValue::from_static("attachment; filename=\"profile.pb.gz\""),
@@ -138,8 +152,14 @@ async fn profile(State(admin): State<Admin>, Query(query): Query<ProfileQuery>) 
             gz,
         )
             .into_response(),
-        Ok(Err(why)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("profiling failed: {why}\n")),
-        Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("profiler: {err}\n")),
+        Ok(Err(why)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("profiling failed: {why}\n"),
+        ),
+        Err(err) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("profiler: {err}\n"),
+        ),
     }
 }
 

@@ -14,7 +14,9 @@ use surgepool_tower::AdmissionLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
@@ -49,13 +51,17 @@ pub(crate) fn build(
 > + Clone
        + Send
        + 'static {
-    let rate_limit = ratelimit::RateLimit::new(cfg.rate_limit, cfg.rate_burst, cfg.trusted_proxies.clone());
+    let rate_limit =
+        ratelimit::RateLimit::new(cfg.rate_limit, cfg.rate_burst, cfg.trusted_proxies.clone());
     let http_metrics = state.0.metrics.clone();
     ServiceBuilder::new()
         // One body type for every layer below (axum's middleware takes `Body`).
         .map_request(|req: Request<Incoming>| req.map(Body::new))
         // Counts first, so the counts are what clients saw: every 429, 503 and 504 included.
-        .layer(axum::middleware::from_fn_with_state(http_metrics, metrics::record))
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            metrics::record,
+        ))
         // A request id before tracing, so every log line of a request carries it; echoed back.
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .layer(TraceLayer::new_for_http())
@@ -65,10 +71,16 @@ pub(crate) fn build(
         .layer(CatchPanicLayer::custom(panic_response))
         // Rate limit before anything costs: a flood from one client is refused for the price
         // of a hash lookup, and never takes admission permits from the others.
-        .layer(axum::middleware::from_fn_with_state(rate_limit, ratelimit::limit))
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limit,
+            ratelimit::limit,
+        ))
         .map_response(IntoResponse::into_response)
         // The whole-request deadline covers the body, the admission queue and the handler.
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, cfg.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            cfg.request_timeout,
+        ))
         .map_response(IntoResponse::into_response)
         // Size and pace of the body, before admission: a body that cannot be taken should
         // not hold a permit.

@@ -120,7 +120,11 @@ impl Breaker {
             ("successes", &self.successes),
             ("failures", &self.failures),
         ] {
-            let _ = writeln!(out, "orders_breaker_{name}_total {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "orders_breaker_{name}_total {}",
+                v.load(Ordering::Relaxed)
+            );
         }
     }
 }

@@ -60,7 +60,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ORDERS_DRAIN_TIMEOUT", default_value_t = 10_000)]
     pub(crate) drain_timeout: u64,
     /// Base URL of the quote upstream (`GET {url}/quote`).
-    #[arg(long, env = "ORDERS_UPSTREAM_URL", default_value = "http://127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "ORDERS_UPSTREAM_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
     pub(crate) upstream_url: String,
     /// Redis URL for overflow jobs (accepted for the contract; unused by `serve`).
     #[arg(long, env = "ORDERS_REDIS_URL")]
@@ -81,7 +85,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ORDERS_RATE_BURST", default_value_t = 4_000)]
     pub(crate) rate_burst: u32,
     /// Proxy IP whose `X-Forwarded-For` is trusted (repeatable); its right-most hop is the key.
-    #[arg(long = "trusted-proxy", env = "ORDERS_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "ORDERS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub(crate) trusted_proxies: Vec<String>,
     /// Consecutive upstream failures that open the breaker.
     #[arg(long, env = "ORDERS_BREAKER_FAILURES", default_value_t = 5)]
@@ -112,6 +120,7 @@ pub(crate) enum Database {
 
 /// [`ServeArgs`], validated.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // no_batch, max_batch, queue_capacity: read once the batcher is wired in
 pub(crate) struct ServeConfig {
     pub(crate) addr: SocketAddr,
     pub(crate) admin_addr: SocketAddr,
@@ -194,10 +203,16 @@ impl ServeArgs {
             })
             .collect::<anyhow::Result<_>>()?;
         if self.body_limit == 0 || self.body_limit > 1 << 30 {
-            bail!("--body-limit {}: must be between 1 and 2^30 bytes", self.body_limit);
+            bail!(
+                "--body-limit {}: must be between 1 and 2^30 bytes",
+                self.body_limit
+            );
         }
         if self.max_batch == 0 || self.max_batch > 100_000 {
-            bail!("--max-batch {}: must be between 1 and 100000", self.max_batch);
+            bail!(
+                "--max-batch {}: must be between 1 and 100000",
+                self.max_batch
+            );
         }
         if self.queue_capacity > 10_000_000 {
             bail!("--queue-capacity {}: at most 10000000", self.queue_capacity);
@@ -252,7 +267,10 @@ pub(crate) struct UpstreamConfig {
 impl UpstreamArgs {
     pub(crate) fn validate(self) -> anyhow::Result<UpstreamConfig> {
         if !(0.0..=1.0).contains(&self.fail_rate) {
-            bail!("--fail-rate {}: must be between 0.0 and 1.0", self.fail_rate);
+            bail!(
+                "--fail-rate {}: must be between 0.0 and 1.0",
+                self.fail_rate
+            );
         }
         if self.delay_ms > MAX_MS {
             bail!("--delay-ms {}: at most {MAX_MS}", self.delay_ms);

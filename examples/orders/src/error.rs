@@ -19,7 +19,10 @@ pub(crate) enum AppError {
     /// 422: well-formed, but a field is out of range.
     Invalid(String),
     /// 503 + `Retry-After`: the service (or its upstream) cannot take this now; nothing done.
-    Unavailable { reason: &'static str, retry_after_s: u64 },
+    Unavailable {
+        reason: &'static str,
+        retry_after_s: u64,
+    },
     /// 504: the deadline passed. `outcome_unknown` when a write had begun and may commit.
     Timeout { outcome_unknown: bool },
     /// 500: a bug or a database error; the write, if any, was rolled back.
@@ -62,7 +65,10 @@ impl IntoResponse for AppError {
             ),
             AppError::Internal(why) => {
                 tracing::error!(%why, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
             }
         };
         json(status, reason).into_response()

@@ -12,7 +12,13 @@ use axum::response::Response;
 use http::Request;
 
 /// Route labels; a path that matches none is `other`.
-pub(crate) const ROUTES: [&str; 5] = ["/api/hello", "/api/users/{id}", "/api/orders", "/api/quote", "other"];
+pub(crate) const ROUTES: [&str; 5] = [
+    "/api/hello",
+    "/api/users/{id}",
+    "/api/orders",
+    "/api/quote",
+    "other",
+];
 const STATUSES: usize = 500; // codes 100..=599
 
 /// The counters.
@@ -25,7 +31,9 @@ pub(crate) struct HttpMetrics {
 impl HttpMetrics {
     pub(crate) fn new() -> Arc<HttpMetrics> {
         Arc::new(HttpMetrics {
-            counts: (0..ROUTES.len() * STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            counts: (0..ROUTES.len() * STATUSES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             in_flight: AtomicU64::new(0),
         })
     }
@@ -60,7 +68,11 @@ impl HttpMetrics {
                 );
             }
         }
-        let _ = writeln!(out, "orders_http_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "orders_http_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
     }
 }
 

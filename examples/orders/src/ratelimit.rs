@@ -60,7 +60,7 @@ impl RateLimit {
         headers
             .get_all("x-forwarded-for")
             .iter()
-            .last()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|hop| hop.trim().parse().ok())
@@ -109,7 +109,10 @@ mod tests {
         let rl = RateLimit::new(nz, nz, vec![proxy]);
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
-        assert_eq!(rl.key(proxy, &headers), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            rl.key(proxy, &headers),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
         let stranger: IpAddr = "9.9.9.9".parse().unwrap();
         assert_eq!(rl.key(stranger, &headers), stranger);
         headers.insert("x-forwarded-for", "garbage".parse().unwrap());

@@ -54,10 +54,21 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Duration::from_millis(100),
     ));
 
-    let drained = net::serve(public_listener, service, limits, signal(), cfg.drain_timeout).await;
+    let drained = net::serve(
+        public_listener,
+        service,
+        limits,
+        signal(),
+        cfg.drain_timeout,
+    )
+    .await;
     eprintln!(
         "orders: shutting down ({})",
-        if drained { "drained" } else { "drain timeout passed" }
+        if drained {
+            "drained"
+        } else {
+            "drain timeout passed"
+        }
     );
     state.0.writer.shutdown(FLUSH_GRACE).await;
     let store = storage.clone();

@@ -36,7 +36,9 @@ pub(crate) fn run(cfg: UpstreamConfig) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let behaviour = Arc::new(Behaviour::default());
-        behaviour.fail_rate_bits.store(cfg.fail_rate.to_bits(), Ordering::Relaxed);
+        behaviour
+            .fail_rate_bits
+            .store(cfg.fail_rate.to_bits(), Ordering::Relaxed);
         behaviour.delay_ms.store(cfg.delay_ms, Ordering::Relaxed);
         let app = Router::new()
             .route("/quote", get(quote))
@@ -47,7 +49,14 @@ pub(crate) fn run(cfg: UpstreamConfig) -> anyhow::Result<()> {
             header_read: Duration::from_secs(5),
             idle: Duration::from_secs(60),
         };
-        net::serve(listener, app, limits, crate::serve::signal(), Duration::from_secs(1)).await;
+        net::serve(
+            listener,
+            app,
+            limits,
+            crate::serve::signal(),
+            Duration::from_secs(1),
+        )
+        .await;
         Ok(())
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::AppError;
-use crate::storage::{Claim, NewOrder, StoreError, Storage};
+use crate::storage::{Claim, NewOrder, Storage, StoreError};
 
 /// The order writer.
 #[derive(Debug)]
@@ -86,8 +86,16 @@ impl OrderWriter {
 
     pub(crate) fn metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let _ = writeln!(out, "orders_committed_total {}", self.committed.load(Ordering::Relaxed));
-        let _ = writeln!(out, "orders_commit_timeouts_total {}", self.timed_out.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "orders_committed_total {}",
+            self.committed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "orders_commit_timeouts_total {}",
+            self.timed_out.load(Ordering::Relaxed)
+        );
     }
 
     /// Flushes what is pending. The direct path holds nothing of its own.

@@ -52,7 +52,14 @@ async fn admin_is_loopback_only_and_profiles_are_gzip_pprof() {
     // The admin routes are not on the public port.
     let c = client();
     assert_eq!(c.get(p.url("/metrics")).send().await.unwrap().status(), 404);
-    assert_eq!(c.get(p.url("/debug/pprof/profile?seconds=1")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(p.url("/debug/pprof/profile?seconds=1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 
     // Busy the service a little so the profile has samples, and profile it.
     let load = tokio::spawn({
@@ -70,22 +77,46 @@ async fn admin_is_loopback_only_and_profiles_are_gzip_pprof() {
         async move { c.get(url).send().await.unwrap() }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = c.get(p.admin_url("/debug/pprof/profile?seconds=1")).send().await.unwrap();
+    let second = c
+        .get(p.admin_url("/debug/pprof/profile?seconds=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(second.status(), 409, "one profile at a time");
     let r = first.await.unwrap();
     assert_eq!(r.status(), 200);
     let gz = r.bytes().await.unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
     let profile = pprof::protos::Profile::decode(&raw[..]).expect("a pprof protobuf");
     assert!(!profile.sample_type.is_empty());
     assert!(!profile.string_table.is_empty());
     let _ = load.await;
 
-    assert_eq!(c.get(p.admin_url("/debug/pprof/profile?seconds=0")).send().await.unwrap().status(), 400);
-    assert_eq!(c.get(p.admin_url("/debug/pprof/profile?seconds=18446744073709551615")).send().await.unwrap().status(), 400);
-    let heap = c.get(p.admin_url("/debug/pprof/heap")).send().await.unwrap();
+    assert_eq!(
+        c.get(p.admin_url("/debug/pprof/profile?seconds=0"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        c.get(p.admin_url("/debug/pprof/profile?seconds=18446744073709551615"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let heap = c
+        .get(p.admin_url("/debug/pprof/heap"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(heap.status(), 501);
     assert!(heap.text().await.unwrap().contains("jemalloc"));
 }

@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 use support::*;
 
 async fn state(c: &reqwest::Client, p: &Proc) -> u64 {
-    let m = c.get(p.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = c
+        .get(p.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     metric(&m, "orders_breaker_state")
 }
 
@@ -19,12 +26,19 @@ async fn breaker_opens_answers_fast_half_opens_and_closes() {
     // The upstream starts healthy, but slow enough that "fast" below means something.
     let up = upstream(&dir, "0", "200");
     let upstream_url = format!("http://{}", up.addr);
-    let p = service(&dir, &[
-        "--upstream-url", &upstream_url,
-        "--breaker-failures", "3",
-        "--breaker-cooldown", "500",
-        "--upstream-timeout", "1000",
-    ]);
+    let p = service(
+        &dir,
+        &[
+            "--upstream-url",
+            &upstream_url,
+            "--breaker-failures",
+            "3",
+            "--breaker-cooldown",
+            "500",
+            "--upstream-timeout",
+            "1000",
+        ],
+    );
     let c = client();
     let quote = || async { c.get(p.url("/api/quote")).send().await.unwrap() };
     assert_eq!(quote().await.status(), 200);
@@ -47,7 +61,10 @@ async fn breaker_opens_answers_fast_half_opens_and_closes() {
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     assert!(r.text().await.unwrap().contains("circuit open"));
-    assert!(start.elapsed() < Duration::from_millis(200), "open breaker must not call the upstream");
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "open breaker must not call the upstream"
+    );
 
     // Still failing after the cooldown: the probe fails and the breaker re-opens.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -73,6 +90,13 @@ async fn breaker_opens_answers_fast_half_opens_and_closes() {
     // A slow upstream is a 504 (and a failure).
     control("fail_rate=0&delay_ms=2000").await;
     assert_eq!(quote().await.status(), 504);
-    let m = c.get(p.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = c
+        .get(p.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(metric(&m, "orders_breaker_opened_total"), 2);
 }

@@ -12,7 +12,11 @@ use support::*;
 const ORDER: &str = r#"{"user_id": 1, "item": "book", "quantity": 2}"#;
 
 fn hello_ok(p: &Proc) {
-    let text = raw(p.addr, b"GET /api/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(5));
+    let text = raw(
+        p.addr,
+        b"GET /api/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
     assert_eq!(status_of(&text), Some(200), "{text}");
 }
 
@@ -53,16 +57,25 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).unwrap_or(0);
         let head = String::from_utf8_lossy(&buf[..n]);
-        assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "slowloris not cut: {head}");
+        assert!(
+            n == 0 || head.starts_with("HTTP/1.1 408"),
+            "slowloris not cut: {head}"
+        );
     }
     assert!(start.elapsed() < Duration::from_secs(5));
     drop(slow);
     hello_ok(&p);
 
     // 64 KiB of headers: 431 or a closed connection.
-    let big = format!("GET /api/hello HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let big = format!(
+        "GET /api/hello HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let text = raw(p.addr, big.as_bytes(), Duration::from_secs(5));
-    assert!(text.is_empty() || status_of(&text) == Some(431), "{text:.200}");
+    assert!(
+        text.is_empty() || status_of(&text) == Some(431),
+        "{text:.200}"
+    );
     hello_ok(&p);
 
     // A 100 MB body, declared: 413 before it is read. Undeclared (chunked): 413 or closed.
@@ -78,11 +91,18 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
-    assert!(text.is_empty() || status_of(&text) == Some(413), "{text:.200}");
+    assert!(
+        text.is_empty() || status_of(&text) == Some(413),
+        "{text:.200}"
+    );
     let mut s = TcpStream::connect(p.addr).unwrap();
     s.write_all(b"POST /api/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
     for _ in 0..100 {
-        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err() || s.write_all(&chunk).is_err() || s.write_all(b"\r\n").is_err() {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
             break;
         }
     }
@@ -90,22 +110,65 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out);
-    assert!(text.is_empty() || status_of(&text) == Some(413), "{text:.200}");
+    assert!(
+        text.is_empty() || status_of(&text) == Some(413),
+        "{text:.200}"
+    );
     hello_ok(&p);
 
     // Bad payloads.
-    assert_eq!(post_raw(&p, "application/json", b"{\"user_id\":1,\"item\":\"\xff\xfe\",\"quantity\":2}"), Some(400));
+    assert_eq!(
+        post_raw(
+            &p,
+            "application/json",
+            b"{\"user_id\":1,\"item\":\"\xff\xfe\",\"quantity\":2}"
+        ),
+        Some(400)
+    );
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert_eq!(post_raw(&p, "application/json", nested.as_bytes()), Some(413)); // 200 KB > limit
+    assert_eq!(
+        post_raw(&p, "application/json", nested.as_bytes()),
+        Some(413)
+    ); // 200 KB > limit
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    assert_eq!(post_raw(&p, "application/json", nested.as_bytes()), Some(422));
+    assert_eq!(
+        post_raw(&p, "application/json", nested.as_bytes()),
+        Some(422)
+    );
     let nested = format!("{}{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
-    assert_eq!(post_raw(&p, "application/json", nested.as_bytes()), Some(422));
-    assert_eq!(post_raw(&p, "application/json", br#"{"user_id":1,"item":"book","quantity":1e99}"#), Some(422));
-    assert_eq!(post_raw(&p, "application/json", br#"{"user_id":99999999999999999999999,"item":"b","quantity":1}"#), Some(422));
-    assert_eq!(post_raw(&p, "application/x-evil", ORDER.as_bytes()), Some(415));
-    let text = raw(p.addr, b"GET /api/hello HTTP/1.1\r\nHost: \xff\xfe\r\nX: \x01\r\nConnection: close\r\n\r\n", Duration::from_secs(5));
-    assert!(text.is_empty() || status_of(&text).is_some_and(|s| s == 200 || s == 400), "{text}");
+    assert_eq!(
+        post_raw(&p, "application/json", nested.as_bytes()),
+        Some(422)
+    );
+    assert_eq!(
+        post_raw(
+            &p,
+            "application/json",
+            br#"{"user_id":1,"item":"book","quantity":1e99}"#
+        ),
+        Some(422)
+    );
+    assert_eq!(
+        post_raw(
+            &p,
+            "application/json",
+            br#"{"user_id":99999999999999999999999,"item":"b","quantity":1}"#
+        ),
+        Some(422)
+    );
+    assert_eq!(
+        post_raw(&p, "application/x-evil", ORDER.as_bytes()),
+        Some(415)
+    );
+    let text = raw(
+        p.addr,
+        b"GET /api/hello HTTP/1.1\r\nHost: \xff\xfe\r\nX: \x01\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        text.is_empty() || status_of(&text).is_some_and(|s| s == 200 || s == 400),
+        "{text}"
+    );
     hello_ok(&p);
 
     // Pipelining flood: 5,000 requests written at once on one connection, never read until
@@ -126,14 +189,20 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
     writer.join().unwrap();
     let text = String::from_utf8_lossy(&out);
     let answered = text.matches("HTTP/1.1 ").count();
-    let bad = text.matches("HTTP/1.1 ").count() - text.matches("HTTP/1.1 200").count() - text.matches("HTTP/1.1 429").count() - text.matches("HTTP/1.1 503").count();
+    let bad = text.matches("HTTP/1.1 ").count()
+        - text.matches("HTTP/1.1 200").count()
+        - text.matches("HTTP/1.1 429").count()
+        - text.matches("HTTP/1.1 503").count();
     assert_eq!(bad, 0, "pipelined requests got errors other than 429/503");
     assert!(answered > 0);
     hello_ok(&p);
 
     assert!(p.alive());
     let rss_end = p.rss_kib();
-    assert!(rss_end < rss_start + 64 * 1024, "RSS grew from {rss_start} KiB to {rss_end} KiB");
+    assert!(
+        rss_end < rss_start + 64 * 1024,
+        "RSS grew from {rss_start} KiB to {rss_end} KiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +218,11 @@ async fn rate_limit_burst_gets_429_with_retry_after() {
             200 => ok += 1,
             429 => {
                 limited += 1;
-                let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 assert!(retry >= 1);
             }
             other => panic!("unexpected {other}"),
@@ -158,18 +231,46 @@ async fn rate_limit_burst_gets_429_with_retry_after() {
     // The burst is 10; at 5/s a few more may refill while the loop runs, never 30 more.
     assert!((10..30).contains(&ok), "ok {ok}");
     assert_eq!(ok + limited, 40);
-    let m = c.get(p.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(metric(&m, r#"orders_http_requests_total{route="/api/hello",status="429"}"#), limited);
+    let m = c
+        .get(p.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &m,
+            r#"orders_http_requests_total{route="/api/hello",status="429"}"#
+        ),
+        limited
+    );
 
     // X-Forwarded-For is ignored from an untrusted peer: a forged header buys no new bucket.
-    let r = c.get(p.url("/api/hello")).header("x-forwarded-for", "1.2.3.4").send().await.unwrap();
+    let r = c
+        .get(p.url("/api/hello"))
+        .header("x-forwarded-for", "1.2.3.4")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_right_most_hop_is_the_key() {
     let dir = TempDir::new("xff");
-    let p = service(&dir, &["--rate-limit", "1", "--rate-burst", "2", "--trusted-proxy", "127.0.0.1"]);
+    let p = service(
+        &dir,
+        &[
+            "--rate-limit",
+            "1",
+            "--rate-burst",
+            "2",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
     let c = client();
     let get = |xff: &'static str| {
         let req = c.get(p.url("/api/hello")).header("x-forwarded-for", xff);

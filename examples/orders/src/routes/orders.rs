@@ -18,7 +18,10 @@ const MAX_ITEM_CHARS: usize = 200;
 const MAX_QUANTITY: i32 = 1000;
 
 /// The handler.
-pub(crate) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response, AppError> {
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    req: Request<Body>,
+) -> Result<Response, AppError> {
     if !is_json(req.headers()) {
         return Err(AppError::UnsupportedMediaType);
     }
@@ -69,10 +72,14 @@ fn parse(body: &[u8]) -> Result<NewOrder, AppError> {
         return Err(AppError::Invalid("user_id must be positive".into()));
     }
     if order.item.trim().is_empty() || order.item.chars().count() > MAX_ITEM_CHARS {
-        return Err(AppError::Invalid(format!("item must have 1 to {MAX_ITEM_CHARS} characters")));
+        return Err(AppError::Invalid(format!(
+            "item must have 1 to {MAX_ITEM_CHARS} characters"
+        )));
     }
     if !(1..=MAX_QUANTITY).contains(&order.quantity) {
-        return Err(AppError::Invalid(format!("quantity must be between 1 and {MAX_QUANTITY}")));
+        return Err(AppError::Invalid(format!(
+            "quantity must be between 1 and {MAX_QUANTITY}"
+        )));
     }
     Ok(order)
 }
@@ -83,20 +90,35 @@ mod tests {
 
     #[test]
     fn syntax_is_400_and_fields_are_422() {
-        let status = |body: &[u8]| parse(body).map(|_| 201).unwrap_or_else(|e| {
-            e.into_response().status().as_u16()
-        });
+        let status = |body: &[u8]| {
+            parse(body)
+                .map(|_| 201)
+                .unwrap_or_else(|e| e.into_response().status().as_u16())
+        };
         assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":2}"#), 201);
         assert_eq!(status(b"{"), 400);
-        assert_eq!(status(b"{\"user_id\":1,\"item\":\"\xff\",\"quantity\":2}"), 400);
+        assert_eq!(
+            status(b"{\"user_id\":1,\"item\":\"\xff\",\"quantity\":2}"),
+            400
+        );
         // Deep nesting never recurses: the typed parse stops at the first value of the wrong
         // type (a list where `user_id` goes), long before serde_json's depth limit.
         let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(status(nested.as_bytes()), 422);
-        let nested = format!("{{\"user_id\":{}{}}}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+        let nested = format!(
+            "{{\"user_id\":{}{}}}",
+            "{\"a\":".repeat(10_000),
+            "}".repeat(10_000)
+        );
         assert_eq!(status(nested.as_bytes()), 422);
-        assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":99999999999}"#), 422);
-        assert_eq!(status(br#"{"user_id":1e400,"item":"book","quantity":1}"#), 400);
+        assert_eq!(
+            status(br#"{"user_id":1,"item":"book","quantity":99999999999}"#),
+            422
+        );
+        assert_eq!(
+            status(br#"{"user_id":1e400,"item":"book","quantity":1}"#),
+            400
+        );
         assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":0}"#), 422);
         assert_eq!(status(br#"{"user_id":1,"item":"book"}"#), 422);
     }

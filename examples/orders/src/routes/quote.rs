@@ -13,10 +13,13 @@ use crate::state::AppState;
 /// The handler.
 pub(crate) async fn quote(State(state): State<AppState>) -> Result<Response, AppError> {
     let shared = &state.0;
-    let permit = shared.breaker.acquire().map_err(|wait| AppError::Unavailable {
-        reason: "circuit open: the upstream is failing",
-        retry_after_s: wait.as_secs() + 1,
-    })?;
+    let permit = shared
+        .breaker
+        .acquire()
+        .map_err(|wait| AppError::Unavailable {
+            reason: "circuit open: the upstream is failing",
+            retry_after_s: wait.as_secs() + 1,
+        })?;
     let result = async {
         let response = shared.http.get(&shared.upstream_quote_url).send().await?;
         let response = response.error_for_status()?;
@@ -46,7 +49,10 @@ pub(crate) async fn quote(State(state): State<AppState>) -> Result<Response, App
 
 fn json(body: Bytes) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -73,8 +73,11 @@ pub(crate) trait Storage: Send + Sync + 'static {
     /// Inserts `orders` in one transaction and returns their ids, in order. When `claim` is
     /// given, the write begins only if [`Claim::start`] wins; otherwise nothing is written
     /// and the answer is [`StoreError::Abandoned`].
-    fn insert_orders(&self, orders: Vec<NewOrder>, claim: Option<Arc<Claim>>)
-        -> StoreFuture<Vec<i64>>;
+    fn insert_orders(
+        &self,
+        orders: Vec<NewOrder>,
+        claim: Option<Arc<Claim>>,
+    ) -> StoreFuture<Vec<i64>>;
     /// The storage's pools, as JSON for `/debug/pools`.
     fn snapshot(&self) -> serde_json::Value;
     /// Prometheus lines for the storage's pools.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use super::{Claim, NewOrder, StoreError, StoreFuture, Storage, User, QUERY_TIMEOUT, SEEDED_USERS};
+use super::{Claim, NewOrder, Storage, StoreError, StoreFuture, User, QUERY_TIMEOUT, SEEDED_USERS};
 
 const CONNECTIONS: usize = 16;
 

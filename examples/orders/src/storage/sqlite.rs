@@ -10,7 +10,7 @@ use anyhow::Context;
 use rusqlite::{Connection, OpenFlags};
 use surgepool::{BlockingPool, Limit, SubmitError, TaskError};
 
-use super::{Claim, NewOrder, StoreError, StoreFuture, Storage, User, QUERY_TIMEOUT, SEEDED_USERS};
+use super::{Claim, NewOrder, Storage, StoreError, StoreFuture, User, QUERY_TIMEOUT, SEEDED_USERS};
 
 const READERS: usize = 4;
 /// Orders beyond this many waiting for the writer are refused at once (503), not queued.

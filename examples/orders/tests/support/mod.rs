@@ -17,7 +17,8 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("orders-test-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("orders-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -65,7 +66,12 @@ impl Proc {
             if let Some(a) = line.strip_prefix("listening on http://") {
                 // Keep draining stdout so the child never blocks on a full pipe.
                 std::thread::spawn(move || for _ in lines {});
-                return Proc { child, addr: a.parse().unwrap(), admin, log };
+                return Proc {
+                    child,
+                    addr: a.parse().unwrap(),
+                    admin,
+                    log,
+                };
             }
         }
     }
@@ -94,7 +100,10 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < limit, "orders did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "orders did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -105,7 +114,8 @@ impl Proc {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -129,14 +139,30 @@ impl Drop for Proc {
 /// A service on SQLite in `dir`, plus `extra` flags.
 pub fn service(dir: &TempDir, extra: &[&str]) -> Proc {
     let db = format!("sqlite://{}", dir.0.join("orders.db").display());
-    let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--database", &db];
+    let mut args = vec![
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+    ];
     args.extend_from_slice(extra);
     Proc::start(&args, dir.0.join("orders.log"))
 }
 
 /// A service on `database`, plus `extra` flags.
 pub fn service_on(dir: &TempDir, database: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--database", database];
+    let mut args = vec![
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--database",
+        database,
+    ];
     args.extend_from_slice(extra);
     Proc::start(&args, dir.0.join("orders.log"))
 }
@@ -144,7 +170,15 @@ pub fn service_on(dir: &TempDir, database: &str, extra: &[&str]) -> Proc {
 /// A flaky upstream.
 pub fn upstream(dir: &TempDir, fail_rate: &str, delay_ms: &str) -> Proc {
     Proc::start(
-        &["upstream", "--addr", "127.0.0.1:0", "--fail-rate", fail_rate, "--delay-ms", delay_ms],
+        &[
+            "upstream",
+            "--addr",
+            "127.0.0.1:0",
+            "--fail-rate",
+            fail_rate,
+            "--delay-ms",
+            delay_ms,
+        ],
         dir.0.join("upstream.log"),
     )
 }
@@ -185,13 +219,20 @@ pub fn metric(text: &str, name: &str) -> u64 {
 pub async fn postgres(tag: &str) -> Option<(String, tokio_postgres::Client)> {
     for user in ["root", "postgres"] {
         let base = format!("postgres://{user}@127.0.0.1:5432/test");
-        let Ok(Ok((client, conn))) =
-            tokio::time::timeout(Duration::from_secs(3), tokio_postgres::connect(&base, tokio_postgres::NoTls)).await
+        let Ok(Ok((client, conn))) = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_postgres::connect(&base, tokio_postgres::NoTls),
+        )
+        .await
         else {
             continue;
         };
         tokio::spawn(conn);
-        let schema = format!("orders_{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let schema = format!(
+            "orders_{tag}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}"))
             .await
@@ -209,7 +250,11 @@ pub async fn postgres(tag: &str) -> Option<(String, tokio_postgres::Client)> {
 pub fn sqlite_ids(dir: &TempDir) -> Vec<i64> {
     let conn = rusqlite::Connection::open(dir.0.join("orders.db")).unwrap();
     let mut stmt = conn.prepare("SELECT id FROM orders ORDER BY id").unwrap();
-    let ids = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let ids = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     ids
 }
 
