@@ -84,12 +84,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The counting middleware.
+/// When the request reached the service: deadlines inside (the orders route's) count from
+/// here, so time spent in the admission queue is not given out twice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival(pub(crate) tokio::time::Instant);
+
+/// The counting middleware; it also stamps the request's [`Arrival`].
 pub(crate) async fn record(
     State(metrics): State<Arc<HttpMetrics>>,
-    req: Request<Body>,
+    mut req: Request<Body>,
     next: Next,
 ) -> Response {
+    req.extensions_mut()
+        .insert(Arrival(tokio::time::Instant::now()));
     let route = HttpMetrics::route(req.uri().path());
     metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let _guard = InFlight(&metrics.in_flight);

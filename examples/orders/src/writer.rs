@@ -46,12 +46,23 @@ impl OrderWriter {
         }
     }
 
-    /// Writes one order and returns its id once committed.
-    pub(crate) async fn write(&self, order: NewOrder) -> Result<i64, AppError> {
+    /// Writes one order that arrived at `arrival` and returns its id once committed.
+    pub(crate) async fn write(
+        &self,
+        order: NewOrder,
+        arrival: tokio::time::Instant,
+    ) -> Result<i64, AppError> {
+        let deadline = arrival + self.deadline;
+        if tokio::time::Instant::now() >= deadline {
+            self.timed_out.fetch_add(1, Ordering::Relaxed);
+            return Err(AppError::Timeout {
+                outcome_unknown: false,
+            });
+        }
         let claim = Arc::new(Claim::default());
         let _guard = AbandonOnDrop(claim.clone());
         let write = self.storage.insert_orders(vec![order], Some(claim.clone()));
-        let result = match tokio::time::timeout(self.deadline, write).await {
+        let result = match tokio::time::timeout_at(deadline, write).await {
             Ok(result) => result,
             Err(_elapsed) => Err(StoreError::Timeout),
         };

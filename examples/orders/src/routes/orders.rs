@@ -25,9 +25,13 @@ pub(crate) async fn create(
     if !is_json(req.headers()) {
         return Err(AppError::UnsupportedMediaType);
     }
+    let arrival = req
+        .extensions()
+        .get::<crate::metrics::Arrival>()
+        .map_or_else(tokio::time::Instant::now, |a| a.0);
     let body = collect(req.into_body()).await?;
     let order = parse(&body)?;
-    let id = state.0.writer.write(order).await?;
+    let id = state.0.writer.write(order, arrival).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 
