@@ -125,4 +125,11 @@ impl Unsummarised {
         self.latencies.fill(&mut self.snapshot);
         self.snapshot
     }
+
+    /// The summarised snapshot and the raw latency counts behind it (for exporters).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn summarise_keeping(mut self) -> (Snapshot, crate::stats::Latencies) {
+        self.latencies.fill(&mut self.snapshot);
+        (self.snapshot, self.latencies)
+    }
 }

@@ -58,6 +58,20 @@ impl Recorder {
         }
     }
 
+    /// Calls `f(lowest_nanos, count)` for every bucket that gained counts since `before`
+    /// (an earlier copy of this recorder, or every bucket when `None`): exporters publish
+    /// the delta of a window without recording each sample twice on the hot path.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn for_each_new(&self, before: Option<&Recorder>, mut f: impl FnMut(u64, u64)) {
+        for (i, &count) in self.counts.iter().enumerate() {
+            let old = before.and_then(|b| b.counts.get(i).copied()).unwrap_or(0);
+            let new = count.saturating_sub(old);
+            if new > 0 {
+                f(lowest(i), new);
+            }
+        }
+    }
+
     /// The counts as an HDR histogram, for its statistics.
     pub(crate) fn to_histogram(&self) -> Histogram<u64> {
         let mut h = empty();

@@ -43,10 +43,17 @@ mod completion;
 mod error;
 mod histogram;
 pub mod limit;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod pool;
 mod queue;
 mod stats;
 mod sync;
+
+/// A guide to the settings: which pool, which limit, how big a queue, which timeouts.
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 
 pub use blocking::{BlockingHandle, BlockingPool, BlockingPoolBuilder};
 pub use error::{BuildError, SubmitError, TaskError};

@@ -150,6 +150,12 @@ impl Latencies {
         self.end_to_end.record(queue_wait.saturating_add(run_time));
     }
 
+    /// The three recorders: queue wait, run time, end to end.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn recorders(&self) -> [&Recorder; 3] {
+        [&self.queue_wait, &self.run_time, &self.end_to_end]
+    }
+
     pub(crate) fn fill(&self, snapshot: &mut Snapshot) {
         snapshot.queue_wait = summary(&self.queue_wait.to_histogram());
         snapshot.run_time = summary(&self.run_time.to_histogram());

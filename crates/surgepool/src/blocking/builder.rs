@@ -45,7 +45,11 @@ pub struct BlockingPoolBuilder {
     on_panic: Option<PanicHook>,
     thread_name: String,
     stack_size: Option<usize>,
+    name: Option<StdArc<str>>,
 }
+
+/// The name of a pool built without [`BlockingPoolBuilder::name`].
+const DEFAULT_NAME: &str = "blocking";
 
 impl BlockingPoolBuilder {
     pub(crate) fn new() -> Self {
@@ -59,7 +63,22 @@ impl BlockingPoolBuilder {
             on_panic: None,
             thread_name: "surgepool-blocking".to_owned(),
             stack_size: None,
+            name: None,
         }
+    }
+
+    /// A name for this pool: the `pool` label of its metrics (feature `metrics`) and the
+    /// `pool` field of its `tracing` events. Default: `"blocking"`. (The threads' names are
+    /// [`thread_name`](Self::thread_name).)
+    ///
+    /// ```
+    /// let pool = surgepool::BlockingPool::builder().name("resize").build()?;
+    /// assert_eq!(pool.name(), "resize");
+    /// # Ok::<(), surgepool::BuildError>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(StdArc::from(name.into()));
+        self
     }
 
     /// How many closures may run at once. Default: `Limit::fixed(n)` with `n` the
@@ -154,6 +173,7 @@ impl BlockingPoolBuilder {
         Ok(BlockingPool {
             owner: Arc::new(Owner {
                 inner: Inner::new(limiter, settings, queue),
+                name: self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME)),
             }),
         })
     }
@@ -168,6 +188,7 @@ impl Default for BlockingPoolBuilder {
 impl fmt::Debug for BlockingPoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockingPoolBuilder")
+            .field("name", &self.name)
             .field("limit", &self.limit)
             .field("queue_capacity", &self.queue_capacity)
             .field("min_workers", &self.min_workers)

@@ -520,6 +520,17 @@ impl Inner {
         drop(st);
         taken.summarise()
     }
+
+    /// A snapshot and the latency counts behind it, read under one lock (for exporters).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn snapshot_with_latencies(&self) -> (Snapshot, crate::stats::Latencies) {
+        let st = self.state();
+        let taken = st
+            .acct
+            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
+        drop(st);
+        taken.summarise_keeping()
+    }
 }
 
 impl std::fmt::Debug for Inner {

@@ -55,7 +55,11 @@ pub struct PoolBuilder {
     memory_budget: Option<u64>,
     on_panic: Option<PanicHook>,
     runtime: Option<Handle>,
+    name: Option<StdArc<str>>,
 }
+
+/// The name of a pool built without [`PoolBuilder::name`].
+const DEFAULT_NAME: &str = "pool";
 
 impl PoolBuilder {
     pub(crate) fn new() -> PoolBuilder {
@@ -69,7 +73,24 @@ impl PoolBuilder {
             memory_budget: None,
             on_panic: None,
             runtime: None,
+            name: None,
         }
+    }
+
+    /// A name for this pool: the `pool` label of its metrics (feature `metrics`) and the
+    /// `pool` field of its `tracing` events. Default: `"pool"`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), surgepool::BuildError> {
+    /// let pool = surgepool::Pool::builder().name("checkout").build()?;
+    /// assert_eq!(pool.name(), "checkout");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(StdArc::from(name.into()));
+        self
     }
 
     /// How many tasks may run at once. Default: [`Limit::adaptive()`].
@@ -190,7 +211,10 @@ impl PoolBuilder {
         };
         let inner = Inner::new(limiter, runtime, settings, queue);
         Ok(Pool {
-            owner: Arc::new(Owner { inner }),
+            owner: Arc::new(Owner {
+                inner,
+                name: self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME)),
+            }),
         })
     }
 }
@@ -229,6 +253,7 @@ impl Default for PoolBuilder {
 impl fmt::Debug for PoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
+            .field("name", &self.name)
             .field("limit", &self.limit)
             .field("queue_capacity", &self.queue_capacity)
             .field("min_workers", &self.min_workers)

@@ -82,6 +82,8 @@ pub struct Pool {
 /// `Owner`, so they do not keep it open).
 struct Owner {
     inner: Arc<Inner>,
+    /// The pool's name (metrics label, tracing field).
+    name: std::sync::Arc<str>,
 }
 
 impl Drop for Owner {
@@ -99,6 +101,21 @@ impl Pool {
 
     fn inner(&self) -> &Arc<Inner> {
         &self.owner.inner
+    }
+
+    /// The pool's name, set with the builder's `name` (the `pool` label of its metrics).
+    pub fn name(&self) -> &str {
+        &self.owner.name
+    }
+
+    /// What the `metrics` publisher reads: the name, and a way to take a snapshot with its
+    /// latency counts that does not keep the pool open.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_source(&self) -> crate::metrics::Source {
+        let inner = Arc::clone(self.inner());
+        crate::metrics::Source::pool(self.owner.name.clone(), move || {
+            inner.snapshot_with_latencies()
+        })
     }
 
     /// Submits a future without waiting.
