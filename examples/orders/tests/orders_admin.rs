@@ -72,7 +72,11 @@ async fn admin_is_loopback_only_and_profiles_are_gzip_pprof() {
         }
     });
     let first = tokio::spawn({
-        let c = c.clone();
+        // Symbolising a debug build's stacks takes seconds on a busy machine.
+        let c = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
         let url = p.admin_url("/debug/pprof/profile?seconds=1");
         async move { c.get(url).send().await.unwrap() }
     });

@@ -108,17 +108,20 @@ async fn sqlite_no_batch_commit_past_the_deadline_is_504_and_says_what_was_writt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_commit_past_the_deadline_is_504_and_says_what_was_written() {
-    let Some((url, pg)) = postgres("deadline").await else {
+    let Some(pg) = postgres("deadline").await else {
         return;
     };
     let dir = TempDir::new("deadline-pg");
-    let p = service_on(&dir, &url, &["--request-timeout", "1000"]);
-    pg.batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    let p = service_on(&dir, &pg.url, &["--request-timeout", "1000"]);
+    pg.client
+        .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     let a = orders_while_locked(&p, 8).await;
-    pg.batch_execute("ROLLBACK").await.unwrap();
+    pg.client.batch_execute("ROLLBACK").await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let rows = postgres_ids(&pg).await.len();
+    let rows = postgres_ids(&pg.client).await.len();
     check(&p, &a, rows).await;
+    drop(p);
+    pg.drop_schema().await;
 }

@@ -221,20 +221,22 @@ async fn sqlite_every_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_every_endpoint() {
-    let Some((url, pg)) = postgres("endpoints").await else {
+    let Some(pg) = postgres("endpoints").await else {
         return;
     };
     let dir = TempDir::new("endpoints-pg");
     let up = upstream(&dir, "0", "0");
     let upstream_url = format!("http://{}", up.addr);
-    let p = service_on(&dir, &url, &["--upstream-url", &upstream_url]);
+    let p = service_on(&dir, &pg.url, &["--upstream-url", &upstream_url]);
     let ids = check_endpoints(&p, &up).await;
-    let table: BTreeSet<i64> = postgres_ids(&pg).await.into_iter().collect();
+    let table: BTreeSet<i64> = postgres_ids(&pg.client).await.into_iter().collect();
     assert!(
         ids.is_subset(&table),
         "201 ids {ids:?} not all in {table:?}"
     );
     assert_eq!(table.len(), 6, "exactly the orders that got 201: {table:?}");
+    drop(p);
+    pg.drop_schema().await;
 }
 
 #[test]

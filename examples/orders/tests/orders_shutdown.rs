@@ -104,12 +104,13 @@ async fn sqlite_no_201_order_is_lost_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_no_201_order_is_lost_on_sigterm() {
-    let Some((url, pg)) = postgres("shutdown").await else {
+    let Some(pg) = postgres("shutdown").await else {
         return;
     };
     let dir = TempDir::new("shutdown-pg");
-    let mut p = service_on(&dir, &url, &["--drain-timeout", "5000"]);
+    let mut p = service_on(&dir, &pg.url, &["--drain-timeout", "5000"]);
     let seen = load_then_sigterm(&mut p).await;
-    let table: BTreeSet<i64> = postgres_ids(&pg).await.into_iter().collect();
+    let table: BTreeSet<i64> = postgres_ids(&pg.client).await.into_iter().collect();
     check(&seen, &table);
+    pg.drop_schema().await;
 }

@@ -214,9 +214,26 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The PostgreSQL URL for a fresh schema, or `None` (after saying so) when PostgreSQL is not
-/// reachable. Under `CI=true` an unreachable PostgreSQL fails the test instead.
-pub async fn postgres(tag: &str) -> Option<(String, tokio_postgres::Client)> {
+/// A fresh PostgreSQL schema: the URL that puts the service in it, and a client in it.
+pub struct Pg {
+    pub url: String,
+    pub client: tokio_postgres::Client,
+    schema: String,
+}
+
+impl Pg {
+    /// Drops the schema (call after the service stopped; a failed test leaves it behind).
+    pub async fn drop_schema(&self) {
+        let _ = self
+            .client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await;
+    }
+}
+
+/// A fresh PostgreSQL schema, or `None` (after saying so) when PostgreSQL is not reachable.
+/// Under `CI=true` an unreachable PostgreSQL fails the test instead.
+pub async fn postgres(tag: &str) -> Option<Pg> {
     for user in ["root", "postgres"] {
         let base = format!("postgres://{user}@127.0.0.1:5432/test");
         let Ok(Ok((client, conn))) = tokio::time::timeout(
@@ -237,7 +254,12 @@ pub async fn postgres(tag: &str) -> Option<(String, tokio_postgres::Client)> {
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}"))
             .await
             .unwrap();
-        return Some((format!("{base}?options=-csearch_path%3D{schema}"), client));
+        let url = format!("{base}?options=-csearch_path%3D{schema}");
+        return Some(Pg {
+            url,
+            client,
+            schema,
+        });
     }
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("PostgreSQL at 127.0.0.1:5432 (db test, user root or postgres) is not reachable, and CI=true");
