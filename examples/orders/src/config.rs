@@ -42,6 +42,9 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Run a flaky upstream for `/api/quote`, for tests and load runs.
     Upstream(UpstreamArgs),
+    /// Serve only `GET /api/hello` with plain `axum::serve` and no layers: the baseline that
+    /// load runs compare the full stack with.
+    Bare(BareArgs),
 }
 
 /// `orders serve`.
@@ -280,5 +283,19 @@ impl UpstreamArgs {
             fail_rate: self.fail_rate,
             delay_ms: self.delay_ms,
         })
+    }
+}
+
+/// `orders bare`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BareArgs {
+    /// Listener.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub(crate) addr: String,
+}
+
+impl BareArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<SocketAddr> {
+        socket("addr", &self.addr)
     }
 }

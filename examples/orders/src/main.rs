@@ -4,6 +4,7 @@
 //! ```text
 //! orders [serve] [--addr 127.0.0.1:8080] [--admin-addr 127.0.0.1:6060] [--database sqlite://orders.db]
 //! orders upstream --addr 127.0.0.1:9090 --fail-rate 0.3 --delay-ms 50
+//! orders bare --addr 127.0.0.1:8081      # the bare-axum baseline for load runs
 //! ```
 
 mod admin;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         None => cli.serve.validate().and_then(serve::run),
         Some(config::Command::Serve(args)) => args.validate().and_then(serve::run),
         Some(config::Command::Upstream(args)) => args.validate().and_then(upstream::run),
+        Some(config::Command::Bare(args)) => args.validate().and_then(upstream::run_bare),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

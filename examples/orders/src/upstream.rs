@@ -86,3 +86,18 @@ async fn control(State(b): State<Arc<Behaviour>>, Query(c): Query<Control>) -> R
     }
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// `orders bare`: the same hello handler with nothing around it, on `axum::serve`.
+pub(crate) fn run_bare(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let app = Router::new().route("/api/hello", get(crate::routes::hello::hello));
+        let listener = net::bind(addr, "listening on").await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(crate::serve::signal())
+            .await?;
+        Ok(())
+    })
+}
