@@ -27,6 +27,8 @@ use crate::{metrics, ratelimit, routes};
 /// A body that stops sending for this long is cut off (408): a slow-body client cannot hold
 /// a permit and a buffer for the whole request timeout.
 const BODY_DEADLINE: Duration = Duration::from_secs(1);
+/// The floor of the adaptive admission limit.
+const ADMISSION_MIN: usize = 16;
 
 /// The routes, without layers.
 pub(crate) fn router(state: AppState) -> Router {
@@ -96,9 +98,17 @@ pub(crate) fn build(
 }
 
 /// The admission layer (its stats go to `/metrics`).
+///
+/// The limit adapts, but never below [`ADMISSION_MIN`]: the service's requests mostly wait
+/// (database, upstream), so even on two cores a few dozen in flight cost little, and a floor
+/// keeps one slow route (a locked table) from starving the others down to a single permit.
 pub(crate) fn admission(cfg: &ServeConfig) -> anyhow::Result<AdmissionLayer> {
+    let limit = Limit::adaptive_builder()
+        .min(ADMISSION_MIN)
+        .initial(ADMISSION_MIN * 4)
+        .build()?;
     Ok(AdmissionLayer::builder()
-        .limit(Limit::adaptive())
+        .limit(limit)
         .queue_capacity(64)
         .deadline(cfg.request_timeout)
         .build()?)
