@@ -90,6 +90,9 @@ pub(crate) struct OpenLoop {
     /// A cheap path to send one request to on every connection before the clock starts
     /// (the lab server's `/hello`), so the schedule does not measure first-use costs.
     pub(crate) warm_path: Option<String>,
+    /// The latency SLO: 2xx responses within it of their intended send time are counted in
+    /// [`LoadReport::ok_within_slo`].
+    pub(crate) slo: Duration,
 }
 
 /// What an open-loop run saw. Latencies are in microseconds.
@@ -119,10 +122,16 @@ pub(crate) struct LoadReport {
     pub(crate) shed_from_intended: Histogram<u64>,
     /// 2xx latency (from intended time), one histogram per second of the schedule.
     pub(crate) ok_by_second: Vec<Histogram<u64>>,
+    /// 2xx responses within the SLO of their intended send time.
+    pub(crate) ok_within_slo: u64,
+    /// The same, per second of the schedule.
+    pub(crate) ok_within_slo_by_second: Vec<u64>,
     /// From the first intended send to the last response.
     pub(crate) elapsed: Duration,
     /// From the first to the last actual send.
     pub(crate) send_window: Duration,
+    /// When the schedule began (request 0's intended send time): time series align on it.
+    pub(crate) start: Instant,
 }
 
 impl LoadReport {
@@ -183,6 +192,9 @@ struct Recorder {
     ok_service: Histogram<u64>,
     shed_from_intended: Histogram<u64>,
     by_second: Vec<Histogram<u64>>,
+    slo_us: u64,
+    within_slo: u64,
+    within_slo_by_second: Vec<u64>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
     last_done: Option<Instant>,
@@ -215,6 +227,12 @@ impl Recorder {
                     let second = intended.saturating_duration_since(self.start).as_secs();
                     if let Some(h) = self.by_second.get_mut(second as usize) {
                         h.saturating_record(latency);
+                    }
+                    if latency <= self.slo_us {
+                        self.within_slo += 1;
+                        if let Some(n) = self.within_slo_by_second.get_mut(second as usize) {
+                            *n += 1;
+                        }
                     }
                 } else if status == 503 {
                     self.shed_latency.saturating_record(micros(done - sent_at));
@@ -259,6 +277,9 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         ok_service: histogram(),
         shed_from_intended: histogram(),
         by_second: (0..seconds).map(|_| histogram()).collect(),
+        slo_us: micros(spec.slo),
+        within_slo: 0,
+        within_slo_by_second: vec![0; seconds],
         first_send: None,
         last_send: None,
         last_done: None,
@@ -297,11 +318,14 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
         ok_service: r.ok_service,
         shed_from_intended: r.shed_from_intended,
         ok_by_second: r.by_second,
+        ok_within_slo: r.within_slo,
+        ok_within_slo_by_second: r.within_slo_by_second,
         elapsed: r
             .last_done
             .unwrap_or(start)
             .saturating_duration_since(start),
         send_window: Duration::ZERO,
+        start,
     };
     if let (Some(first), Some(last)) = (r.first_send, r.last_send) {
         // The window of n sends spans n - 1 intervals; count the last one too.
@@ -501,6 +525,33 @@ pub(crate) async fn closed_loop(spec: ClosedLoop) -> anyhow::Result<ClosedReport
     }
     total.elapsed = start.elapsed();
     Ok(total)
+}
+
+/// A report of nothing, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn empty_report() -> LoadReport {
+        LoadReport {
+            offered: 0,
+            sent: 0,
+            unsent: 0,
+            statuses: BTreeMap::new(),
+            errors: 0,
+            timeouts: 0,
+            ok_latency: histogram(),
+            shed_latency: histogram(),
+            ok_service: histogram(),
+            shed_from_intended: histogram(),
+            ok_by_second: Vec::new(),
+            ok_within_slo: 0,
+            ok_within_slo_by_second: Vec::new(),
+            elapsed: Duration::ZERO,
+            send_window: Duration::ZERO,
+            start: Instant::now(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ enum Command {
     Http(experiments::http::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
     Serve(experiments::serve::Args),
+    /// Print the path of the newest HTML report under a directory (or open it with --open).
+    Report(experiments::latest_report::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Overload(args) => experiments::overload::run(args),
         Command::Http(args) => experiments::http::run(args),
         Command::Serve(args) => experiments::serve::run(args),
+        Command::Report(args) => experiments::latest_report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,7 +32,7 @@ pub(crate) struct Goal {
 }
 
 /// The experiment's parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Scenario {
     /// Preset name (`quick`, `seed`, or `custom` when flags changed it).
     pub(crate) preset: String,
@@ -52,6 +52,13 @@ pub(crate) struct Scenario {
     pub(crate) drain_s: f64,
     /// Extra: tokio worker threads in each child.
     pub(crate) worker_threads: usize,
+    /// Extra: the latency SLO every strategy's `slo_goodput_rps` counts against, ms.
+    #[serde(default)]
+    pub(crate) slo_ms: f64,
+    /// Extra: how the load changes halfway (`steady`, `slowdown`, `capacity-drop`; empty
+    /// for experiments without `--scenario`).
+    #[serde(default)]
+    pub(crate) kind: String,
 }
 
 /// The machine.
@@ -104,6 +111,18 @@ pub(crate) struct StrategyResult {
     pub(crate) lost: u64,
     /// Completed requests per second of the run (`completed / ran_s`).
     pub(crate) goodput_rps: f64,
+    /// The latency SLO, ms: a completion counts toward `slo_goodput_rps` when its latency
+    /// from intended arrival (queue wait included) is at most this (under `--scenario
+    /// slowdown`, work that runs slowed is judged against this times the slowdown).
+    #[serde(default)]
+    pub(crate) slo_ms: f64,
+    /// Completions within the SLO per second of the run (`within / ran_s`): the headline
+    /// figure under overload (Breakwater, DAGOR and SEDA judge overload control by it).
+    #[serde(default)]
+    pub(crate) slo_goodput_rps: f64,
+    /// Extra: completions within the SLO.
+    #[serde(default)]
+    pub(crate) within_slo: u64,
     /// Largest RSS seen, bytes.
     pub(crate) peak_rss_bytes: u64,
     /// `true` when the strategy was killed at the memory cap.
@@ -132,6 +151,39 @@ pub(crate) struct StrategyResult {
     pub(crate) accounting_notes: Vec<String>,
     /// Extra: the time series (every ~100 ms).
     pub(crate) series: Vec<SeriesPoint>,
+    /// Per-half figures (`overload`: the first and the second half of the arrivals, split
+    /// where `--scenario` changes the load); empty when the experiment has no halves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) phases: Vec<Phase>,
+}
+
+/// One half of a run's arrivals. Requests belong to the half in which they were due
+/// (intended arrival), so each half's rates divide by that half's length of arrivals.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Phase {
+    /// `first` or `second`.
+    pub(crate) name: String,
+    /// Start of the half, seconds since arrivals began.
+    pub(crate) from_s: f64,
+    /// End of the half, seconds since arrivals began.
+    pub(crate) to_s: f64,
+    /// Requests due in this half that the generator handed over.
+    pub(crate) offered: u64,
+    /// Of those, completed.
+    pub(crate) completed: u64,
+    /// Of those, completed within the SLO.
+    pub(crate) within_slo: u64,
+    /// `completed / (to_s - from_s)`.
+    pub(crate) goodput_rps: f64,
+    /// `within_slo / (to_s - from_s)`.
+    pub(crate) slo_goodput_rps: f64,
+    /// Latency of this half's completions, from intended arrival.
+    pub(crate) latency_ms: LatencyMs,
+    /// The strategy's limit, averaged over the samples taken during the half (0: none).
+    pub(crate) mean_limit: f64,
+    /// The SLO this half's requests were judged against, ms (`slowdown` multiplies it with
+    /// the service time for work that runs slowed).
+    pub(crate) slo_ms: f64,
 }
 
 /// One point of a strategy's time series.
@@ -141,6 +193,9 @@ pub(crate) struct SeriesPoint {
     pub(crate) t_s: f64,
     /// Completions per second over the last interval.
     pub(crate) goodput_rps: f64,
+    /// Completions within the SLO per second over the last interval.
+    #[serde(default)]
+    pub(crate) slo_goodput_rps: f64,
     /// Accepted and not yet finished (queued + running).
     pub(crate) in_flight: u64,
     /// The concurrency limit (0 when the strategy has none).

@@ -22,6 +22,10 @@ use surgepool_tower::AdmissionLayer;
 
 use crate::work::{Work, WorkKind};
 
+mod conn;
+
+pub(crate) use conn::Timeouts;
+
 /// Which admission layer sits in front of the handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LayerChoice {
@@ -185,10 +189,13 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
         let s = layer.stats();
         body["admission"] = serde_json::json!({
             "limit": s.limiter.limit,
+            "requests": s.requests,
             "admitted": s.admitted,
             "overloaded": s.overloaded,
             "queue_timeouts": s.queue_timeouts,
+            "cancelled": s.cancelled,
             "timeouts": s.timeouts,
+            "body_timeouts": s.body_timeouts,
             "queued": s.queued,
             "succeeded": s.limiter.succeeded,
             "dropped": s.limiter.dropped,
@@ -201,16 +208,15 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish (axum's graceful shutdown). Returns when all connections are
-/// closed.
+/// in-flight requests finish. Returns when all connections are closed. Connections are
+/// closed by the server when they keep it waiting (see [`Timeouts`]).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
+    timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, app, timeouts, shutdown).await
 }
 
 /// Listen backlog: room for bursts of new connections. tokio's `TcpListener::bind` uses 128;

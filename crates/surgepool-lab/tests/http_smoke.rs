@@ -14,8 +14,15 @@ const LAB: &str = env!("CARGO_BIN_EXE_surgepool-lab");
 fn http_smoke_run_writes_consistent_json() {
     let path =
         std::env::temp_dir().join(format!("surgepool-http-smoke-{}.json", std::process::id()));
+    let report = std::env::temp_dir().join(format!(
+        "surgepool-http-smoke-report-{}",
+        std::process::id()
+    ));
     let output = Command::new(LAB)
-        .args(["http", "--preset", "smoke", "--layer", "fixed:4", "--json"])
+        .args(["http", "--preset", "smoke", "--layer", "fixed:4", "--sweep"])
+        .args(["--sweep-limits", "2,16", "--report"])
+        .arg(&report)
+        .arg("--json")
         .arg(&path)
         .output()
         .expect("run surgepool-lab http");
@@ -33,14 +40,41 @@ fn http_smoke_run_writes_consistent_json() {
     assert_eq!(json["scenario"]["service_ms"], 20);
     assert_eq!(json["scenario"]["alloc_kb"], 500);
     assert!(json["scenario"]["capacity_rps"].as_f64().unwrap() > 0.0);
+    // Capacity is the median of several probes (3 in the smoke preset).
+    let probes = json["scenario"]["capacity_probes_rps"].as_array().unwrap();
+    assert_eq!(probes.len(), 3, "{probes:?}");
+    let mut sorted: Vec<f64> = probes.iter().map(|p| p.as_f64().unwrap()).collect();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(json["scenario"]["capacity_rps"].as_f64(), Some(sorted[1]));
+    assert_eq!(json["scenario"]["slo_ms"].as_f64(), Some(60.0));
+    assert!(json["goals"].as_array().is_some_and(|g| !g.is_empty()));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    let _ = std::fs::remove_dir_all(&report);
+    assert!(
+        html.contains("Sweep: SLO goodput"),
+        "no sweep chart in the report"
+    );
+    assert!(html.contains("SLO 60 ms"), "no SLO line in the report");
 
     let strategies = json["strategies"].as_array().unwrap();
     let names: Vec<&str> = strategies
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["bare", "layered"]);
+    assert_eq!(names, ["bare", "layered", "fixed_2", "fixed_16"]);
     for s in strategies {
+        // SLO goodput beside goodput: a subset of the completions.
+        assert_eq!(s["slo_ms"].as_f64(), Some(60.0), "{s}");
+        assert!(s["within_slo"].as_u64().unwrap() <= s["completed"].as_u64().unwrap());
+        assert!(
+            s["slo_goodput_rps"].as_f64().unwrap() <= s["goodput_rps"].as_f64().unwrap() + 1e-9
+        );
+        // Where the CPU went during the open loop.
+        assert!(s["server"]["cpu"]["server_s"].as_f64().is_some(), "{s}");
+        assert!(
+            s["server"]["cpu"]["generator_s"].as_f64().unwrap() > 0.0,
+            "{s}"
+        );
         let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
         assert!(n("offered") > 0, "{s}");
         assert_eq!(s["lost"].as_i64(), Some(0), "{s}");
@@ -76,6 +110,12 @@ fn http_smoke_run_writes_consistent_json() {
     }
     // The bare server never sheds.
     assert_eq!(strategies[0]["rejected"], 0);
+    // The layer's limit is sampled over the run (the report's limit chart).
+    let series = strategies[1]["series"].as_array().unwrap();
+    assert!(series.iter().all(|p| p["limit"] == 4), "{series:?}");
+    for s in &strategies[2..] {
+        assert!(s["config"].as_str().unwrap().contains("fixed"), "{s}");
+    }
     let admission = &strategies[1]["server"]["admission"];
     assert!(admission["limit"].as_u64().is_some(), "{admission}");
     // Served responses feed the limiter as successes (not as ignored or dropped).

@@ -111,11 +111,35 @@ fn tiny_overload_run_accounts_for_every_request() {
             !s["series"].as_array().unwrap().is_empty(),
             "{name}: no time series"
         );
+        // SLO goodput: the SLO defaults to 3 x the service time, and counts a subset of the
+        // completions.
+        assert_eq!(s["slo_ms"].as_f64(), Some(15.0), "{name}: slo_ms");
+        assert!(
+            u(s, "within_slo") <= u(s, "completed"),
+            "{name}: within_slo"
+        );
+        let slo_goodput = s["slo_goodput_rps"].as_f64().expect("slo_goodput_rps");
+        assert!(
+            slo_goodput <= s["goodput_rps"].as_f64().unwrap() + 1e-9,
+            "{name}"
+        );
+        assert_eq!(
+            s["phases"].as_array().map(Vec::len),
+            Some(2),
+            "{name}: phases"
+        );
     }
+    assert!(stdout.contains("SLO goodput/s"), "no SLO column: {stdout}");
+    assert!(
+        !stdout.contains("issue"),
+        "goal lines name issues: {stdout}"
+    );
 
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(html.contains("<svg"));
     assert!(html.contains("adaptive"));
+    // The SLO line on the latency charts.
+    assert!(html.contains("SLO 15 ms"), "no SLO line in the report");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

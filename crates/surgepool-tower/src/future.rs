@@ -17,7 +17,7 @@ use tower_service::Service;
 use crate::body::{AdmissionBody, BodyGuard};
 use crate::classify::Outcome;
 use crate::response::Reason;
-use crate::shared::{release, QueueSlot, Shared};
+use crate::shared::{release, Left, QueueSlot, Shared};
 
 type AcquireFuture = Pin<Box<dyn Future<Output = Permit> + Send>>;
 
@@ -26,9 +26,10 @@ pin_project! {
     ///
     /// # Cancel safety
     ///
-    /// Dropping it gives back whatever it holds: its place in the queue, or its permit, which
-    /// then counts as **dropped** (an abandoned request is an overload signal, so an adaptive
-    /// limit backs off).
+    /// Dropping it gives back whatever it holds: its place in the queue (the request counts
+    /// as [`cancelled`](crate::AdmissionStats::cancelled)), or its permit, which then counts
+    /// as **dropped** (an abandoned request is an overload signal, so an adaptive limit
+    /// backs off).
     ///
     /// # Panics
     ///
@@ -141,8 +142,9 @@ where
                     req,
                 } => match acquire.as_mut().poll(cx) {
                     Poll::Ready(permit) => {
-                        drop(slot.take());
-                        this.shared.count_admitted();
+                        if let Some(slot) = slot.take() {
+                            slot.leave(Left::Admitted);
+                        }
                         Step::Next(State::Ready {
                             svc: svc.take().expect("queued state holds the service"),
                             req: req.take(),
@@ -153,7 +155,9 @@ where
                         if !expired(this.deadline.as_mut(), cx) {
                             return Poll::Pending;
                         }
-                        this.shared.count_shed(Reason::QueueTimeout);
+                        if let Some(slot) = slot.take() {
+                            slot.leave(Left::TimedOut);
+                        }
                         Step::Next(State::Shed {
                             reason: Reason::QueueTimeout,
                         })
@@ -269,7 +273,7 @@ fn admitted_response<B: Body>(
             release(permit, outcome);
             None
         }
-        Some(permit) => Some(BodyGuard::new(permit, outcome, shared.clone())),
+        Some(permit) => Some(BodyGuard::new(permit, outcome, shared)),
         None => None,
     };
     Response::from_parts(parts, AdmissionBody::inner(body, guard))

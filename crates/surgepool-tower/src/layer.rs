@@ -48,6 +48,7 @@ use crate::shared::{AdmissionStats, Shared};
 #[derive(Clone)]
 pub struct AdmissionLayer {
     shared: Arc<Shared>,
+    name: Arc<str>,
 }
 
 impl AdmissionLayer {
@@ -75,6 +76,18 @@ impl AdmissionLayer {
     pub fn stats(&self) -> AdmissionStats {
         self.shared.stats()
     }
+
+    /// The layer's name, set with [`AdmissionLayerBuilder::name`] (default `"http"`): the
+    /// `pool` label of its metrics.
+    ///
+    /// ```
+    /// use surgepool_tower::AdmissionLayer;
+    /// let layer = AdmissionLayer::builder().name("api").build().unwrap();
+    /// assert_eq!(layer.name(), "api");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl<S> Layer<S> for AdmissionLayer {
@@ -88,9 +101,11 @@ impl<S> Layer<S> for AdmissionLayer {
 impl fmt::Debug for AdmissionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
+            .field("name", &self.name)
             .field("limiter", &self.shared.limiter)
             .field("queue_capacity", &self.shared.queue_capacity)
             .field("deadline", &self.shared.deadline)
+            .field("body_timeout", &self.shared.bodies.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -102,11 +117,37 @@ pub struct AdmissionLayerBuilder {
     limiter: Option<Limiter>,
     queue_capacity: usize,
     deadline: Option<Duration>,
+    body_timeout: Option<Duration>,
     overload: Option<OverloadResponse>,
     classifier: Option<Box<dyn Classify>>,
+    name: Option<Arc<str>>,
 }
 
+/// The name of a layer built without [`AdmissionLayerBuilder::name`].
+const DEFAULT_NAME: &str = "http";
+
 impl AdmissionLayerBuilder {
+    /// The default [`body_timeout`](Self::body_timeout): 10 seconds.
+    ///
+    /// Long enough for any body a request-response service sends to a client that reads it;
+    /// short enough that clients that stop reading cannot keep a server at its limit (and
+    /// its adaptive limit without samples) for longer than a blip.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool_tower::AdmissionLayerBuilder;
+    ///
+    /// assert_eq!(AdmissionLayerBuilder::DEFAULT_BODY_TIMEOUT, Duration::from_secs(10));
+    /// ```
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A name for this layer: the `pool` label of its metrics (feature `metrics`).
+    /// Default: `"http"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
+
     /// The concurrency limit (default: [`Limit::adaptive()`]).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = Some(limit);
@@ -129,15 +170,54 @@ impl AdmissionLayerBuilder {
         self
     }
 
-    /// The longest a request may take from `call` to the response head, queue wait
+    /// The longest a request may take from `call` to the response **head**, queue wait
     /// included (unlike `tower::timeout`, which starts after `poll_ready`). A request past
     /// its deadline gets the overload response (reason [`Reason::Timeout`](crate::Reason)
     /// or [`Reason::QueueTimeout`](crate::Reason)), its inner future is dropped, and it
-    /// counts as a drop. The body's streaming is not covered. Default: none.
+    /// counts as a drop. Default: none.
+    ///
+    /// The deadline does **not** cover the body: once the head is answered, the body's hold
+    /// on the permit is bounded by [`body_timeout`](Self::body_timeout) instead (a response
+    /// cannot be turned into a 503 once its head is sent). Any `Duration` is accepted;
+    /// one too long for the clock (`Duration::MAX`) means about 30 years, as in
+    /// `tokio::time::sleep`.
     ///
     /// A deadline needs a tokio runtime with the time driver enabled.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// The longest a response body may hold its request's permit once the head is answered
+    /// (default [`DEFAULT_BODY_TIMEOUT`](Self::DEFAULT_BODY_TIMEOUT), 10 s).
+    ///
+    /// An admitted request keeps its permit until its body ends (see
+    /// [`AdmissionBody`](crate::AdmissionBody)), so a few clients that never read a streaming
+    /// body could otherwise hold every permit: everyone else gets 503 and an adaptive limit
+    /// gets no sample to move on. When the time runs out the permit is released as a
+    /// **drop** and counted in [`body_timeouts`](crate::AdmissionStats::body_timeouts); the
+    /// body itself is not cut, it just stops counting against the limit (a server's write
+    /// or idle timeout is what closes the connection of a client that stopped reading).
+    ///
+    /// Set it above your longest legitimate body (downloads, server-sent events), or
+    /// `Duration::MAX` for no bound. The bound is kept by a small task per layer on the
+    /// tokio runtime that serves the body (it needs the time driver); outside a runtime,
+    /// bodies hold their permits until they end.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::Limit;
+    /// use surgepool_tower::AdmissionLayer;
+    ///
+    /// let layer = AdmissionLayer::builder()
+    ///     .limit(Limit::adaptive())
+    ///     .body_timeout(Duration::from_secs(60)) // large downloads
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(layer);
+    /// ```
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = Some(timeout);
         self
     }
 
@@ -164,14 +244,36 @@ impl AdmissionLayerBuilder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] when the limit cannot work, the deadline is zero, or a queue has no
-    /// deadline.
+    /// A [`BuildError`] when the limit cannot work, the deadline or the body timeout is
+    /// zero, a queue has no deadline, or the overload response's `Retry-After` is longer than
+    /// [`OverloadResponse::MAX_RETRY_AFTER`].
     pub fn build(self) -> Result<AdmissionLayer, BuildError> {
         if self.deadline == Some(Duration::ZERO) {
             return Err(BuildError::new(
                 "deadline",
                 "a zero deadline would time out every request",
             ));
+        }
+        let body_timeout = self.body_timeout.unwrap_or(Self::DEFAULT_BODY_TIMEOUT);
+        if body_timeout == Duration::ZERO {
+            return Err(BuildError::new(
+                "body_timeout",
+                "a zero body timeout would release every streaming body's permit at once, \
+                 as a drop (use Duration::MAX for no bound)",
+            ));
+        }
+        if let Some(retry_after) = self.overload.as_ref().and_then(|o| o.retry_after()) {
+            if retry_after > OverloadResponse::MAX_RETRY_AFTER {
+                return Err(BuildError::new(
+                    "overload_response",
+                    format!(
+                        "a Retry-After of {retry_after:?} is longer than the {} s clients can \
+                         read (RFC 9111 §1.2.2); it would be sent as {} s",
+                        OverloadResponse::MAX_RETRY_AFTER.as_secs(),
+                        OverloadResponse::MAX_RETRY_AFTER.as_secs(),
+                    ),
+                ));
+            }
         }
         if self.queue_capacity > 0 && self.deadline.is_none() {
             return Err(BuildError::new(
@@ -189,9 +291,11 @@ impl AdmissionLayerBuilder {
             self.deadline,
             self.overload.unwrap_or_default(),
             SharedClassifier(self.classifier.unwrap_or_else(|| Box::new(HttpClassifier))),
+            body_timeout,
         );
         Ok(AdmissionLayer {
             shared: Arc::new(shared),
+            name: self.name.unwrap_or_else(|| Arc::from(DEFAULT_NAME)),
         })
     }
 }
@@ -199,10 +303,12 @@ impl AdmissionLayerBuilder {
 impl fmt::Debug for AdmissionLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayerBuilder")
+            .field("name", &self.name)
             .field("limit", &self.limit)
             .field("limiter", &self.limiter)
             .field("queue_capacity", &self.queue_capacity)
             .field("deadline", &self.deadline)
+            .field("body_timeout", &self.body_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -15,14 +15,17 @@
 //!   overload; the inner service's readiness is driven after admission, in the response
 //!   future (see [`Admission`]).
 //! * **Optional queue with a deadline.** Up to [`queue_capacity`] requests may wait for a
-//!   permit; the [`deadline`] covers the queue wait *and* the inner call.
+//!   permit; the [`deadline`] covers the queue wait *and* the inner call, up to the response
+//!   head.
 //! * **Feedback.** Each request's latency (permit held, body included) and outcome drive the
 //!   adaptive limit: 5xx answers, inner errors, timeouts, panics and cancelled requests count
 //!   as drops ([`Classify`] to change that).
-//! * **Streaming bodies hold their permit** until they end ([`AdmissionBody`]).
+//! * **Streaming bodies hold their permit** until they end ([`AdmissionBody`]), for at most
+//!   [`body_timeout`] (10 s by default), so clients that never read cannot wedge the server.
 //!
 //! [`queue_capacity`]: AdmissionLayerBuilder::queue_capacity
 //! [`deadline`]: AdmissionLayerBuilder::deadline
+//! [`body_timeout`]: AdmissionLayerBuilder::body_timeout
 //!
 //! # axum
 //!
@@ -54,7 +57,7 @@
 //! use http_body_util::Full;
 //! use hyper::body::{Bytes, Incoming};
 //! use hyper::{Request, Response};
-//! use hyper_util::rt::TokioIo;
+//! use hyper_util::rt::{TokioIo, TokioTimer};
 //! use hyper_util::service::TowerToHyperService;
 //! use surgepool::Limit;
 //! use surgepool_tower::AdmissionLayer;
@@ -79,6 +82,11 @@
 //!     let service = TowerToHyperService::new(service.clone());
 //!     tokio::spawn(async move {
 //!         let conn = hyper::server::conn::http1::Builder::new()
+//!             // Without a timer hyper enforces no header-read timeout: slowloris clients
+//!             // and idle keep-alive connections would be held forever. With one, a
+//!             // connection waiting for its next request head closes after 10 s.
+//!             .timer(TokioTimer::new())
+//!             .header_read_timeout(Duration::from_secs(10))
 //!             .serve_connection(TokioIo::new(stream), service);
 //!         let _ = conn.await;
 //!     });
@@ -117,6 +125,9 @@ mod classify;
 mod error;
 mod future;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod reaper;
 mod response;
 mod service;
 mod shared;

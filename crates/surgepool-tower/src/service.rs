@@ -70,6 +70,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = self.shared.clone();
+        shared.count_request();
         if let Some(permit) = shared.limiter.try_acquire() {
             shared.count_admitted();
             return ResponseFuture::admitted(self.inner.clone(), request, permit, shared);

@@ -252,3 +252,26 @@ fn grpc_preset_sheds_with_unavailable() {
     assert_eq!(response.headers()["grpc-status"], "14");
     assert_eq!(response.headers()["content-type"], "application/grpc");
 }
+
+#[test]
+fn a_panicking_classifier_releases_the_permit_as_a_drop() {
+    let layer = AdmissionLayer::builder()
+        .limit(surgepool::Limit::fixed(1))
+        .classifier(
+            |_: StatusCode, _: &http::HeaderMap| -> surgepool_tower::Outcome {
+                panic!("classifier bug")
+            },
+        )
+        .build()
+        .unwrap();
+    let (mut svc, mut handle) = mocked(&layer);
+    let mut a = spawn(svc.call(get()));
+    assert_pending!(a.poll());
+    let (_req, send) = assert_ready!(handle.poll_request()).unwrap();
+    send.send_response(ok(Frames::empty()));
+    assert!(catch_unwind(AssertUnwindSafe(|| a.poll())).is_err());
+    let stats = layer.stats().limiter;
+    assert_eq!((stats.in_flight, stats.dropped), (0, 1));
+    drop(a);
+    assert_eq!(layer.stats().limiter.dropped, 1, "released exactly once");
+}

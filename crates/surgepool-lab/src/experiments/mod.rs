@@ -1,6 +1,7 @@
 //! One module per experiment.
 
 pub(crate) mod http;
+pub(crate) mod latest_report;
 pub(crate) mod overload;
 pub(crate) mod serve;
 pub(crate) mod shapes;

@@ -11,7 +11,14 @@
 //! | `tower`    | tower `LoadShed<ConcurrencyLimit<service_fn>>`, limit 5000: today's Rust answer |
 //! | `adaptive` | surgepool `Pool`, `Limit::adaptive()`, our recommended small queue |
 //!
-//! `--sweep` adds `fixed_<N>` (powers of two) to find the best fixed limit for this machine.
+//! `--sweep` adds `fixed_<N>` (powers of two) to find the best fixed limit for this machine;
+//! `--strategies` also takes the Netflix anchors `aimd`, `vegas` and `gradient2`, with the
+//! same queue as `adaptive`, so they are compared in the same run.
+//!
+//! The headline figure is **SLO goodput** (`slo_goodput_rps`): completions per second whose
+//! latency from intended arrival is within `--slo-ms` (default 3 × the service time).
+//! `--scenario slowdown|capacity-drop` changes the load halfway through every strategy's
+//! arrivals (see [`change`]); each strategy reports both halves under `phases`.
 //!
 //! Measurement follows DESIGN.md's "Honest measurement": latency from each request's
 //! intended arrival (queue wait included, no coordinated omission), RSS from `/proc` sampled
@@ -24,6 +31,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 
 mod accounting;
+mod change;
 mod child_run;
 mod goals;
 mod messages;
@@ -34,6 +42,7 @@ mod strategy;
 mod supervise;
 mod table;
 
+use self::change::Change;
 use self::params::Params;
 use self::preset::Preset;
 use self::strategy::Strategy;
@@ -57,7 +66,8 @@ struct Options {
     /// What each request does for its service time.
     #[arg(long, value_enum, default_value_t = WorkKind::Sleep)]
     work: WorkKind,
-    /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, fixed_<N>.
+    /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, aimd, vegas,
+    /// gradient2, fixed_<N>.
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,
     /// Offered requests per second (default: the preset's, for the work).
@@ -69,6 +79,12 @@ struct Options {
     /// Service time per request, ms.
     #[arg(long)]
     service_ms: Option<u64>,
+    /// The latency SLO in ms, from intended arrival (default: 3 × the service time).
+    #[arg(long)]
+    slo_ms: Option<f64>,
+    /// How the load changes halfway through each strategy's arrivals.
+    #[arg(long, value_enum, default_value_t = Change::Steady)]
+    scenario: Change,
     /// Allocation per request, KiB.
     #[arg(long)]
     alloc_kb: Option<u64>,
@@ -82,7 +98,8 @@ struct Options {
     /// The limits `--sweep` runs, comma-separated (default: 1, 2, 4, ..., 4096).
     #[arg(long, value_delimiter = ',')]
     sweep_limits: Option<Vec<usize>>,
-    /// Seconds of arrivals per swept limit (default: the preset's sweep duration).
+    /// Seconds of arrivals per swept limit (default: the preset's sweep duration; under a
+    /// changing `--scenario`, the same as `--duration`).
     #[arg(long)]
     sweep_duration: Option<f64>,
     /// Stop a strategy whose RSS passes this many GB (default: half the machine's memory).
@@ -113,11 +130,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let args = *args.inner;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let defaults = args.preset.defaults(args.work);
+    let service_ms = args.service_ms.unwrap_or(defaults.service_ms);
     let params = Params {
         work: args.work,
         rps: args.rps.unwrap_or(defaults.rps),
         duration_s: args.duration.unwrap_or(defaults.duration_s),
-        service_ms: args.service_ms.unwrap_or(defaults.service_ms),
+        service_ms,
         alloc_kb: args.alloc_kb.unwrap_or(defaults.alloc_kb),
         drain_s: args.drain.unwrap_or(defaults.drain_s),
         worker_threads: args.workers.unwrap_or(cores),
@@ -134,6 +152,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 Some(ms) => bail!("--queue-timeout-ms must be between 0 and 3600000, got {ms}"),
             },
         },
+        slo_ms: match args.slo_ms {
+            None => 3.0 * service_ms as f64,
+            Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0 => ms,
+            Some(ms) => bail!("--slo-ms must be above 0 and at most 3600000, got {ms}"),
+        },
+        change: args.scenario,
     };
     validate(&params)?;
 
@@ -167,9 +191,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             bail!("--sweep-limits must all be at least 1");
         }
         let sweep_params = Params {
-            duration_s: args
-                .sweep_duration
-                .unwrap_or(defaults.sweep_duration_s.min(params.duration_s)),
+            // Under a changing load every swept run sees the change at the same second as the
+            // strategies it is judged against, and as long a second half.
+            duration_s: args.sweep_duration.unwrap_or(match params.change {
+                Change::Steady => defaults.sweep_duration_s.min(params.duration_s),
+                Change::Slowdown | Change::CapacityDrop => params.duration_s,
+            }),
             ..params.clone()
         };
         validate(&sweep_params)?;
@@ -185,7 +212,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         || args.queue_timeout_ms.is_some()
         || args.duration.is_some()
         || args.service_ms.is_some()
-        || args.alloc_kb.is_some();
+        || args.alloc_kb.is_some()
+        || args.slo_ms.is_some();
     let scenario = Scenario {
         preset: if customised {
             format!("{} (customised)", args.preset.name())
@@ -200,14 +228,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         mem_cap_bytes,
         drain_s: params.drain_s,
         worker_threads: params.worker_threads,
+        slo_ms: params.slo_ms,
+        kind: params.change.name().to_owned(),
     };
     eprintln!(
-        "overload: {} work, {} req/s for {} s, {} ms service, {} KiB each; memory cap {:.1} GB; {} strategies",
+        "overload: {} ({}): {} work, {} req/s for {} s, {} ms service, {} KiB each, SLO {} ms; memory cap {:.1} GB; {} strategies",
+        scenario.kind,
+        params.change.describe(),
         scenario.work,
         scenario.offered_rps,
         scenario.duration_s,
         scenario.service_ms,
         scenario.alloc_kb,
+        scenario.slo_ms,
         mem_cap_bytes as f64 / 1e9,
         runs.len()
     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::server::{self, LayerChoice, ServerConfig};
+use crate::server::{self, LayerChoice, ServerConfig, Timeouts};
 use crate::work::WorkKind;
 
 /// Arguments of `surgepool-lab serve`.
@@ -33,6 +33,14 @@ pub(crate) struct Args {
     /// Deadline per request, queue wait included, in milliseconds (layered server only).
     #[arg(long)]
     pub(crate) deadline_ms: Option<u64>,
+    /// Longest wait for a request head, in seconds: a head trickled in too slowly
+    /// (slowloris), or an idle keep-alive connection waiting for its next request, is closed.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) header_timeout_s: u64,
+    /// A connection on which no byte moves for this many seconds while no handler runs (a
+    /// client that stopped reading its response) is closed.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) idle_timeout_s: u64,
     /// Longest wait for in-flight requests after Ctrl-C, in seconds.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout_s: u64,
@@ -61,10 +69,28 @@ impl Args {
             deadline: self.deadline_ms.map(Duration::from_millis),
         })
     }
+
+    /// The connection timeouts, checked: at least 1 s, at most a day (hyper adds the header
+    /// timeout to its clock unchecked; a longer bound is no bound anyway).
+    pub(crate) fn timeouts(&self) -> anyhow::Result<Timeouts> {
+        let max = Timeouts::MAX.as_secs();
+        let check = |flag: &str, secs: u64| {
+            anyhow::ensure!(
+                (1..=max).contains(&secs),
+                "--{flag} must be between 1 and {max} seconds, got {secs}"
+            );
+            Ok(Duration::from_secs(secs))
+        };
+        Ok(Timeouts {
+            header_read: check("header-timeout-s", self.header_timeout_s)?,
+            idle: check("idle-timeout-s", self.idle_timeout_s)?,
+        })
+    }
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let config = args.server_config()?;
+    let timeouts = args.timeouts()?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         anyhow::ensure!(threads > 0, "--threads must be at least 1");
@@ -74,10 +100,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(args, config))
+    runtime.block_on(serve(args, config, timeouts))
 }
 
-async fn serve(args: Args, config: ServerConfig) -> anyhow::Result<()> {
+async fn serve(args: Args, config: ServerConfig, timeouts: Timeouts) -> anyhow::Result<()> {
     let (app, layer) = server::app(config)?;
     let listener = server::bind(args.addr).await?;
     let local = listener.local_addr()?;
@@ -88,7 +114,7 @@ async fn serve(args: Args, config: ServerConfig) -> anyhow::Result<()> {
     );
     let signaled = std::sync::Arc::new(tokio::sync::Notify::new());
     let on_signal = signaled.clone();
-    let server = server::serve(listener, app, async move {
+    let server = server::serve(listener, app, timeouts, async move {
         shutdown_signal().await;
         on_signal.notify_one();
     });
@@ -103,8 +129,15 @@ async fn serve(args: Args, config: ServerConfig) -> anyhow::Result<()> {
     if let Some(layer) = layer {
         let s = layer.stats();
         eprintln!(
-            "surgepool-lab serve: stopped; admitted {}, shed {} (+{} queue timeouts), timed out {}, limit {}",
-            s.admitted, s.overloaded, s.queue_timeouts, s.timeouts, s.limiter.limit
+            "surgepool-lab serve: stopped; {} requests: admitted {}, shed {} (+{} queue timeouts), cancelled in the queue {}; timed out {}, bodies past their timeout {}; limit {}",
+            s.requests,
+            s.admitted,
+            s.overloaded,
+            s.queue_timeouts,
+            s.cancelled,
+            s.timeouts,
+            s.body_timeouts,
+            s.limiter.limit
         );
     } else {
         eprintln!("surgepool-lab serve: stopped; drained");

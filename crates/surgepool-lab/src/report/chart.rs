@@ -27,6 +27,18 @@ pub(crate) struct Chart {
     pub(crate) lines: Vec<Line>,
 }
 
+/// What is drawn over a chart's lines: reference lines and marked points. Kept apart from
+/// [`Chart`] so that charts without overlays are built as before.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overlay {
+    /// Dashed horizontal lines at these y values, each labelled (e.g. the latency SLO).
+    pub(crate) hlines: Vec<(f64, String)>,
+    /// Dashed vertical lines at these x values, each labelled (e.g. a change in the load).
+    pub(crate) vlines: Vec<(f64, String)>,
+    /// Points drawn as dots, not joined (e.g. where an adaptive limit settled on a sweep).
+    pub(crate) markers: Vec<Line>,
+}
+
 /// Pixel size of every chart.
 pub(crate) const SIZE: (u32, u32) = (640, 320);
 
@@ -55,9 +67,30 @@ pub(crate) fn color_for(name: &str, index: usize) -> RGBColor {
 }
 
 impl Chart {
-    /// Renders the chart as an `<svg>` element.
+    /// Renders the chart as an `<svg>` element (no overlay: the form other experiments'
+    /// pages use).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn to_svg(&self) -> anyhow::Result<String> {
-        let all = self.lines.iter().flat_map(|l| l.points.iter());
+        self.to_svg_with(&Overlay::default())
+    }
+
+    /// Renders the chart with `overlay` drawn over its lines; the axes include the overlay's
+    /// lines and points, so that a reference line above all the data still shows.
+    pub(crate) fn to_svg_with(&self, overlay: &Overlay) -> anyhow::Result<String> {
+        let refs = overlay
+            .hlines
+            .iter()
+            .filter_map(|&(y, _)| {
+                let x = self.lines.iter().flat_map(|l| l.points.first()).next()?.0;
+                Some((x, y))
+            })
+            .collect::<Vec<_>>();
+        let all = self
+            .lines
+            .iter()
+            .chain(&overlay.markers)
+            .flat_map(|l| l.points.iter())
+            .chain(&refs);
         let (mut x_min, mut x_max, mut y_max) = (f64::MAX, f64::MIN, f64::MIN);
         for &(x, y) in all {
             if !(x.is_finite() && y.is_finite()) {
@@ -94,13 +127,22 @@ impl Chart {
             let floor = if floor == f64::MAX { 1.0 } else { floor / 2.0 };
             let top = (y_max * 2.0).max(floor * 10.0);
             let lines = self.clamped(floor);
-            self.draw(&mut svg, x, (floor..top).log_scale(), &lines)?;
+            let bounds = (x_min, x_max, floor, top);
+            self.draw(
+                &mut svg,
+                x,
+                (floor..top).log_scale(),
+                &lines,
+                overlay,
+                bounds,
+            )?;
         } else {
             // An in-chart legend sits at the top right: leave it room above the lines.
             let headroom = if self.legend { 1.4 } else { 1.08 };
             let top = if y_max <= 0.0 { 1.0 } else { y_max * headroom };
             let lines = self.clamped(f64::MIN);
-            self.draw(&mut svg, x, 0.0..top, &lines)?;
+            let bounds = (x_min, x_max, 0.0, top);
+            self.draw(&mut svg, x, 0.0..top, &lines, overlay, bounds)?;
         }
         Ok(svg)
     }
@@ -126,6 +168,8 @@ impl Chart {
         (x, x_ticks): (X, usize),
         y: Y,
         lines: &[Line],
+        overlay: &Overlay,
+        (x_lo, x_hi, y_lo, y_hi): (f64, f64, f64, f64),
     ) -> anyhow::Result<()>
     where
         X: AsRangedCoord<Value = f64>,
@@ -173,6 +217,56 @@ impl Chart {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
                 });
+        }
+        let grey = RGBColor(110, 110, 110);
+        let label_style = ("sans-serif", 12).into_font().color(&grey);
+        for (y, label) in &overlay.hlines {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x_lo, *y), (x_hi, *y)],
+                    6,
+                    4,
+                    grey.stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (x_lo + (x_hi - x_lo) * 0.01, *y),
+                    label_style.clone(),
+                )))
+                .map_err(plot_err)?;
+        }
+        for (x, label) in &overlay.vlines {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(*x, y_lo), (*x, y_hi)],
+                    6,
+                    4,
+                    grey.stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (*x, y_hi),
+                    label_style.clone(),
+                )))
+                .map_err(plot_err)?;
+        }
+        for marker in &overlay.markers {
+            let color = marker.color;
+            chart
+                .draw_series(
+                    marker
+                        .points
+                        .iter()
+                        .filter(|p| p.0.is_finite() && p.1.is_finite())
+                        .map(|&(x, y)| Circle::new((x, y.max(y_lo)), 5, color.filled())),
+                )
+                .map_err(plot_err)?
+                .label(marker.name.clone())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
         }
         if self.legend {
             chart

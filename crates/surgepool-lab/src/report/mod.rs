@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 mod chart;
+mod sweep;
 
-pub(crate) use chart::{color_for, Chart, Line};
+pub(crate) use chart::{color_for, Chart, Line, Overlay};
 use plotters::style::RGBColor;
 
 use crate::scenario_json::{ScenarioReport, SeriesPoint, StrategyResult};
@@ -32,10 +33,16 @@ pub(crate) fn write_overload(
 /// The charts over time: (title, y label, log y, value).
 type Metric = (&'static str, &'static str, bool, fn(&SeriesPoint) -> f64);
 
-const METRICS: [Metric; 6] = [
+const METRICS: [Metric; 7] = [
     ("Goodput (completions per second)", "req/s", false, |p| {
         p.goodput_rps
     }),
+    (
+        "SLO goodput (completions within the SLO per second)",
+        "req/s",
+        false,
+        |p| p.slo_goodput_rps,
+    ),
     (
         "In flight (accepted, not finished: queued + running)",
         "requests",
@@ -78,8 +85,18 @@ fn overload_page(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>{t}</title><style>{CSS}</style></head><body>\n<h1>{t}</h1>\n\
          <p class=\"scenario\">{work} work &middot; {rps} req/s offered for {dur} s &middot; \
-         {svc} ms service &middot; {kb} KiB allocated per request &middot; memory cap {cap} \
-         &middot; {cores} cores, {mem} RAM &middot; preset <b>{preset}</b></p>\n",
+         {svc} ms service &middot; SLO {slo} ms &middot; {kb} KiB allocated per request &middot; \
+         memory cap {cap} &middot; {cores} cores, {mem} RAM &middot; preset <b>{preset}</b>\
+         {kind}</p>\n",
+        slo = s.slo_ms,
+        kind = if matches!(s.kind.as_str(), "" | "steady") {
+            String::new()
+        } else {
+            format!(
+                " &middot; load <b>{}</b> (changes at the midpoint)",
+                esc(&s.kind)
+            )
+        },
         t = esc(title),
         work = esc(&s.work),
         rps = s.offered_rps,
@@ -134,6 +151,12 @@ fn overload_page(
         );
     }
     html.push_str("</p>\n<div class=\"grid\">\n");
+    // The change of `--scenario`: where the second half begins.
+    let change_s = main
+        .iter()
+        .find_map(|r| r.phases.get(1))
+        .filter(|_| !matches!(s.kind.as_str(), "" | "steady"))
+        .map(|p| p.from_s);
     for (title, unit, log_y, value) in METRICS {
         let lines = main
             .iter()
@@ -164,47 +187,20 @@ fn overload_page(
             legend: false,
             lines,
         };
-        let _ = writeln!(html, "<figure>{}</figure>", chart.to_svg()?);
+        let mut overlay = Overlay::default();
+        if unit == "ms" && s.slo_ms > 0.0 {
+            overlay
+                .hlines
+                .push((s.slo_ms, format!("SLO {} ms", s.slo_ms)));
+        }
+        if let Some(at) = change_s {
+            overlay.vlines.push((at, s.kind.clone()));
+        }
+        let _ = writeln!(html, "<figure>{}</figure>", chart.to_svg_with(&overlay)?);
     }
     html.push_str("</div>\n");
     if !swept.is_empty() {
-        let mut points: Vec<(f64, f64)> = swept
-            .iter()
-            .filter_map(|r| {
-                let n: f64 = r.name.strip_prefix("fixed_")?.parse().ok()?;
-                Some((n.log2(), r.goodput_rps))
-            })
-            .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut lines = vec![Line {
-            name: "fixed_<N> (swept)".to_owned(),
-            color: color_for("fixed_", 0),
-            points,
-        }];
-        if let Some(adaptive) = main.iter().find(|r| r.name == "adaptive") {
-            let xs: Vec<f64> = lines[0].points.iter().map(|p| p.0).collect();
-            if let (Some(&lo), Some(&hi)) = (xs.first(), xs.last()) {
-                lines.push(Line {
-                    name: "adaptive (no limit set)".to_owned(),
-                    color: color_for("adaptive", 0),
-                    points: vec![(lo, adaptive.goodput_rps), (hi, adaptive.goodput_rps)],
-                });
-            }
-        }
-        let chart = Chart {
-            title: "Sweep: goodput of each fixed limit".to_owned(),
-            x_label: "fixed limit N (log scale)".to_owned(),
-            y_label: "req/s".to_owned(),
-            log_y: false,
-            x_pow2: true,
-            legend: true,
-            lines,
-        };
-        let _ = writeln!(
-            html,
-            "<h2>Sweep</h2>\n<figure class=\"single\">{}</figure>",
-            chart.to_svg()?
-        );
+        html.push_str(&sweep::section(&swept, &main, s.slo_ms)?);
     }
     html.push_str("</body></html>\n");
     Ok(html)
@@ -279,6 +275,7 @@ mod tests {
                 mem_cap_bytes: 1 << 30,
                 drain_s: 1.0,
                 worker_threads: 2,
+                ..Scenario::default()
             },
             strategies: vec![r],
             machine: Machine {
@@ -297,5 +294,50 @@ mod tests {
         assert!(!html.contains("<script"));
         assert!(!html.contains(" src=") && !html.contains("<link"));
         assert_eq!(html.matches("<svg").count(), METRICS.len());
+    }
+
+    #[test]
+    fn latency_charts_carry_the_slo_and_a_changing_load_its_change() {
+        let series = (0..20)
+            .map(|i| SeriesPoint {
+                t_s: i as f64 * 0.5,
+                p50_ms: 20.0,
+                p99_ms: 30.0,
+                limit: 8,
+                ..SeriesPoint::default()
+            })
+            .collect();
+        let r = StrategyResult {
+            name: "adaptive".into(),
+            series,
+            phases: vec![
+                crate::scenario_json::Phase::default(),
+                crate::scenario_json::Phase {
+                    from_s: 5.0,
+                    to_s: 10.0,
+                    ..Default::default()
+                },
+            ],
+            ..StrategyResult::default()
+        };
+        let report = ScenarioReport {
+            scenario: Scenario {
+                slo_ms: 60.0,
+                kind: "slowdown".into(),
+                ..Scenario::default()
+            },
+            strategies: vec![r],
+            machine: Machine {
+                cores: 2,
+                memory_bytes: 1,
+            },
+            goals: Vec::new(),
+        };
+        let html = overload_page(&report, &[vec!["strategy".into()]], "t").unwrap();
+        // Both latency charts (p50, p99) draw the SLO, above all of their data.
+        assert_eq!(html.matches("SLO 60 ms\n</text>").count(), 2, "SLO lines");
+        // Every chart over time marks the change.
+        assert_eq!(html.matches("slowdown\n</text>").count(), METRICS.len());
+        assert!(html.contains("SLO goodput (completions within the SLO per second)"));
     }
 }

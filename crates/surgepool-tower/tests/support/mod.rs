@@ -91,3 +91,26 @@ pub fn status(code: u16) -> Response<Frames> {
     *response.status_mut() = StatusCode::from_u16(code).unwrap();
     response
 }
+
+/// Checks the layer's identity: every request is admitted, shed, cancelled or queued.
+pub fn assert_identity(layer: &AdmissionLayer) {
+    let s = layer.stats();
+    assert_eq!(
+        s.requests,
+        s.admitted + s.overloaded + s.queue_timeouts + s.cancelled + s.queued as u64,
+        "identity broken: {s:?}"
+    );
+    assert!(s.timeouts + s.body_timeouts <= s.admitted, "{s:?}");
+}
+
+/// Lets spawned tasks (the layer's body reaper) run, up to `max` scheduler turns, until
+/// `done` holds; returns whether it did.
+pub async fn run_tasks_until(max: usize, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..max {
+        if done() {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    done()
+}

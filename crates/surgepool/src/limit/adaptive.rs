@@ -9,13 +9,15 @@
 //! sees the system as the new limit shaped it; then a *measure* window gives the mean RTT
 //! `r` and the goodput `x` (successes per second), and the controller decides, in order:
 //!
-//! 1. **Drops** (more than 1 in 10 samples): back off ×0.9.
+//! 1. **Drops** (none succeeded, or more than 1 in 10 samples and they look like overload:
+//!    slow, or with queued successes): back off ×0.9. Fast drops with flat latency (5xx,
+//!    clients gone) are left to the climber.
 //! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
 //! 3. **Latency guard**: if `r` exceeds `base × tolerance` by more than two standard
 //!    errors of the window's mean, cut toward `limit × base / r` (the limit at which
 //!    queueing would vanish), smoothed. If the previous cut did not lower the latency, the
 //!    latency is not ours (the work itself got slower): take `r` as the new base instead,
-//!    and undo the cuts.
+//!    and undo the cuts. At the minimum, where a cut changes nothing, do so at once.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low.
@@ -23,19 +25,17 @@
 //!    (an increase must win at least half its proportional gain, a decrease may lose at most
 //!    half its proportional loss), double the step after a kept move (slow start when it keeps
 //!    winning), and after a rejected move go back, flip direction and hold for 1, 2, 4, 8
-//!    windows before trying again.
+//!    windows before trying again. An up-move nobody came for is kept untested, and one
+//!    whose goodput did not follow is kept if work was refused and latency stayed flat
+//!    (callers honouring `Retry-After` come back later).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::adaptive_config::{AdaptiveConfig, MAX_PROBE_INTERVAL};
 use super::algorithm::{whole, Algorithm, Rng, Sample};
-use super::{check_bounds, check_range, Config, Limit};
-use crate::error::BuildError;
 
-/// The default upper bound: generous enough for waiting work on a large machine, small
-/// enough that a runaway limit cannot admit an unbounded amount of memory.
-pub(crate) const DEFAULT_MAX: usize = 10_000;
 /// A measure window holds at least this many samples, so one slow job cannot swing the mean.
 const MIN_WINDOW_SAMPLES: u32 = 16;
 /// The most samples noise can ask a measure window for (see `noise_samples`).
@@ -55,178 +55,6 @@ const MIN_GRADIENT: f64 = 0.5;
 /// After a cut, an RTT above this × the RTT that caused the cut means latency is still
 /// climbing (a change in progress), not that the work got slower.
 const STILL_RISING: f64 = 1.05;
-
-/// Settings of [`Limit::adaptive`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct AdaptiveConfig {
-    pub(crate) min: usize,
-    pub(crate) max: usize,
-    pub(crate) initial: Option<usize>,
-    pub(crate) tolerance: f64,
-    pub(crate) smoothing: f64,
-    pub(crate) probe_interval: Duration,
-    pub(crate) probe_jitter: f64,
-}
-
-impl Default for AdaptiveConfig {
-    fn default() -> Self {
-        AdaptiveConfig {
-            min: 1,
-            max: DEFAULT_MAX,
-            initial: None,
-            tolerance: 1.25,
-            smoothing: 0.5,
-            probe_interval: Duration::from_secs(10),
-            probe_jitter: 0.15,
-        }
-    }
-}
-
-impl AdaptiveConfig {
-    /// The starting limit: the machine's parallelism unless set, within `[min, max]`.
-    pub(crate) fn initial(&self) -> usize {
-        self.initial.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(1, usize::from)
-                .clamp(self.min.max(1), self.max.max(self.min.max(1)))
-        })
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), BuildError> {
-        check_bounds(self.min, self.initial(), self.max)?;
-        check_range(
-            "tolerance",
-            self.tolerance,
-            1.0,
-            f64::MAX,
-            "must be a finite ratio >= 1.0: how much slower than the base RTT is tolerated",
-        )?;
-        check_range(
-            "smoothing",
-            self.smoothing,
-            f64::MIN_POSITIVE,
-            1.0 + f64::EPSILON,
-            "must be in (0, 1]: the share of a latency cut applied at once (1 = all of it)",
-        )?;
-        if self.probe_interval < Duration::from_millis(1) {
-            return Err(BuildError::new(
-                "probe_interval",
-                "must be at least 1 ms: how often the base RTT is re-measured",
-            ));
-        }
-        check_range(
-            "probe_jitter",
-            self.probe_jitter,
-            0.0,
-            1.0 + f64::EPSILON,
-            "must be in [0, 1]: the random extra delay of a re-measure, as a share of the interval",
-        )
-    }
-}
-
-/// Builds a [`Limit::adaptive`] with other settings.
-///
-/// Every setting has a default that needs no tuning; the knobs exist for bounds you must
-/// respect (a database that allows 50 connections) and for experiments.
-///
-/// | setting | default | meaning |
-/// |---|---|---|
-/// | `min` | 1 | the limit never goes below |
-/// | `max` | 10 000 | the limit never goes above |
-/// | `initial` | available parallelism | the limit before any sample |
-/// | `tolerance` | 1.25 | RTT / base RTT above which the limit is cut |
-/// | `smoothing` | 0.5 | share of a latency cut applied at once |
-/// | `probe_interval` | 10 s | how often the base RTT is re-measured at half the limit |
-/// | `probe_jitter` | 0.15 | random extra delay of a re-measure, share of the interval |
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use surgepool::Limit;
-///
-/// let limit = Limit::adaptive_builder()
-///     .min(2)
-///     .max(500)
-///     .tolerance(1.5)
-///     .probe_interval(Duration::from_secs(30))
-///     .build()?;
-///
-/// // Settings that cannot work are errors, never panics:
-/// let err = Limit::adaptive_builder().min(10).max(5).build().unwrap_err();
-/// assert_eq!(err.setting(), "max");
-/// # Ok::<(), surgepool::BuildError>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct AdaptiveBuilder {
-    config: AdaptiveConfig,
-}
-
-impl AdaptiveBuilder {
-    pub(crate) fn new() -> Self {
-        AdaptiveBuilder {
-            config: AdaptiveConfig::default(),
-        }
-    }
-
-    /// The limit never goes below this (default 1).
-    pub fn min(mut self, n: usize) -> Self {
-        self.config.min = n;
-        self
-    }
-
-    /// The limit never goes above this (default 10 000).
-    pub fn max(mut self, n: usize) -> Self {
-        self.config.max = n;
-        self
-    }
-
-    /// The limit before any sample (default: the machine's available parallelism, within
-    /// `[min, max]`).
-    pub fn initial(mut self, n: usize) -> Self {
-        self.config.initial = Some(n);
-        self
-    }
-
-    /// The ratio of mean RTT to base RTT above which the limit is cut, `>= 1.0`
-    /// (default 1.25, Envoy's 25 % buffer). Lower reacts sooner and to more noise.
-    pub fn tolerance(mut self, ratio: f64) -> Self {
-        self.config.tolerance = ratio;
-        self
-    }
-
-    /// The share of a latency cut applied at once, in `(0, 1]` (default 0.5).
-    pub fn smoothing(mut self, smoothing: f64) -> Self {
-        self.config.smoothing = smoothing;
-        self
-    }
-
-    /// How often the base RTT is re-measured at half the limit (default 10 s).
-    pub fn probe_interval(mut self, interval: Duration) -> Self {
-        self.config.probe_interval = interval;
-        self
-    }
-
-    /// Random extra delay of each re-measure, as a share of the interval, in `[0, 1]`
-    /// (default 0.15, as Envoy). Keeps many limiters from re-measuring in lock-step.
-    pub fn probe_jitter(mut self, jitter: f64) -> Self {
-        self.config.probe_jitter = jitter;
-        self
-    }
-
-    /// Checks the settings.
-    ///
-    /// # Errors
-    ///
-    /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
-    /// max` does not hold.
-    pub fn build(self) -> Result<Limit, BuildError> {
-        self.config.validate()?;
-        Ok(Limit {
-            config: Config::Adaptive(self.config),
-        })
-    }
-}
 
 /// What the current window is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,10 +79,21 @@ struct Window {
     rtt_sum: f64,
     /// Sum of their squares, for the standard error of the mean.
     rtt_sq_sum: f64,
+    /// Sum of the drops' RTTs, in seconds: slow drops (timeouts) signal overload, fast
+    /// ones (a 5xx in 1 ms, a client gone after 10 ms) do not.
+    drop_rtt_sum: f64,
     max_in_flight: usize,
+    /// The limiter's refusal count when the window began, and at its last sample.
+    refused_from: u64,
+    refused_to: u64,
 }
 
 impl Window {
+    /// Admissions refused during the window: demand above the limit.
+    fn refused(&self) -> u64 {
+        self.refused_to.saturating_sub(self.refused_from)
+    }
+
     /// The standard error of the successes' mean RTT `mean`.
     fn std_error(&self, mean: f64) -> f64 {
         let n = f64::from(self.successes);
@@ -271,6 +110,8 @@ impl Window {
 struct Point {
     limit: usize,
     goodput: f64,
+    /// Mean RTT, seconds.
+    rtt: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,7 +180,12 @@ impl Adaptive {
 
     fn schedule_probe(&mut self, now: Instant) {
         let jitter = 1.0 + self.config.probe_jitter * self.rng.next_f64();
-        self.next_probe = Some(now + self.config.probe_interval.mul_f64(jitter));
+        // Saturating throughout, although the builder bounds the interval: a clock near its
+        // end must not panic inside a pool's `finish`. No representable instant: never.
+        let delay = Duration::try_from_secs_f64(self.config.probe_interval.as_secs_f64() * jitter)
+            .unwrap_or(MAX_PROBE_INTERVAL);
+        // (With no such instant the next decision simply tries again.)
+        self.next_probe = now.checked_add(delay);
     }
 
     /// `true` once the window holds enough to act on.
@@ -386,14 +232,20 @@ impl Adaptive {
     fn decide(&mut self, w: &Window, now: Instant) -> bool {
         let before = self.limit;
         let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
-        if w.successes == 0 || w.dropped * 10 > w.samples {
-            // Overload reported by the caller (timeouts, 503s): back off like AIMD.
+        if w.successes == 0 {
+            // Nothing got through: overload reported by the caller, back off like AIMD.
             self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
             self.after_cut(before, self.round);
             return self.limit != before;
         }
         let rtt = w.rtt_sum / f64::from(w.successes);
         let goodput = f64::from(w.successes) / elapsed.max(1e-9);
+        if u64::from(w.dropped) * 10 > u64::from(w.samples) && self.drops_mean_overload(w, rtt) {
+            // Overload reported by the caller (timeouts, 503s): back off like AIMD.
+            self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
+            self.after_cut(before, self.round);
+            return self.limit != before;
+        }
         self.round = rtt;
 
         if let Some(restore) = self.probing_from.take() {
@@ -418,6 +270,20 @@ impl Adaptive {
         // Two standard errors of the window's mean: with noisy service times a window's
         // mean strays by this much without any queue, and must not be read as one.
         let spread = 2.0 * w.std_error(rtt);
+        if rtt - spread > base * self.config.tolerance && self.limit <= self.config.min {
+            // At the minimum a cut changes nothing, so "did the last cut lower the latency"
+            // can never be asked, and a base learned on cheaper work would pin the limit
+            // here for good (the review: limit 1 for 20+ s after a warm-up on a cheap
+            // route). Running at the minimum, no queue is ours: this RTT is the base.
+            self.base = Some(rtt);
+            self.last_cut = None;
+            self.moved_from = None;
+            if let Some(from) = self.cuts_from.take() {
+                self.set_limit(from);
+            }
+            self.schedule_probe(now);
+            return self.limit != before;
+        }
         if rtt - spread > base * self.config.tolerance {
             if let Some((cut_from, cut_rtt)) = self.last_cut {
                 // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
@@ -470,8 +336,23 @@ impl Adaptive {
             self.schedule_probe(now);
         }
 
-        self.climb(w, goodput);
+        self.climb(w, goodput, rtt);
         self.limit != before
+    }
+
+    /// Whether a window's drops say "overload": they were slow (timeouts: the mean drop took
+    /// longer than the tolerated RTT) or the successes queued. Fast drops with a flat latency
+    /// are errors or clients that left (a 1 s burst of fast 5xx, or 1 client in 8
+    /// disconnecting at 10 ms, cut the limit by 10 % a window, from the knee to a few
+    /// dozen). Those are left to the hill climber, which counts only successes as goodput,
+    /// so a limit whose extra work only fails still stops growing.
+    fn drops_mean_overload(&self, w: &Window, rtt: f64) -> bool {
+        let Some(base) = self.base else {
+            return true;
+        };
+        let tolerated = base * self.config.tolerance;
+        let drop_rtt = w.drop_rtt_sum / f64::from(w.dropped.max(1));
+        drop_rtt > tolerated || rtt - 2.0 * w.std_error(rtt) > tolerated
     }
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
@@ -498,23 +379,40 @@ impl Adaptive {
         self.hold = (self.hold * 2).min(MAX_HOLD);
     }
 
-    fn climb(&mut self, w: &Window, goodput: f64) {
+    fn climb(&mut self, w: &Window, goodput: f64, rtt: f64) {
         let here = Point {
             limit: self.limit,
             goodput,
+            rtt,
         };
         if let Some(from) = self.moved_from.take() {
             let change = here.limit as f64 / from.limit as f64 - 1.0;
             // Up (change > 0): goodput must rise by at least GAIN x the proportional gain.
             // Down (change < 0): goodput may fall by at most GAIN x the proportional loss.
-            let kept = goodput >= from.goodput * (1.0 + GAIN * change);
-            if kept {
-                self.step = (self.step * 2).min(self.limit.max(1));
-                self.hold = 1;
+            if change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0 {
+                // Untested: no caller came for the new slots while it was measured, so the
+                // window says nothing about the move. Keep it (it costs nothing while
+                // unused, and at most one step sits above the demand: the next move waits
+                // until the limit binds again) instead of rejecting it, which held back
+                // callers that return in bursts (they honour `Retry-After`) for seconds.
             } else {
-                self.set_limit(from.limit);
-                self.reject_move();
-                return;
+                let mut kept = goodput >= from.goodput * (1.0 + GAIN * change);
+                // An up-move whose goodput did not follow is still kept if the limit turned
+                // work away all along and the latency stayed clearly flat (it rose by less
+                // than half the move, two standard errors included): the move cost nothing,
+                // and goodput could not follow because refused callers went away for a
+                // while. Past the knee the latency rises with the limit, so this never
+                // keeps a move there.
+                if !kept && change > 0.0 && w.refused() > 0 {
+                    kept = rtt + 2.0 * w.std_error(rtt) <= from.rtt * (1.0 + GAIN * change);
+                }
+                if !kept {
+                    self.set_limit(from.limit);
+                    self.reject_move();
+                    return;
+                }
+                self.step = self.step.saturating_mul(2).min(self.limit.max(1));
+                self.hold = 1;
             }
         } else if self.hold_left > 0 {
             self.hold_left -= 1;
@@ -523,7 +421,9 @@ impl Adaptive {
 
         // Only move while the limit is what holds the work back: when callers bring less
         // than the limit ("app limited"), goodput says nothing about the limit.
-        let binding = w.max_in_flight + w.limit / 10 >= w.limit;
+        // Refusals count too: callers that were turned away and come back later leave the
+        // limit looking unused.
+        let binding = w.max_in_flight.saturating_add(w.limit / 10) >= w.limit || w.refused() > 0;
         if !binding {
             return;
         }
@@ -559,18 +459,25 @@ impl Algorithm for Adaptive {
             dropped: 0,
             rtt_sum: 0.0,
             rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
             max_in_flight: 0,
+            refused_from: sample.refused,
+            refused_to: sample.refused,
         });
-        w.samples += 1;
+        // Saturating: a window of 4 billion samples cannot happen in practice, but a count
+        // must never panic inside a pool's `finish`.
+        w.samples = w.samples.saturating_add(1);
         if sample.dropped {
-            w.dropped += 1;
+            w.dropped = w.dropped.saturating_add(1);
+            w.drop_rtt_sum += sample.rtt.as_secs_f64();
         } else {
-            w.successes += 1;
+            w.successes = w.successes.saturating_add(1);
             let rtt = sample.rtt.as_secs_f64();
             w.rtt_sum += rtt;
             w.rtt_sq_sum += rtt * rtt;
         }
         w.max_in_flight = w.max_in_flight.max(sample.in_flight);
+        w.refused_to = sample.refused;
         let w = *w;
         if !self.window_done(&w, now) {
             return self.limit;
@@ -592,7 +499,10 @@ impl Algorithm for Adaptive {
             dropped: 0,
             rtt_sum: 0.0,
             rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
             max_in_flight: 0,
+            refused_from: sample.refused,
+            refused_to: sample.refused,
         });
         self.limit
     }

@@ -103,7 +103,8 @@ impl AimdBuilder {
         self
     }
 
-    /// A job that held its permit longer than this counts as dropped (default 5 s).
+    /// A job that held its permit longer than this counts as dropped (default 5 s). Must be
+    /// positive; it is only compared, never added to, so `Duration::MAX` ("never") is fine.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
         self
@@ -146,7 +147,7 @@ impl Algorithm for Aimd {
             self.limit = (self.limit as f64 * c.backoff_ratio) as usize;
         } else if sample.in_flight * 2 >= self.limit {
             // Only grow when the limit is actually in use ("app limited" guard).
-            self.limit += 1;
+            self.limit = self.limit.saturating_add(1);
         }
         self.limit = self.limit.clamp(c.min, c.max);
         self.limit
@@ -164,6 +165,7 @@ mod tests {
             rtt: Duration::from_millis(rtt_ms),
             in_flight,
             dropped,
+            refused: 0,
         }
     }
 

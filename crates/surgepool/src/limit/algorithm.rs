@@ -17,6 +17,10 @@ pub(crate) struct Sample {
     pub(crate) in_flight: usize,
     /// `true` when the job failed in a way that signals overload (timeout, 503, shed).
     pub(crate) dropped: bool,
+    /// Admissions refused so far (a running count: a difference between two samples is the
+    /// demand the limit turned away in between, which callers that honour `Retry-After`
+    /// take away from the goodput an algorithm sees).
+    pub(crate) refused: u64,
 }
 
 /// A limit algorithm: takes samples, returns the new limit (always at least 1).
@@ -61,12 +65,15 @@ impl Rng {
     }
 }
 
-/// Rounds a float limit down to a whole limit within `[min, max]`.
+/// Rounds a float limit down to a whole limit, then clamps it to `[min, max]`: clamping
+/// after rounding is what keeps every reported limit within the bounds. A hair of slack
+/// (1e-9) keeps float noise (5.999999999 for 6) from costing a whole slot.
 pub(crate) fn whole(limit: f64, min: usize, max: usize) -> usize {
     if limit.is_nan() {
         return min;
     }
-    (limit.floor().max(0.0) as usize).clamp(min, max)
+    // `as` saturates: +inf and huge values become usize::MAX, then `max`.
+    ((limit + 1e-9).floor().max(0.0) as usize).clamp(min, max)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Gradient2: compare each RTT with a long exponential average of RTTs. A port of Netflix
 //! concurrency-limits' `Gradient2Limit.java` (see `README.md` beside this file).
 
-use super::algorithm::{Algorithm, Sample};
+use super::algorithm::{whole, Algorithm, Sample};
 use super::{check_bounds, check_range, Config, Limit};
 use crate::error::BuildError;
 
@@ -45,8 +45,8 @@ impl Gradient2Config {
             "tolerance",
             self.tolerance,
             1.0,
-            f64::MAX,
-            "must be a finite ratio >= 1.0: how much slower than the long-term RTT is tolerated",
+            super::adaptive_config::MAX_TOLERANCE * (1.0 + f64::EPSILON),
+            "must be a ratio in [1, 100]: how much slower than the long-term RTT is tolerated",
         )?;
         if self.long_window == 0 {
             return Err(BuildError::new(
@@ -192,13 +192,20 @@ impl Gradient2 {
     }
 }
 
+impl Gradient2 {
+    /// The whole limit, rounded down and then clamped (rounding must not leave the bounds).
+    fn limit(&self) -> usize {
+        whole(self.estimated, self.config.min, self.config.max)
+    }
+}
+
 impl Algorithm for Gradient2 {
     fn update(&mut self, sample: &Sample) -> usize {
         let c = self.config;
         let short = sample.rtt.as_secs_f64();
         if short <= 0.0 {
             // A zero-length job would divide by zero below and says nothing about queueing.
-            return self.estimated as usize;
+            return self.limit();
         }
         let queue_size = c.queue_size as f64;
         let long = self.long_rtt.add(short);
@@ -211,14 +218,14 @@ impl Algorithm for Gradient2 {
 
         // App limited: do not move while the limit is not in use.
         if (sample.in_flight as f64) < self.estimated / 2.0 {
-            return self.estimated as usize;
+            return self.limit();
         }
 
         let gradient = (c.tolerance * long / short).clamp(0.5, 1.0);
         let new_limit = self.estimated * gradient + queue_size;
         let new_limit = self.estimated * (1.0 - c.smoothing) + new_limit * c.smoothing;
         self.estimated = new_limit.clamp(c.min as f64, c.max as f64);
-        self.estimated as usize
+        self.limit()
     }
 }
 
@@ -234,6 +241,7 @@ mod tests {
             rtt: Duration::from_millis(rtt_ms),
             in_flight,
             dropped: false,
+            refused: 0,
         }
     }
 

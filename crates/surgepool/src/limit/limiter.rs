@@ -1,12 +1,15 @@
 //! The live limiter: an atomic in-flight count checked against an atomic limit, and an
-//! algorithm (behind a mutex, touched once per finished job) that moves the limit.
+//! algorithm (behind a mutex, touched once per finished job) that moves the limit. Tasks
+//! that wait for a slot park in the FIFO queue of `waiters.rs`.
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::permit::Permit;
+use super::waiters::{Acquire, WaitQueue};
 use super::{Algorithm, Limit, Sample};
 use crate::error::BuildError;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering, Padded};
@@ -19,13 +22,14 @@ pub struct Limiter {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    limit: AtomicUsize,
-    in_flight: AtomicUsize,
-    /// Tasks parked in `acquire`; release only pays for a notify when there are some.
-    waiters: AtomicUsize,
-    notify: Notify,
-    algorithm: Option<Mutex<Box<dyn Algorithm>>>,
+pub(super) struct Shared {
+    pub(super) limit: AtomicUsize,
+    pub(super) in_flight: AtomicUsize,
+    /// Tasks parked in `acquire` (the queue's length, readable without its lock): release
+    /// only takes the queue's lock when there are some, and `try_acquire` refuses then.
+    pub(super) waiters: AtomicUsize,
+    pub(super) queue: Mutex<WaitQueue>,
+    pub(super) algorithm: Option<Mutex<Box<dyn Algorithm>>>,
     /// Written once per release: kept off the line of `limit` and `in_flight`, which every
     /// admission reads (profiled: the shared line cost 6% of a pool's submit-and-run).
     counters: Padded<Counters>,
@@ -36,6 +40,10 @@ struct Counters {
     succeeded: AtomicU64,
     dropped: AtomicU64,
     ignored: AtomicU64,
+    algorithm_panics: AtomicU64,
+    /// Admissions refused (`try_acquire` and the pools' `try_acquire_raw`): demand the
+    /// limit turned away, which an adaptive algorithm weighs.
+    refused: AtomicU64,
 }
 
 /// How a permit's job ended, as reported to the limiter.
@@ -47,6 +55,19 @@ pub(crate) enum Outcome {
     Dropped(Duration),
     /// It says nothing about the downstream's capacity (e.g. a client error).
     Ignored,
+}
+
+/// A sequentially consistent read of one side of the "raise mine, then read theirs"
+/// pairs above (waiters / in-flight). Loom models `SeqCst` as acquire-release, under which
+/// two plain loads could both read stale values and report a lost wake-up that real
+/// hardware cannot produce; a read-modify-write always reads the latest value, so under
+/// loom the reads are `fetch_add(0)` (the model then checks the same protocol, soundly).
+#[inline]
+fn seq_cst_read(atomic: &AtomicUsize) -> usize {
+    #[cfg(loom)]
+    return atomic.fetch_add(0, Ordering::SeqCst);
+    #[cfg(not(loom))]
+    atomic.load(Ordering::SeqCst)
 }
 
 /// Counters of a [`Limiter`], read at one instant.
@@ -63,6 +84,11 @@ pub struct LimiterStats {
     pub dropped: u64,
     /// Permits released with [`Permit::ignore`].
     pub ignored: u64,
+    /// Tasks waiting in [`Limiter::acquire`] now.
+    pub waiters: usize,
+    /// Samples on which the limit's algorithm panicked (the limit then stayed as it was;
+    /// a bug in the algorithm, never a reason to lose a slot).
+    pub algorithm_panics: u64,
 }
 
 impl Limiter {
@@ -73,22 +99,39 @@ impl Limiter {
     /// A [`BuildError`] when the limit's settings cannot work (for example `Limit::fixed(0)`).
     pub fn new(limit: Limit) -> Result<Limiter, BuildError> {
         limit.validate()?;
-        Ok(Limiter {
-            shared: Arc::new(Shared {
-                limit: AtomicUsize::new(limit.initial().max(1)),
-                in_flight: AtomicUsize::new(0),
-                waiters: AtomicUsize::new(0),
-                notify: Notify::new(),
-                algorithm: limit.algorithm().map(Mutex::new),
-                counters: Padded(Counters::default()),
-            }),
-        })
+        Ok(Limiter::with_algorithm(limit.initial(), limit.algorithm()))
     }
 
-    /// Takes a permit if in-flight work is under the limit. Never waits.
+    /// A limiter starting at `initial`, moved by `algorithm` if there is one.
+    fn with_algorithm(initial: usize, algorithm: Option<Box<dyn Algorithm>>) -> Limiter {
+        Limiter {
+            shared: Arc::new(Shared {
+                limit: AtomicUsize::new(initial.max(1)),
+                in_flight: AtomicUsize::new(0),
+                waiters: AtomicUsize::new(0),
+                queue: Mutex::new(WaitQueue::default()),
+                algorithm: algorithm.map(Mutex::new),
+                counters: Padded(Counters::default()),
+            }),
+        }
+    }
+
+    /// Takes a permit if in-flight work is under the limit and nobody waits in
+    /// [`acquire`](Self::acquire). Never waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::limit::{Limit, Limiter};
+    ///
+    /// let limiter = Limiter::new(Limit::fixed(1)).unwrap();
+    /// let permit = limiter.try_acquire().expect("under the limit");
+    /// assert!(limiter.try_acquire().is_none(), "at the limit");
+    /// permit.success();
+    /// ```
     pub fn try_acquire(&self) -> Option<Permit> {
         if self.try_acquire_raw() {
-            Some(Permit::new(self.shared.clone(), self.is_adaptive()))
+            Some(Permit::new(self.shared.clone()))
         } else {
             None
         }
@@ -96,33 +139,65 @@ impl Limiter {
 
     /// Waits for a permit.
     ///
+    /// Waiters are served first come, first served: while anyone waits, `try_acquire`
+    /// refuses, and a permit released while someone waits passes straight to the one that
+    /// has waited longest.
+    ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: dropping the future before it completes takes no permit. Waiters are
-    /// woken in FIFO order, but a concurrent `try_acquire` may take a freed permit first.
+    /// Cancel-safe: dropping the future before it completes takes no permit. A waiter
+    /// dropped just after a permit was handed to it passes the permit on to the next waiter
+    /// (or frees it), so no slot is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::limit::{Limit, Limiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Limit::fixed(1)).unwrap();
+    /// let held = limiter.try_acquire().unwrap();
+    /// let waiter = tokio::spawn({
+    ///     let limiter = limiter.clone();
+    ///     async move { limiter.acquire().await.success() }
+    /// });
+    /// tokio::task::yield_now().await; // the waiter parks
+    /// assert!(limiter.try_acquire().is_none(), "no barging past a waiter");
+    /// held.success(); // handed to the waiter
+    /// waiter.await.unwrap();
+    /// assert_eq!(limiter.in_flight(), 0);
+    /// # }
+    /// ```
     pub async fn acquire(&self) -> Permit {
-        if let Some(permit) = self.try_acquire() {
-            return permit;
-        }
-        let _waiting = WaiterGuard::new(&self.shared);
-        loop {
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(permit) = self.try_acquire() {
-                return permit;
-            }
-            notified.await;
-        }
+        Acquire::new(self.shared.clone()).await
     }
 
-    /// Waits at most `wait` for a permit; `None` when none came in time.
+    /// Waits at most `wait` for a permit; `None` when none came in time. A `wait` too
+    /// large for the clock (`Duration::MAX`) waits without a deadline.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::limit::{Limit, Limiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Limit::fixed(1)).unwrap();
+    /// let _held = limiter.try_acquire().unwrap();
+    /// assert!(limiter.acquire_timeout(Duration::from_millis(10)).await.is_none());
+    /// # }
+    /// ```
     pub async fn acquire_timeout(&self, wait: Duration) -> Option<Permit> {
-        tokio::time::timeout(wait, self.acquire()).await.ok()
+        match Instant::now().checked_add(wait) {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.acquire()).await.ok(),
+            None => Some(self.acquire().await),
+        }
     }
 
     /// The current limit.
@@ -143,6 +218,12 @@ impl Limiter {
             succeeded: self.shared.counters.succeeded.load(Ordering::Relaxed),
             dropped: self.shared.counters.dropped.load(Ordering::Relaxed),
             ignored: self.shared.counters.ignored.load(Ordering::Relaxed),
+            waiters: self.shared.waiters.load(Ordering::Relaxed),
+            algorithm_panics: self
+                .shared
+                .counters
+                .algorithm_panics
+                .load(Ordering::Relaxed),
         }
     }
 
@@ -153,32 +234,10 @@ impl Limiter {
         self.shared.store_limit(limit.max(1));
     }
 
-    /// `true` when the limit moves with samples, so callers should measure latency.
-    pub(crate) fn is_adaptive(&self) -> bool {
-        self.shared.algorithm.is_some()
-    }
-
     /// Admission without a `Permit` object, for the pools (which hold the slot themselves).
+    /// Refuses while tasks wait in `acquire`: they come first.
     pub(crate) fn try_acquire_raw(&self) -> bool {
-        let shared = &*self.shared;
-        // SeqCst (free on x86): a parked `acquire` increments `waiters` and then checks here,
-        // while `release` decrements `in_flight` and then checks `waiters`; with both sides
-        // sequentially consistent, at least one of them sees the other (no lost wake-up).
-        let mut current = shared.in_flight.load(Ordering::SeqCst);
-        loop {
-            if current >= shared.limit.load(Ordering::SeqCst) {
-                return false;
-            }
-            match shared.in_flight.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
+        self.shared.try_acquire_raw()
     }
 
     /// Releases a slot taken with [`try_acquire_raw`](Self::try_acquire_raw); `now` is the
@@ -192,10 +251,13 @@ impl Limiter {
     /// is still within the limit (`true`), else gives it back (`false`). Same as a release
     /// then `try_acquire_raw`, minus two atomic read-modify-writes on a contended line, and
     /// no other caller can take the slot in between.
+    /// (Tasks parked in `acquire` come first: with any, the slot goes to them instead.)
     pub(crate) fn keep_raw(&self) -> bool {
         let shared = &*self.shared;
         // SeqCst as in `try_acquire_raw`: the slot stays taken, so nobody waits on it.
-        if shared.in_flight.load(Ordering::SeqCst) <= shared.limit.load(Ordering::SeqCst) {
+        if shared.waiters.load(Ordering::SeqCst) == 0
+            && shared.in_flight.load(Ordering::SeqCst) <= shared.limit.load(Ordering::SeqCst)
+        {
             return true;
         }
         shared.free_slot();
@@ -234,7 +296,7 @@ impl Limiter {
 
 impl Shared {
     /// Releases one slot; `now` is the caller's clock reading if it has one.
-    fn release(&self, outcome: Outcome, now: Option<Instant>) {
+    pub(super) fn release(&self, outcome: Outcome, now: Option<Instant>) {
         // Sample before releasing: in-flight as the job saw it, itself included.
         self.sample(outcome, now);
         self.free_slot();
@@ -259,48 +321,83 @@ impl Shared {
                 rtt,
                 in_flight,
                 dropped,
+                refused: self.counters.refused.load(Ordering::Relaxed),
             };
-            let new_limit = lock(algorithm).update(&sample).max(1);
-            return self.store_limit(new_limit);
+            let update = {
+                let mut algorithm = lock(algorithm);
+                // An algorithm is ours, but a bug in one (an overflow, say) must cost at most
+                // this sample: never the caller's slot, nor a permit counted twice. Caught
+                // under the lock, so the mutex is not poisoned.
+                panic::catch_unwind(AssertUnwindSafe(|| algorithm.update(&sample)))
+            };
+            return match update {
+                Ok(new_limit) => self.store_limit(new_limit.max(1)),
+                Err(payload) => {
+                    self.counters
+                        .algorithm_panics
+                        .fetch_add(1, Ordering::Relaxed);
+                    // Our payloads are strings, but a destructor must not unwind out of here.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                    false
+                }
+            };
         }
         false
     }
 
-    /// Gives one slot back and wakes a waiter if there is one.
-    fn free_slot(&self) {
-        // SeqCst pairs with the waiter's increment of `waiters` and its SeqCst re-check of
-        // `in_flight` (see `try_acquire_raw`).
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_one();
+    /// Takes a slot if in-flight work is under the limit (one CAS), ignoring waiters.
+    pub(super) fn take_slot(&self) -> bool {
+        // SeqCst (free on x86): a parking `acquire` raises `waiters` and then looks at
+        // `in_flight` here, while `free_slot` lowers `in_flight` and then looks at `waiters`;
+        // with both sides sequentially consistent, at least one of them sees the other (no
+        // lost wake-up).
+        let mut current = seq_cst_read(&self.in_flight);
+        loop {
+            if current >= self.limit.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
         }
     }
 
-    /// Sets the limit; `true` if it grew.
+    /// Admission for callers that do not wait: refused while tasks wait in `acquire`, so a
+    /// slot freed for a waiter cannot be taken in front of it (no barging).
+    pub(super) fn try_acquire_raw(&self) -> bool {
+        if self.waiters.load(Ordering::SeqCst) == 0 && self.take_slot() {
+            return true;
+        }
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Gives one slot back: straight to the oldest waiter if there is one, else to the count.
+    pub(super) fn free_slot(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 && self.hand_off() {
+            return;
+        }
+        // SeqCst pairs with the waiter's raise of `waiters` (see `take_slot`): a waiter that
+        // parked after the look above is seen here and served by the dispatch.
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if seq_cst_read(&self.waiters) > 0 {
+            self.dispatch();
+        }
+    }
+
+    /// Sets the limit; `true` if it grew. Room a grown limit makes goes to waiters first.
     fn store_limit(&self, new_limit: usize) -> bool {
         let old = self.limit.swap(new_limit, Ordering::SeqCst);
         if new_limit > old && self.waiters.load(Ordering::SeqCst) > 0 {
-            for _ in 0..(new_limit - old).min(self.waiters.load(Ordering::SeqCst)) {
-                self.notify.notify_one();
-            }
+            self.dispatch();
         }
         new_limit > old
-    }
-}
-
-/// Counts a task parked in `acquire` for as long as it waits (also when it is cancelled).
-struct WaiterGuard<'a>(&'a Shared);
-
-impl<'a> WaiterGuard<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        shared.waiters.fetch_add(1, Ordering::SeqCst);
-        WaiterGuard(shared)
-    }
-}
-
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -313,93 +410,50 @@ impl fmt::Debug for Limiter {
     }
 }
 
-/// The right to run one job under a [`Limiter`]. Report how the job went when it ends:
-/// [`success`](Permit::success), [`dropped`](Permit::dropped) or [`ignore`](Permit::ignore).
-/// A permit that is simply dropped (an error path, a panic, a cancelled future) counts as
-/// dropped, so an adaptive limit backs off rather than learning from a lost job.
-#[must_use = "a permit releases its slot when dropped, and then counts as dropped"]
-pub struct Permit {
-    shared: Arc<Shared>,
-    /// When the permit was taken; only an adaptive limit needs it, so a fixed limit skips
-    /// the clock reads and admission stays as cheap as a semaphore's.
-    start: Option<Instant>,
-    released: bool,
-}
-
-impl Permit {
-    fn new(shared: Arc<Shared>, timed: bool) -> Permit {
-        let start = timed.then(Instant::now);
-        Permit {
-            shared,
-            start,
-            released: false,
-        }
-    }
-
-    /// The job succeeded; its latency is the time since the permit was taken.
-    pub fn success(self) {
-        let (rtt, now) = self.elapsed();
-        self.release(Outcome::Success(rtt), now);
-    }
-
-    /// The job succeeded and took `latency` (when the caller measured it better).
-    pub fn success_with_latency(self, latency: Duration) {
-        self.release(Outcome::Success(latency), None);
-    }
-
-    /// The job failed in a way that signals overload (timeout, 503, rejected downstream).
-    pub fn dropped(self) {
-        let (rtt, now) = self.elapsed();
-        self.release(Outcome::Dropped(rtt), now);
-    }
-
-    /// The job's outcome says nothing about capacity (e.g. a 4xx); release without a sample.
-    pub fn ignore(self) {
-        self.release(Outcome::Ignored, None);
-    }
-
-    /// When the permit was taken, if the limit is adaptive (a fixed limit reads no clock).
-    pub fn acquired_at(&self) -> Option<Instant> {
-        self.start
-    }
-
-    /// Time held so far, and the instant it was read (reused as the sample's time).
-    fn elapsed(&self) -> (Duration, Option<Instant>) {
-        match self.start {
-            Some(start) => {
-                let now = Instant::now();
-                (now.saturating_duration_since(start), Some(now))
-            }
-            None => (Duration::ZERO, None),
-        }
-    }
-
-    fn release(mut self, outcome: Outcome, now: Option<Instant>) {
-        self.released = true;
-        self.shared.release(outcome, now);
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if !self.released {
-            let (rtt, now) = self.elapsed();
-            self.shared.release(Outcome::Dropped(rtt), now);
-        }
-    }
-}
-
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("acquired_at", &self.start)
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// An algorithm with a bug: it panics on every other sample.
+    #[derive(Debug, Default)]
+    struct Buggy(u64);
+
+    impl Algorithm for Buggy {
+        fn update(&mut self, _: &Sample) -> usize {
+            self.0 += 1;
+            assert!(self.0 % 2 == 0, "bug in the algorithm");
+            5
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_algorithm_costs_the_sample_not_the_slot() {
+        let limiter = Limiter::with_algorithm(2, Some(Box::new(Buggy::default())));
+        // Permit path: `success` panicked out of the release before the slot was freed.
+        let a = limiter.try_acquire().unwrap();
+        let b = limiter.try_acquire().unwrap();
+        a.success(); // panics inside: caught, limit unchanged
+        assert_eq!((limiter.in_flight(), limiter.limit()), (1, 2));
+        b.success(); // works: limit 5
+        assert_eq!((limiter.in_flight(), limiter.limit()), (0, 5));
+        // The pools' raw path.
+        assert!(limiter.try_acquire_raw());
+        let (kept, in_flight) = limiter.end_job_raw(false);
+        assert!(!kept);
+        let success = Outcome::Success(Duration::from_millis(1));
+        assert!(!limiter.sample_raw(success, Instant::now(), in_flight));
+        assert_eq!(limiter.in_flight(), 0);
+        // A plain drop (the `Drop` impl: unwinding out of it would abort).
+        drop(limiter.try_acquire().unwrap());
+        let stats = limiter.stats();
+        assert_eq!(stats.algorithm_panics, 2, "{stats:?}");
+        assert_eq!((stats.succeeded, stats.dropped, stats.in_flight), (3, 1, 0));
+        // The mutex is not poisoned: samples still reach the algorithm (its fifth call
+        // panics again, and is caught again).
+        limiter.try_acquire().unwrap().success();
+        assert_eq!(limiter.stats().algorithm_panics, 3);
+        assert_eq!(limiter.in_flight(), 0);
+    }
 
     #[test]
     fn a_kept_slot_is_kept_only_within_the_limit() {

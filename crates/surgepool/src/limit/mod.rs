@@ -30,20 +30,24 @@
 //! lock and reads no clock.
 
 mod adaptive;
+mod adaptive_config;
 mod aimd;
 mod algorithm;
 mod gradient2;
 mod limiter;
 #[cfg(all(test, loom))]
 mod loom;
+mod permit;
 mod vegas;
+mod waiters;
 
-pub use adaptive::AdaptiveBuilder;
+pub use adaptive_config::AdaptiveBuilder;
 pub use aimd::AimdBuilder;
 pub(crate) use algorithm::{Algorithm, Sample};
 pub use gradient2::Gradient2Builder;
 pub(crate) use limiter::Outcome;
-pub use limiter::{Limiter, LimiterStats, Permit};
+pub use limiter::{Limiter, LimiterStats};
+pub use permit::Permit;
 pub use vegas::VegasBuilder;
 
 use crate::error::BuildError;
@@ -93,7 +97,7 @@ pub struct Limit {
 #[derive(Debug, Clone)]
 pub(crate) enum Config {
     Fixed(usize),
-    Adaptive(adaptive::AdaptiveConfig),
+    Adaptive(adaptive_config::AdaptiveConfig),
     Aimd(aimd::AimdConfig),
     Vegas(vegas::VegasConfig),
     Gradient2(gradient2::Gradient2Config),
@@ -124,7 +128,11 @@ impl Limit {
     /// back when latency rises above 1.25 × the base RTT (CPU work settles near the core
     /// count), and keeps probing: a step up is kept only if goodput rose with it, a step
     /// down only if goodput did not fall with it. The base RTT is re-measured at half the
-    /// limit every 10–11.5 s, so it cannot drift. Bounds: 1 to 10 000; see
+    /// limit every 10–11.5 s, so it cannot drift. Disturbances that are not overload do not
+    /// pull it down for long: fast failures or clients that leave early while latency
+    /// stays flat do not cut it, a latency above tolerance at the minimum re-learns the
+    /// base, and callers turned away (say, honouring `Retry-After`) still count as demand.
+    /// Bounds: 1 to 10 000; see
     /// [`Limit::adaptive_builder`] to change them or the other knobs.
     ///
     /// The limit learns from the latency and outcome of each finished job: a pool reports
@@ -141,7 +149,7 @@ impl Limit {
     /// ```
     pub fn adaptive() -> Limit {
         Limit {
-            config: Config::Adaptive(adaptive::AdaptiveConfig::default()),
+            config: Config::Adaptive(adaptive_config::AdaptiveConfig::default()),
         }
     }
 
@@ -326,6 +334,40 @@ mod tests {
             (
                 Limit::adaptive_builder().probe_jitter(-0.1).build(),
                 "probe_jitter",
+            ),
+            (
+                Limit::adaptive_builder()
+                    .probe_interval(std::time::Duration::MAX)
+                    .build(),
+                "probe_interval",
+            ),
+            (
+                Limit::adaptive_builder().tolerance(f64::INFINITY).build(),
+                "tolerance",
+            ),
+            (
+                Limit::adaptive_builder().tolerance(1e300).build(),
+                "tolerance",
+            ),
+            (
+                Limit::adaptive_builder().probe_jitter(f64::NAN).build(),
+                "probe_jitter",
+            ),
+            (
+                Limit::aimd_builder().backoff_ratio(f64::NAN).build(),
+                "backoff_ratio",
+            ),
+            (
+                Limit::vegas_builder().smoothing(f64::INFINITY).build(),
+                "smoothing",
+            ),
+            (
+                Limit::gradient2_builder().smoothing(0.0).build(),
+                "smoothing",
+            ),
+            (
+                Limit::gradient2_builder().tolerance(1e300).build(),
+                "tolerance",
             ),
             (
                 Limit::aimd_builder().backoff_ratio(1.0).build(),

@@ -1,7 +1,7 @@
 //! Vegas: estimate the queue from the ratio of the no-load RTT to the current RTT, as TCP
 //! Vegas does. A port of Netflix concurrency-limits' `VegasLimit.java` (see `README.md`).
 
-use super::algorithm::{Algorithm, Rng, Sample};
+use super::algorithm::{whole, Algorithm, Rng, Sample};
 use super::{check_bounds, check_range, Config, Limit};
 use crate::error::BuildError;
 
@@ -150,8 +150,10 @@ impl Vegas {
         }
     }
 
+    /// The whole limit: rounded down, then clamped, as smoothing can leave the estimate a
+    /// hair below `min` (0.7 × 3 + 0.3 × 3 = 2.999…, which truncated to 2).
     fn limit(&self) -> usize {
-        self.estimated as usize
+        whole(self.estimated, self.config.min, self.config.max)
     }
 }
 
@@ -216,6 +218,7 @@ mod tests {
             rtt: Duration::from_millis(rtt_ms),
             in_flight,
             dropped: false,
+            refused: 0,
         }
     }
 

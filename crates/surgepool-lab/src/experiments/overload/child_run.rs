@@ -19,10 +19,11 @@ use tower::limit::ConcurrencyLimit;
 use tower::load_shed::LoadShed;
 use tower::Service;
 
+use super::change::{Change, Hog};
 use super::messages::{ChildLine, Sample};
 use super::params::Params;
 use super::recorder::{Recorder, Tracked};
-use super::strategy::{Strategy, SEED_LIMIT, SEED_QUEUE, TOWER_LIMIT};
+use super::strategy::{Strategy, SEED_QUEUE, TOWER_LIMIT};
 use crate::child::emit;
 use crate::open_loop::{Arrival, LoadProgress, Schedule};
 use crate::rss::{self, Target};
@@ -76,12 +77,19 @@ impl Admission {
         };
         Ok(match strategy {
             Strategy::Naive => Admission::Naive(handle),
-            Strategy::Fixed => Admission::Pool(pool(Limit::fixed(SEED_LIMIT), SEED_QUEUE, None)?),
-            Strategy::Adaptive => {
-                Admission::Pool(pool(Limit::adaptive(), queue.capacity, queue.timeout)?)
+            // The seed's pool keeps the seed's queue; every other pool gets the recommended
+            // one, so that they differ in their limit alone.
+            Strategy::Fixed => {
+                let limit = strategy.limit().context("fixed is a pool")?;
+                Admission::Pool(pool(limit, SEED_QUEUE, None)?)
             }
-            Strategy::FixedN(n) => {
-                Admission::Pool(pool(Limit::fixed(n), queue.capacity, queue.timeout)?)
+            Strategy::Adaptive
+            | Strategy::FixedN(_)
+            | Strategy::Aimd
+            | Strategy::Vegas
+            | Strategy::Gradient2 => {
+                let limit = strategy.limit().context("a pool strategy has a limit")?;
+                Admission::Pool(pool(limit, queue.capacity, queue.timeout)?)
             }
             Strategy::Tower => {
                 let recorder = Arc::clone(recorder);
@@ -174,7 +182,7 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot build the tokio runtime")?;
-    let recorder = Recorder::new();
+    let recorder = Recorder::new(params.slo());
     let work = params.work();
     let admission = {
         let _enter = runtime.enter();
@@ -201,7 +209,19 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
         rate: params.rps as f64,
         duration: params.duration(),
     };
+    // The generator's schedule starts when its thread starts, a few microseconds after
+    // this; the halves split at the midpoint of `started + duration`, close enough.
     let started = Instant::now();
+    let midpoint = started + params.duration() / 2;
+    recorder.split_halves(started, midpoint);
+    let hog = match params.change {
+        Change::Steady => None,
+        Change::Slowdown => {
+            recorder.slow_down_from(midpoint);
+            None
+        }
+        Change::CapacityDrop => Some(Hog::start_at(midpoint).context("cannot start the hog")?),
+    };
 
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -213,6 +233,7 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
             .spawn(move || -> anyhow::Result<()> {
                 let mut last = Instant::now();
                 let mut last_completed = 0;
+                let mut last_within = 0;
                 loop {
                     let stopping = stop.load(Ordering::SeqCst);
                     if !stopping {
@@ -231,12 +252,15 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
                         interval_s: (now - last).as_secs_f64(),
                         goodput_rps: (counts.completed - last_completed) as f64
                             / (now - last).as_secs_f64().max(1e-9),
+                        slo_goodput_rps: counts.within_slo.saturating_sub(last_within) as f64
+                            / (now - last).as_secs_f64().max(1e-9),
                         p50_ms: interval.p50_ms,
                         p99_ms: interval.p99_ms,
                         latency_ms: interval.total,
                     };
                     last = now;
                     last_completed = counts.completed;
+                    last_within = counts.within_slo;
                     emit(&ChildLine::Sample(sample))?;
                     if stopping {
                         return Ok(());
@@ -252,7 +276,10 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
             "generator",
             Some(runtime.handle().clone()),
             progress.clone(),
-            move |arrival| admission.admit(&recorder, work, arrival),
+            move |arrival: Arrival| {
+                recorder.arrived(arrival.intended);
+                admission.admit(&recorder, work, arrival);
+            },
         )?
     };
     let load = generator
@@ -285,6 +312,8 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
     let ran = params.duration() + drained;
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     drop(pool);
+    let hog_took = hog.as_ref().and_then(Hog::took);
+    drop(hog);
 
     stop_sampling.store(true, Ordering::SeqCst);
     sampler
@@ -306,11 +335,21 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
         cancelled: counts.cancelled,
         lost: 0,
         goodput_rps: counts.completed as f64 / ran.as_secs_f64().max(1e-9),
+        slo_ms: params.slo_ms,
+        slo_goodput_rps: counts.within_slo as f64 / ran.as_secs_f64().max(1e-9),
+        within_slo: counts.within_slo,
         peak_rss_bytes: rss.peak,
         stopped_at_cap: false,
         ran_s: ran.as_secs_f64(),
         latency_ms,
-        config: strategy.describe(params.queue),
+        config: match hog_took {
+            Some(what) => format!(
+                "{}; at {:.1} s {what}",
+                strategy.describe(params.queue),
+                params.duration_s / 2.0
+            ),
+            None => strategy.describe(params.queue),
+        },
         asked_rps: params.rps as f64,
         scheduled: load.scheduled,
         generator_lag_ms: load.final_lag.as_secs_f64() * 1000.0,
@@ -320,6 +359,7 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
         final_limit: snapshot.as_ref().map_or(0, |s| s.limit),
         accounting_notes: Vec::new(),
         series: Vec::new(),
+        phases: recorder.phases(params.duration()),
     };
     super::accounting::reconcile(&mut result, snapshot.as_ref());
     emit(&ChildLine::Result(Box::new(result)))?;

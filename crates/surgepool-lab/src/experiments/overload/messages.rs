@@ -34,6 +34,9 @@ pub(crate) struct Sample {
     pub(crate) interval_s: f64,
     /// Completions per second over the interval.
     pub(crate) goodput_rps: f64,
+    /// Completions within the SLO per second over the interval.
+    #[serde(default)]
+    pub(crate) slo_goodput_rps: f64,
     /// Median latency of the interval's completions, ms.
     pub(crate) p50_ms: f64,
     /// 99th percentile of the same, ms.

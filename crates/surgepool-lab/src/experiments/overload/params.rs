@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::change::Change;
 use super::strategy::QueuePolicy;
 use crate::work::{Work, WorkKind};
 
@@ -17,6 +18,10 @@ pub(crate) struct Params {
     pub(crate) worker_threads: usize,
     /// The queue of `adaptive` and `fixed_<N>`.
     pub(crate) queue: QueuePolicy,
+    /// The latency SLO, ms (from intended arrival, queue wait included).
+    pub(crate) slo_ms: f64,
+    /// How the load changes halfway.
+    pub(crate) change: Change,
 }
 
 impl Params {
@@ -30,6 +35,10 @@ impl Params {
 
     pub(crate) fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.duration_s)
+    }
+
+    pub(crate) fn slo(&self) -> Duration {
+        Duration::from_secs_f64(self.slo_ms / 1000.0)
     }
 
     pub(crate) fn drain(&self) -> Duration {
@@ -63,6 +72,10 @@ impl Params {
                 .timeout
                 .map_or(0.0, |t| t.as_secs_f64() * 1000.0)
                 .to_string(),
+            "--slo-ms".into(),
+            self.slo_ms.to_string(),
+            "--scenario".into(),
+            self.change.name().into(),
         ]
     }
 }

@@ -47,6 +47,13 @@ pub(crate) enum Strategy {
     Adaptive,
     /// surgepool `Pool` with `Limit::fixed(n)` and the recommended queue (the sweep).
     FixedN(usize),
+    /// surgepool `Pool` with `Limit::aimd()` (Netflix's AIMD anchor) and the recommended queue.
+    Aimd,
+    /// surgepool `Pool` with `Limit::vegas()` (Netflix's Vegas anchor) and the recommended queue.
+    Vegas,
+    /// surgepool `Pool` with `Limit::gradient2()` (Netflix's Gradient2 anchor) and the
+    /// recommended queue.
+    Gradient2,
 }
 
 /// The default strategies, in running order.
@@ -63,18 +70,22 @@ pub(crate) fn default_sweep() -> Vec<usize> {
 }
 
 impl Strategy {
-    /// Parses `naive`, `fixed`, `tower`, `adaptive` or `fixed_<N>`.
+    /// Parses `naive`, `fixed`, `tower`, `adaptive`, `aimd`, `vegas`, `gradient2` or
+    /// `fixed_<N>`.
     pub(crate) fn parse(s: &str) -> Result<Strategy, String> {
         match s.trim() {
             "naive" => Ok(Strategy::Naive),
             "fixed" => Ok(Strategy::Fixed),
             "tower" => Ok(Strategy::Tower),
             "adaptive" => Ok(Strategy::Adaptive),
+            "aimd" => Ok(Strategy::Aimd),
+            "vegas" => Ok(Strategy::Vegas),
+            "gradient2" => Ok(Strategy::Gradient2),
             other => match other.strip_prefix("fixed_").map(str::parse::<usize>) {
                 Some(Ok(n)) if n >= 1 => Ok(Strategy::FixedN(n)),
                 _ => Err(format!(
-                    "unknown strategy `{other}`: expected naive, fixed, tower, adaptive or \
-                     fixed_<N> with N >= 1"
+                    "unknown strategy `{other}`: expected naive, fixed, tower, adaptive, aimd, \
+                     vegas, gradient2 or fixed_<N> with N >= 1"
                 )),
             },
         }
@@ -83,10 +94,21 @@ impl Strategy {
     /// Whether the strategy is a surgepool pool (its accounting is cross-checked and its
     /// `lost` must be 0).
     pub(crate) fn is_surgepool(self) -> bool {
-        matches!(
-            self,
-            Strategy::Fixed | Strategy::Adaptive | Strategy::FixedN(_)
-        )
+        !matches!(self, Strategy::Naive | Strategy::Tower)
+    }
+
+    /// The limit this strategy's pool runs with (`None`: not a pool).
+    pub(crate) fn limit(self) -> Option<surgepool::Limit> {
+        use surgepool::Limit;
+        Some(match self {
+            Strategy::Naive | Strategy::Tower => return None,
+            Strategy::Fixed => Limit::fixed(SEED_LIMIT),
+            Strategy::Adaptive => Limit::adaptive(),
+            Strategy::FixedN(n) => Limit::fixed(n),
+            Strategy::Aimd => Limit::aimd(),
+            Strategy::Vegas => Limit::vegas(),
+            Strategy::Gradient2 => Limit::gradient2(),
+        })
     }
 
     /// The settings, in words, for the table and the report.
@@ -109,6 +131,11 @@ impl Strategy {
             ),
             Strategy::Adaptive => format!("surgepool Pool, Limit::adaptive(), {rec}"),
             Strategy::FixedN(n) => format!("surgepool Pool, Limit::fixed({n}), {rec}"),
+            Strategy::Aimd => format!("surgepool Pool, Limit::aimd() (Netflix AIMD), {rec}"),
+            Strategy::Vegas => format!("surgepool Pool, Limit::vegas() (Netflix Vegas), {rec}"),
+            Strategy::Gradient2 => {
+                format!("surgepool Pool, Limit::gradient2() (Netflix Gradient2), {rec}")
+            }
         }
     }
 }
@@ -121,6 +148,9 @@ impl fmt::Display for Strategy {
             Strategy::Tower => f.write_str("tower"),
             Strategy::Adaptive => f.write_str("adaptive"),
             Strategy::FixedN(n) => write!(f, "fixed_{n}"),
+            Strategy::Aimd => f.write_str("aimd"),
+            Strategy::Vegas => f.write_str("vegas"),
+            Strategy::Gradient2 => f.write_str("gradient2"),
         }
     }
 }
@@ -131,10 +161,18 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in DEFAULT.into_iter().chain([Strategy::FixedN(64)]) {
+        let anchors = [Strategy::Aimd, Strategy::Vegas, Strategy::Gradient2];
+        for s in DEFAULT
+            .into_iter()
+            .chain(anchors)
+            .chain([Strategy::FixedN(64)])
+        {
             assert_eq!(Strategy::parse(&s.to_string()), Ok(s));
         }
         assert!(Strategy::parse("fixed_0").is_err());
         assert!(Strategy::parse("spawn").is_err());
+        for s in anchors {
+            assert!(s.is_surgepool() && s.limit().is_some_and(|l| !l.is_fixed()));
+        }
     }
 }

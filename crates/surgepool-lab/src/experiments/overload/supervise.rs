@@ -116,6 +116,7 @@ pub(crate) fn run_strategy(
         .map(|s| SeriesPoint {
             t_s: s.t_s,
             goodput_rps: s.goodput_rps,
+            slo_goodput_rps: s.slo_goodput_rps,
             in_flight: s.in_flight,
             limit: s.limit,
             rss_bytes: s.rss_bytes,
@@ -130,6 +131,9 @@ pub(crate) fn run_strategy(
             rss_bytes: outcome.rss.peak,
             ..result.series.last().copied().unwrap_or_default()
         });
+    }
+    for phase in &mut result.phases {
+        phase.mean_limit = mean_limit(&watch.samples, phase.from_s, phase.to_s);
     }
     let status = if result.stopped_at_cap {
         format!(
@@ -168,6 +172,9 @@ fn from_last_sample(strategy: Strategy, params: &Params, last: &Sample) -> Strat
         cancelled: c.cancelled + killed,
         lost: 0,
         goodput_rps: c.completed as f64 / ran,
+        slo_ms: params.slo_ms,
+        slo_goodput_rps: c.within_slo as f64 / ran,
+        within_slo: c.within_slo,
         peak_rss_bytes: last.rss_bytes,
         stopped_at_cap: false,
         ran_s: ran,
@@ -186,5 +193,21 @@ fn from_last_sample(strategy: Strategy, params: &Params, last: &Sample) -> Strat
              latency covers only the requests that completed"
         )],
         series: Vec::new(),
+        // The halves' counters died with the process.
+        phases: Vec::new(),
+    }
+}
+
+/// The mean of the limits sampled in `[from_s, to_s)` (0 when no sample fell there).
+fn mean_limit(samples: &[Sample], from_s: f64, to_s: f64) -> f64 {
+    let limits: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.t_s >= from_s && s.t_s < to_s)
+        .map(|s| s.limit as f64)
+        .collect();
+    if limits.is_empty() {
+        0.0
+    } else {
+        limits.iter().sum::<f64>() / limits.len() as f64
     }
 }

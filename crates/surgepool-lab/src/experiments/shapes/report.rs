@@ -90,7 +90,7 @@ pub(crate) struct Settings {
     pub(crate) channel_capacity: usize,
 }
 
-/// One of issue 4's goals, judged on this run's medians.
+/// One of the per-op goals, judged on this run's medians.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Goal {
     pub(crate) goal: String,
@@ -112,7 +112,7 @@ pub(crate) struct Report {
 /// run, e.g. a queue growing once, amortised over ≥ 10⁵ ops).
 const ZERO_ALLOCS: f64 = 0.005;
 
-/// Judges issue 4's goals on the rows present (a goal whose rows are missing is skipped).
+/// Judges the per-op goals on the rows present (a goal whose rows are missing is skipped).
 pub(crate) fn goals(rows: &[Row], cores: usize) -> Vec<Goal> {
     let find = |name: &str| rows.iter().find(|r| r.name == name);
     let median = |name: &str| find(name).and_then(Row::median);
@@ -227,7 +227,7 @@ impl Report {
              and language, so compare ratios, not absolute values.\n",
         );
         if !self.goals.is_empty() {
-            out.push_str("\nissue 4 goals, on this run:\n");
+            out.push_str("\ngoals, on this run:\n");
             let mut g = Table::new(&[
                 ("goal", Align::Left),
                 ("value", Align::Right),

@@ -1,0 +1,193 @@
+//! The settings of [`Limit::adaptive`] and their builder; the controller itself is in
+//! `adaptive.rs`.
+
+use std::time::Duration;
+
+use super::{check_bounds, check_range, Config, Limit};
+use crate::error::BuildError;
+
+/// The default upper bound: generous enough for waiting work on a large machine, small
+/// enough that a runaway limit cannot admit an unbounded amount of memory.
+pub(crate) const DEFAULT_MAX: usize = 10_000;
+/// The longest `probe_interval` accepted: a base re-measured less than once a day is not
+/// re-measured in any useful sense, and the bound keeps the schedule's arithmetic finite.
+pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest `tolerance` accepted: past 100× the base RTT the latency guard would never act.
+pub(crate) const MAX_TOLERANCE: f64 = 100.0;
+
+/// Settings of [`Limit::adaptive`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AdaptiveConfig {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    pub(crate) initial: Option<usize>,
+    pub(crate) tolerance: f64,
+    pub(crate) smoothing: f64,
+    pub(crate) probe_interval: Duration,
+    pub(crate) probe_jitter: f64,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        AdaptiveConfig {
+            min: 1,
+            max: DEFAULT_MAX,
+            initial: None,
+            tolerance: 1.25,
+            smoothing: 0.5,
+            probe_interval: Duration::from_secs(10),
+            probe_jitter: 0.15,
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    /// The starting limit: the machine's parallelism unless set, within `[min, max]`.
+    pub(crate) fn initial(&self) -> usize {
+        self.initial.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .clamp(self.min.max(1), self.max.max(self.min.max(1)))
+        })
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        check_bounds(self.min, self.initial(), self.max)?;
+        check_range(
+            "tolerance",
+            self.tolerance,
+            1.0,
+            MAX_TOLERANCE * (1.0 + f64::EPSILON),
+            "must be a ratio in [1, 100]: how much slower than the base RTT is tolerated",
+        )?;
+        check_range(
+            "smoothing",
+            self.smoothing,
+            f64::MIN_POSITIVE,
+            1.0 + f64::EPSILON,
+            "must be in (0, 1]: the share of a latency cut applied at once (1 = all of it)",
+        )?;
+        if self.probe_interval < Duration::from_millis(1)
+            || self.probe_interval > MAX_PROBE_INTERVAL
+        {
+            return Err(BuildError::new(
+                "probe_interval",
+                format!(
+                    "must be between 1 ms and 24 h: how often the base RTT is re-measured; got {:?}",
+                    self.probe_interval
+                ),
+            ));
+        }
+        check_range(
+            "probe_jitter",
+            self.probe_jitter,
+            0.0,
+            1.0 + f64::EPSILON,
+            "must be in [0, 1]: the random extra delay of a re-measure, as a share of the interval",
+        )
+    }
+}
+
+/// Builds a [`Limit::adaptive`] with other settings.
+///
+/// Every setting has a default that needs no tuning; the knobs exist for bounds you must
+/// respect (a database that allows 50 connections) and for experiments.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `min` | 1 | the limit never goes below |
+/// | `max` | 10 000 | the limit never goes above |
+/// | `initial` | available parallelism | the limit before any sample |
+/// | `tolerance` | 1.25 | RTT / base RTT above which the limit is cut |
+/// | `smoothing` | 0.5 | share of a latency cut applied at once |
+/// | `probe_interval` | 10 s | how often the base RTT is re-measured at half the limit |
+/// | `probe_jitter` | 0.15 | random extra delay of a re-measure, share of the interval |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::Limit;
+///
+/// let limit = Limit::adaptive_builder()
+///     .min(2)
+///     .max(500)
+///     .tolerance(1.5)
+///     .probe_interval(Duration::from_secs(30))
+///     .build()?;
+///
+/// // Settings that cannot work are errors, never panics:
+/// let err = Limit::adaptive_builder().min(10).max(5).build().unwrap_err();
+/// assert_eq!(err.setting(), "max");
+/// # Ok::<(), surgepool::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct AdaptiveBuilder {
+    config: AdaptiveConfig,
+}
+
+impl AdaptiveBuilder {
+    pub(crate) fn new() -> Self {
+        AdaptiveBuilder {
+            config: AdaptiveConfig::default(),
+        }
+    }
+
+    /// The limit never goes below this (default 1).
+    pub fn min(mut self, n: usize) -> Self {
+        self.config.min = n;
+        self
+    }
+
+    /// The limit never goes above this (default 10 000).
+    pub fn max(mut self, n: usize) -> Self {
+        self.config.max = n;
+        self
+    }
+
+    /// The limit before any sample (default: the machine's available parallelism, within
+    /// `[min, max]`).
+    pub fn initial(mut self, n: usize) -> Self {
+        self.config.initial = Some(n);
+        self
+    }
+
+    /// The ratio of mean RTT to base RTT above which the limit is cut, `>= 1.0`
+    /// (default 1.25, Envoy's 25 % buffer). Lower reacts sooner and to more noise.
+    pub fn tolerance(mut self, ratio: f64) -> Self {
+        self.config.tolerance = ratio;
+        self
+    }
+
+    /// The share of a latency cut applied at once, in `(0, 1]` (default 0.5).
+    pub fn smoothing(mut self, smoothing: f64) -> Self {
+        self.config.smoothing = smoothing;
+        self
+    }
+
+    /// How often the base RTT is re-measured at half the limit (default 10 s).
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.config.probe_interval = interval;
+        self
+    }
+
+    /// Random extra delay of each re-measure, as a share of the interval, in `[0, 1]`
+    /// (default 0.15, as Envoy). Keeps many limiters from re-measuring in lock-step.
+    pub fn probe_jitter(mut self, jitter: f64) -> Self {
+        self.config.probe_jitter = jitter;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
+    /// max` does not hold.
+    pub fn build(self) -> Result<Limit, BuildError> {
+        self.config.validate()?;
+        Ok(Limit {
+            config: Config::Adaptive(self.config),
+        })
+    }
+}
