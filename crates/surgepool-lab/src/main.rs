@@ -35,10 +35,16 @@ enum Command {
     Overload(experiments::overload::Args),
     /// Seeds 001/002: an axum server with and without the admission layer, under load.
     Http(experiments::http::Args),
+    /// Seed 001's external queue: a spike and a slowdown with a local pool overflowing into Redis Streams.
+    Fleet(experiments::fleet::Args),
+    /// Seed 001: batched inserts on SQLite and PostgreSQL, by hand and through `Batcher`.
+    Batch(experiments::batch::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
     Serve(experiments::serve::Args),
     /// Print the path of the newest HTML report under a directory (or open it with --open).
     Report(experiments::latest_report::Args),
+    /// Minutes of mixed load: RSS, fd and thread trends, tasks lost, identities.
+    Soak(experiments::soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,8 +53,11 @@ fn main() -> ExitCode {
         Command::Shapes(args) => experiments::shapes::run(args),
         Command::Overload(args) => experiments::overload::run(args),
         Command::Http(args) => experiments::http::run(args),
+        Command::Fleet(args) => experiments::fleet::run(args),
         Command::Serve(args) => experiments::serve::run(args),
         Command::Report(args) => experiments::latest_report::run(args),
+        Command::Soak(args) => experiments::soak::run(args),
+        Command::Batch(args) => experiments::batch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,45 @@
 //! snapshots are taken under it, so the identities of [`Snapshot`] hold in every snapshot.
 
 use crate::stats::{Latencies, ShutdownReport, Snapshot};
+use crate::sync::{AtomicU64, Ordering};
+
+/// The tasks whose end was *published* (their handles have their outcomes, their user values
+/// are dropped), counted without the pool's lock, and whether the pool is closing, in one
+/// atomic. A task is counted as ended under the lock and published after it; a pool is
+/// drained only once the two counts meet, so `shutdown()` never returns before a handle has
+/// its result.
+///
+/// Flag and count share a word so that they need no `SeqCst` handshake: both change by
+/// read-modify-writes of one location, which are totally ordered. A publisher whose add
+/// comes after the close sees the flag and signals the drain (under the lock); one whose
+/// add comes before it is seen by every later drain check of the closing thread.
+#[derive(Debug)]
+pub(crate) struct Published(AtomicU64);
+
+/// The closing flag; the count lives in the other 63 bits (it never gets near them).
+const CLOSING: u64 = 1 << 63;
+
+impl Published {
+    pub(crate) fn new() -> Published {
+        Published(AtomicU64::new(0))
+    }
+
+    /// The pool closes (under its lock).
+    pub(crate) fn close(&self) {
+        self.0.fetch_or(CLOSING, Ordering::AcqRel);
+    }
+
+    /// Counts `n` tasks as published; `true` if the pool is closing, so that the caller
+    /// must take the lock and signal a drain.
+    pub(crate) fn add(&self, n: u64) -> bool {
+        self.0.fetch_add(n, Ordering::AcqRel) & CLOSING != 0
+    }
+
+    /// The tasks published so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.0.load(Ordering::Acquire) & !CLOSING
+    }
+}
 
 /// How an accepted task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +68,9 @@ pub(crate) struct Accounting {
     /// Tasks cancelled by a shutdown deadline.
     pub(crate) cancelled_at_deadline: u64,
     pub(crate) shutting_down: bool,
+    /// A shutdown's grace deadline passed before the pool had drained. Sticky: every later
+    /// report says `timed_out` too, so concurrent and later shutdown calls agree.
+    pub(crate) deadline_passed: bool,
 }
 
 impl Accounting {
@@ -45,6 +87,7 @@ impl Accounting {
             finished_since_shutdown: 0,
             cancelled_at_deadline: 0,
             shutting_down: false,
+            deadline_passed: false,
         }
     }
 
@@ -56,6 +99,11 @@ impl Accounting {
     pub(crate) fn accept(&mut self) {
         self.submitted += 1;
         self.accepted += 1;
+    }
+
+    /// Tasks that ended, however (each accepted task ends exactly once).
+    pub(crate) fn ended(&self) -> u64 {
+        self.completed + self.panicked + self.cancelled + self.shed
     }
 
     /// Records a task's end. `run` is `(queue wait, run time)` in nanoseconds when the task
@@ -104,12 +152,13 @@ impl Accounting {
         }
     }
 
-    /// What shutdown did, as far as this accounting knows.
-    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
+    /// What shutdown did, as far as this accounting knows. Once the pool has drained,
+    /// nothing here changes any more, so every report taken after that is the same.
+    pub(crate) fn report(&self) -> ShutdownReport {
         ShutdownReport {
             drained: self.finished_since_shutdown,
             cancelled: self.cancelled_at_deadline,
-            timed_out,
+            timed_out: self.deadline_passed,
         }
     }
 }

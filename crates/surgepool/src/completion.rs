@@ -1,6 +1,7 @@
 //! The one-shot slot through which a task hands its outcome to its handle, for both pools:
 //! an async handle parks a `Waker` in it, a blocking `join` waits on its condvar.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::TaskError;
@@ -35,10 +36,13 @@ impl<T> Completion<T> {
         }
     }
 
-    /// Sets the outcome once; later calls are ignored (the first outcome wins).
+    /// Sets the outcome once; later calls are ignored (the first outcome wins, and a later
+    /// one is dropped with any panic of its destructor caught).
     pub(crate) fn complete(&self, result: Result<T, TaskError>) {
         let mut state = lock(&self.state);
         if state.done {
+            drop(state);
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(result)));
             return;
         }
         state.done = true;
@@ -51,6 +55,19 @@ impl<T> Completion<T> {
         }
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+
+    /// Drops an outcome that nobody took (its handle was dropped), with a panic of its
+    /// destructor caught: the owner calls it from its own `Drop`, which may run on a pool's
+    /// worker, where a user's panicking `Drop` must not land.
+    pub(crate) fn drop_unclaimed(&mut self) {
+        let state = match self.state.get_mut() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(result) = state.result.take() {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(result)));
         }
     }
 

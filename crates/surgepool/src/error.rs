@@ -1,6 +1,26 @@
 //! The pools' errors. Small and hand-written; a rejected job always comes back to the caller.
 
+use std::any::Any;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// How many nested panicking payloads [`drop_payload`] drops before it leaks the rest.
+const PAYLOAD_DROPS: usize = 4;
+
+/// Drops a panic payload. The payload is a user value (`std::panic::panic_any`), and its
+/// `Drop` may panic in turn: that panic is caught too, so it never reaches a worker, which
+/// would take it for its own failure. Each caught panic brings a new payload, which may
+/// panic again: after a few rounds the last one is leaked rather than looping forever.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..PAYLOAD_DROPS {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}
 
 /// Why a pool did not accept a job. The job itself comes back inside, untouched, so the
 /// caller can retry it, run it inline, or answer "overloaded".
@@ -124,14 +144,22 @@ pub struct TaskError {
 }
 
 impl TaskError {
-    pub(crate) fn panic(payload: Box<dyn std::any::Any + Send>) -> TaskError {
+    pub(crate) fn panic(payload: Box<dyn Any + Send>) -> TaskError {
         let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
             Some((*s).to_owned())
         } else {
             payload.downcast_ref::<String>().cloned()
         };
+        drop_payload(payload);
         TaskError {
             kind: TaskErrorKind::Panic(message),
+        }
+    }
+
+    /// A panic whose payload is gone: the pool's own code around the task panicked.
+    pub(crate) fn panic_without_payload() -> TaskError {
+        TaskError {
+            kind: TaskErrorKind::Panic(None),
         }
     }
 

@@ -37,6 +37,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accounting;
+pub mod batch;
 mod blocking;
 mod clock;
 mod completion;
@@ -50,11 +51,14 @@ mod pool;
 mod queue;
 mod stats;
 mod sync;
+/// `tracing` events, behind the `tracing` feature (see the table in `trace.rs`).
+mod trace;
 
 /// A guide to the settings: which pool, which limit, how big a queue, which timeouts.
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 
+pub use batch::{BatchError, Batcher, Receipt};
 pub use blocking::{BlockingHandle, BlockingPool, BlockingPoolBuilder};
 pub use error::{BuildError, SubmitError, TaskError};
 pub use limit::Limit;

@@ -91,3 +91,52 @@ fn submitting_to_a_pool_whose_runtime_is_gone_ends_the_task_not_hangs() {
         assert!(pool.is_closed(), "nothing can run its tasks any more");
     });
 }
+
+/// Futures whose `Drop` panics, dropped by the runtime's shutdown (a detached one inline in
+/// its worker's frame, one with a handle in its task): isolated, counted, and resolved.
+#[test]
+fn futures_whose_drop_panics_are_isolated_when_the_runtime_drops_them() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("bomb");
+        }
+    }
+    // The expected panics are caught; keep their messages out of the output.
+    std::panic::set_hook(Box::new(|_| {}));
+    let rt = runtime();
+    let (pool, handle) = rt.block_on(async {
+        let pool = Pool::builder().limit(Limit::fixed(2)).build().unwrap();
+        let bomb = Bomb;
+        pool.try_spawn(async move {
+            let _bomb = bomb;
+            pending::<()>().await;
+        })
+        .unwrap();
+        let bomb = Bomb;
+        let handle = pool
+            .try_submit(async move {
+                let _bomb = bomb;
+                pending::<()>().await;
+            })
+            .unwrap();
+        while pool.snapshot().running < 2 {
+            tokio::task::yield_now().await;
+        }
+        (pool, handle)
+    });
+    rt.shutdown_timeout(Duration::from_secs(10));
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    other.block_on(async {
+        let limit = Duration::from_secs(30);
+        let result = tokio::time::timeout(limit, handle).await.expect("resolves");
+        assert!(result.unwrap_err().is_cancelled());
+        let s = pool.snapshot();
+        assert_identities(&s);
+        assert_eq!((s.running, s.cancelled, s.workers), (0, 2, 0), "{s:?}");
+    });
+    let _ = std::panic::take_hook();
+}

@@ -162,18 +162,20 @@ impl BlockingPoolBuilder {
         let codel = self.codel.map(|(t, i)| Codel::new(t, i));
         let clock = Clock::new();
         let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel, clock);
+        let name = self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME));
         let settings = Settings {
             clock,
             min_workers: self.min_workers,
             idle_timeout: self.idle_timeout,
-            on_panic: self.on_panic,
+            on_panic: crate::trace::with_panic_event(self.on_panic, &name),
+            name: name.clone(),
             thread_name: self.thread_name,
             stack_size: self.stack_size,
         };
         Ok(BlockingPool {
             owner: Arc::new(Owner {
                 inner: Inner::new(limiter, settings, queue),
-                name: self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME)),
+                name,
             }),
         })
     }

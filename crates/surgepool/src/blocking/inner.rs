@@ -1,15 +1,18 @@
 //! The blocking pool's state machine: the async pool's rules (see `pool/inner.rs`) with
 //! threads and condvars instead of tasks and wakers. One mutex guards every transition;
-//! closures never run while it is held.
+//! closures never run while it is held. As there, a closure is counted as ended under the
+//! lock and published (its handle has its outcome, its user values are dropped) after it;
+//! the pool is drained only once every ended closure is published.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::task::BlockingJob;
 use super::worker::{self, ThreadParker};
-use crate::accounting::{Accounting, Outcome};
+use crate::accounting::{Accounting, Outcome, Published};
 use crate::clock::{Clock, Stamp};
 use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
@@ -31,6 +34,9 @@ pub(crate) struct Settings {
     pub(crate) on_panic: Option<PanicHook>,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    /// The pool's name, for `tracing` events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 pub(crate) struct Inner {
@@ -40,6 +46,8 @@ pub(crate) struct Inner {
     changed: Condvar,
     pub(crate) limiter: Limiter,
     pub(crate) settings: Settings,
+    /// Closures whose end was published. On its own cache lines: every closure writes it.
+    published: Padded<Published>,
 }
 
 struct State {
@@ -110,6 +118,7 @@ impl Inner {
             changed: Condvar::new(),
             limiter,
             settings,
+            published: Padded(Published::new()),
         });
         let parkers: Vec<(Arc<ThreadParker>, u64)> = {
             let mut st = inner.state();
@@ -155,7 +164,7 @@ impl Inner {
     }
 
     /// The OS refused a thread: the task it was for ends as cancelled, nothing is lost.
-    fn spawn_failed(&self, parker: &Arc<ThreadParker>) {
+    fn spawn_failed(self: &Arc<Self>, parker: &Arc<ThreadParker>) {
         let job = parker.take();
         {
             let mut st = self.state();
@@ -170,6 +179,7 @@ impl Inner {
         }
         if let Some(running) = job {
             running.job.finish_unrun(TaskError::cancelled());
+            self.publish_ended(1);
         }
         // Rare: wake every watcher unconditionally.
         self.changed.notify_all();
@@ -367,7 +377,13 @@ impl Inner {
             }
         };
         self.carry_out(later);
-        if self.limiter.sample_raw(limit_outcome, at, in_flight) {
+        // The closure is counted and its slot settled: a panicking limit algorithm must not
+        // undo that (the thread would die holding its next closure), so it is caught, and
+        // the limit just stays where it was.
+        let grew = catch_unwind(AssertUnwindSafe(|| {
+            self.limiter.sample_raw(limit_outcome, at, in_flight)
+        }));
+        if grew.unwrap_or(false) {
             // The limit grew: queued closures may start now rather than at the next finish.
             let now = self.settings.clock.now();
             let mut later = Later::default();
@@ -421,11 +437,73 @@ impl Inner {
         self.notify_watchers(st);
     }
 
+    /// The thread's own code panicked (not a closure: their panics, and those of their
+    /// destructors, are caught where they happen). The thread ends, counted out; the closure
+    /// it held next goes to another thread, and one it was still running ends as panicked.
+    /// Called from the thread's guard, while it unwinds, never under the pool's lock.
+    pub(crate) fn thread_panicked(
+        self: &Arc<Self>,
+        parker: &Arc<ThreadParker>,
+        next: Option<Running>,
+        current: Option<Running>,
+    ) {
+        let mut later = Later::default();
+        let ended = {
+            let mut st = self.state();
+            if let Some(i) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
+                st.idle.swap_remove(i);
+            }
+            // `close` counts idle threads out as it tells them to end: never count twice.
+            if !parker.told_to_exit() {
+                st.workers -= 1;
+            }
+            // Each still holds its slot and is counted as running: only its thread changes.
+            for running in next.into_iter().chain(parker.take()) {
+                if let Dispatch::Spawn(p, r, n) = self.hand_to_worker(&mut st, running) {
+                    later.spawns.push((p, r, n));
+                }
+            }
+            let ended = current.inspect(|_| {
+                st.running -= 1;
+                st.acct.finish(Outcome::Panicked, None);
+            });
+            let now = self.settings.clock.now();
+            // The freed slot may start a queued closure; this also wakes a drain's waiter.
+            self.start_queued(&mut st, now, ended.is_some(), None, &mut later);
+            ended
+        };
+        if let Some(running) = ended {
+            running.job.finish_unrun(TaskError::panic_without_payload());
+            self.publish_ended(1);
+        }
+        self.carry_out(later);
+    }
+
+    /// `n` closures, counted as ended under the lock earlier, are now published: wake a
+    /// shutdown waiting for the drain. The lock is taken only while a shutdown is under way.
+    pub(crate) fn publish_ended(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.published.add(n) {
+            let st = self.state();
+            self.notify_watchers(&st);
+        }
+    }
+
+    /// Every accepted closure ended and was published (the caller closed the pool).
+    fn drained(&self, st: &State) -> bool {
+        st.running == 0 && st.queue.is_empty() && self.published.count() == st.acct.ended()
+    }
+
     /// Ends shed closures and starts threads, once the lock is released.
     fn carry_out(self: &Arc<Self>, later: Later) {
+        let shed = later.shed.len() as u64;
         for (job, reason) in later.shed {
+            crate::trace::event!(debug, pool = %self.settings.name, reason = ?reason, "task shed");
             job.finish_unrun(TaskError::shed(reason));
         }
+        self.publish_ended(shed);
         for (p, r, n) in later.spawns {
             self.spawn_thread(p, Some(r), n);
         }
@@ -455,6 +533,7 @@ impl Inner {
             if !st.closed {
                 st.closed = true;
                 st.acct.shutting_down = true;
+                self.published.close();
             }
             let idle = std::mem::take(&mut st.idle);
             st.workers -= idle.len();
@@ -474,7 +553,7 @@ impl Inner {
     pub(crate) fn wait_drained(&self, until: Option<Instant>) -> bool {
         let mut st = self.state();
         loop {
-            if st.running == 0 && st.queue.is_empty() {
+            if self.drained(&st) {
                 return true;
             }
             match until {
@@ -492,24 +571,35 @@ impl Inner {
 
     /// The grace deadline passed: cancel what still waits in the queue. Running closures
     /// cannot be interrupted; they finish in the background.
-    pub(crate) fn cancel_queued(&self) {
-        let queued = {
+    ///
+    /// Returns `true` if closures still run. A pool whose closures all ended, but whose last
+    /// outcomes are still being handed to their handles, did not time out: that is a few
+    /// instructions of the pool's own, which the caller just waits for.
+    pub(crate) fn cancel_queued(&self) -> bool {
+        let (queued, running) = {
             let mut st = self.state();
+            if st.running > 0 || !st.queue.is_empty() {
+                st.acct.deadline_passed = true;
+            }
             let queued = st.queue.drain();
             for _ in &queued {
                 st.acct.finish(Outcome::Cancelled, None);
                 st.acct.cancelled_at_deadline += 1;
             }
-            queued
+            (queued, st.running > 0)
         };
+        let count = queued.len() as u64;
         for entry in queued {
             entry.job.finish_unrun(TaskError::cancelled());
         }
+        self.publish_ended(count);
         self.changed.notify_all();
+        running
     }
 
-    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        self.state().acct.report(timed_out)
+    /// The shutdown report; the same for every caller once the pool has drained.
+    pub(crate) fn report(&self) -> ShutdownReport {
+        self.state().acct.report()
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {

@@ -27,6 +27,11 @@ use inner::{Inner, Refusal};
 ///
 /// Threads start on demand up to the limit and retire after `idle_timeout`.
 ///
+/// A panic in user code never kills a thread: not in a closure (it ends as panicked), nor
+/// in the destructor of its captures, of its output (when its handle was dropped), or of a
+/// panic payload. Should the pool's own code panic on a thread, the closure the thread held
+/// next goes to another thread, so nothing is lost and no slot leaks.
+///
 /// Work whose result nobody waits for is cheapest through [`try_spawn`](Self::try_spawn)
 /// and [`spawn_timeout`](Self::spawn_timeout): no handle, and no allocation for a small
 /// closure.
@@ -281,28 +286,47 @@ impl BlockingPool {
         self.inner().is_closed()
     }
 
-    /// Closes the pool and blocks until every accepted closure has finished. Idempotent;
-    /// concurrent callers all return once drained.
+    /// Closes the pool and blocks until every accepted closure has finished: when it
+    /// returns, every handle has its result ([`BlockingHandle::is_finished`]), and the pool
+    /// has dropped every closure and every output that no handle will take.
+    ///
+    /// Idempotent: concurrent and later callers all return once drained, with the same
+    /// report. A grace deadline of [`shutdown_timeout`](Self::shutdown_timeout) that passed
+    /// before the drain ended is part of it: `timed_out` is then `true` for every later
+    /// report too.
     pub fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), "shutdown began");
         inner.close();
         inner.wait_drained(None);
-        inner.report(false)
+        let report = inner.report();
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// As [`shutdown`](Self::shutdown), blocking at most about `grace`: then every closure
     /// still queued is cancelled (counted in the report). A closure already running on a
     /// thread cannot be interrupted: it finishes in the background, its handle gets its
     /// result, and the pool's snapshot counts it when it ends.
+    ///
+    /// A call that returns at its deadline reports what had happened by then (closures
+    /// still running drain later, and a later `shutdown()` counts them); its `timed_out`
+    /// stays `true` in every later report.
     pub fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
         inner.close();
         let until = Instant::now().checked_add(grace);
-        if inner.wait_drained(until) {
-            return inner.report(false);
-        }
-        inner.cancel_queued();
-        inner.report(true)
+        let report = if !inner.wait_drained(until) && inner.cancel_queued() {
+            // Closures still run: they finish in the background.
+            inner.report()
+        } else {
+            // Drained, or only the last outcomes are still being handed over: wait for that.
+            inner.wait_drained(None);
+            inner.report()
+        };
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how

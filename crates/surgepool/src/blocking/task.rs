@@ -14,7 +14,7 @@ use smallbox::{smallbox, SmallBox};
 
 use crate::accounting::Outcome;
 use crate::completion::Completion;
-use crate::error::TaskError;
+use crate::error::{drop_payload, TaskError};
 use crate::pool::PanicHook;
 use crate::sync::{lock, Arc, Mutex};
 
@@ -93,10 +93,14 @@ impl Detached {
         match catch_unwind(AssertUnwindSafe(|| (self.f)())) {
             Ok(()) => Outcome::Completed,
             Err(payload) => {
-                // As for a closure with a handle; with no hook, no `TaskError` is built.
-                if let Some(hook) = hook {
-                    let error = TaskError::panic(payload);
-                    let _ = catch_unwind(AssertUnwindSafe(|| hook(&error)));
+                // As for a closure with a handle; with no hook, no `TaskError` is built (but
+                // the payload is still a user value whose `Drop` may panic).
+                match hook {
+                    Some(hook) => {
+                        let error = TaskError::panic(payload);
+                        let _ = catch_unwind(AssertUnwindSafe(|| hook(&error)));
+                    }
+                    None => drop_payload(payload),
                 }
                 Outcome::Panicked
             }
@@ -133,6 +137,22 @@ where
             stage: Mutex::new(Stage::Pending(f)),
             completion: Completion::new(),
         })
+    }
+}
+
+impl<F, T> Drop for Closure<F, T> {
+    /// The last owner (the thread, the handle, or a queue that ends the closure) drops the
+    /// closure or the output nobody took. Both are user values: a panic in their `Drop` is
+    /// caught here, so that it never kills a worker thread (and leaks its slot) nor lands in
+    /// whoever dropped the handle.
+    fn drop(&mut self) {
+        let stage = match self.stage.get_mut() {
+            Ok(stage) => stage,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Assigning stores `Done` even when the old value's destructor panics.
+        let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done));
+        self.completion.drop_unclaimed();
     }
 }
 

@@ -64,6 +64,11 @@ impl ThreadParker {
         }
     }
 
+    /// `true` once `close` told this (idle) thread to end; it was counted out then.
+    pub(crate) fn told_to_exit(&self) -> bool {
+        lock(&self.state).exit
+    }
+
     /// Spins, then yields, briefly, until a job (or exit) is there.
     fn spin_for_job(&self) {
         for _ in 0..SPINS {
@@ -117,25 +122,78 @@ impl ThreadParker {
     }
 }
 
+/// A thread's hold on its pool. User code never panics out to the thread (closures, their
+/// outputs, payloads and captures are all dropped under `catch_unwind`); if the pool's own
+/// code does, `drop` runs as the thread unwinds and hands what it held back to the pool
+/// (`Inner::thread_panicked`), so no closure is lost and no slot leaks.
+struct Guard {
+    inner: Arc<Inner>,
+    parker: Arc<ThreadParker>,
+    /// The closure to run next.
+    next: Option<Running>,
+    /// The closure being run, until the pool counted it.
+    current: Option<Running>,
+    /// A closure was counted as ended but not yet published (`Inner::publish_ended`).
+    unpublished: bool,
+    /// Set when the thread ends normally (it is already counted out).
+    exited: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.exited {
+            let (next, current) = (self.next.take(), self.current.take());
+            self.inner.thread_panicked(&self.parker, next, current);
+        }
+        if self.unpublished {
+            // Its handle already has its outcome (set before anything that can panic).
+            self.inner.publish_ended(1);
+        }
+    }
+}
+
 /// The thread's life.
 pub(crate) fn run(inner: Arc<Inner>, parker: Arc<ThreadParker>) {
-    let mut next: Option<Running> = None;
+    let mut guard = Guard {
+        inner,
+        parker,
+        next: None,
+        current: None,
+        unpublished: false,
+        exited: false,
+    };
+    let (inner, parker) = (guard.inner.clone(), guard.parker.clone());
     loop {
-        let mut running = match next.take() {
+        let running = match guard.next.take() {
             Some(running) => running,
             None => match wait_for_job(&inner, &parker) {
                 Some(running) => running,
-                None => return,
+                None => {
+                    guard.exited = true;
+                    return;
+                }
             },
         };
+        let running = guard.current.insert(running);
         let outcome = running.job.run(inner.settings.on_panic.as_ref());
-        let after = inner.finish(&parker, &running, outcome);
-        running.job.publish();
-        drop(running);
+        let after = inner.finish(&parker, running, outcome);
+        let done = guard.current.take();
+        guard.unpublished = true;
+        // What the thread holds next is in the guard before any more code runs.
         match after {
-            AfterRun::Run(running) => next = Some(running),
+            AfterRun::Run(running) => guard.next = Some(running),
             AfterRun::Idle => {}
-            AfterRun::Exit => return,
+            AfterRun::Exit => guard.exited = true,
+        }
+        if let Some(done) = done {
+            done.job.publish();
+            // Maybe with the closure's output: `Closure`'s `Drop` catches a panic in it.
+            drop(done);
+        }
+        guard.unpublished = false;
+        inner.publish_ended(1);
+        if guard.exited {
+            return;
         }
     }
 }

@@ -394,6 +394,9 @@ impl Shared {
     /// Sets the limit; `true` if it grew. Room a grown limit makes goes to waiters first.
     fn store_limit(&self, new_limit: usize) -> bool {
         let old = self.limit.swap(new_limit, Ordering::SeqCst);
+        if new_limit != old {
+            crate::trace::event!(debug, from = old, to = new_limit, "limit changed");
+        }
         if new_limit > old && self.waiters.load(Ordering::SeqCst) > 0 {
             self.dispatch();
         }

@@ -170,8 +170,9 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
-    /// above the limit, a zero CoDel target or interval, a zero memory budget, or no
-    /// tokio runtime (build inside one, or pass [`runtime`](Self::runtime)).
+    /// above the limit, a zero CoDel target or interval, a zero memory budget, no tokio
+    /// runtime (build inside one, or pass [`runtime`](Self::runtime)), or a runtime built
+    /// without timers (`enable_time()`).
     pub fn build(self) -> Result<Pool, BuildError> {
         validate_limit(&self.limit, self.min_workers)?;
         if let Some((target, interval)) = self.codel {
@@ -198,25 +199,41 @@ impl PoolBuilder {
                 )
             })?,
         };
+        if !timers_enabled(&runtime) {
+            return Err(BuildError::new(
+                "runtime",
+                "the tokio runtime has no timers: build it with `enable_time()` (or \
+                 `enable_all()`); idle workers, deadlines and shutdown graces need them",
+            ));
+        }
         let limiter = Limiter::new(self.limit)?;
         let codel = self.codel.map(|(t, i)| Codel::new(t, i));
         let clock = Clock::new();
         let queue = JobQueue::new(self.queue_capacity, self.queue_timeout, codel, clock);
+        let name = self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME));
         let settings = Settings {
             clock,
             min_workers: self.min_workers,
             idle_timeout: self.idle_timeout,
             memory_budget: self.memory_budget,
-            on_panic: self.on_panic,
+            on_panic: crate::trace::with_panic_event(self.on_panic, &name),
+            name: name.clone(),
         };
         let inner = Inner::new(limiter, runtime, settings, queue);
         Ok(Pool {
-            owner: Arc::new(Owner {
-                inner,
-                name: self.name.unwrap_or_else(|| StdArc::from(DEFAULT_NAME)),
-            }),
+            owner: Arc::new(Owner { inner, name }),
         })
     }
+}
+
+/// `true` if `runtime` has tokio's time driver. Without it, creating a timer panics; the
+/// pool's idle workers make one, so such a runtime is refused at build time rather than
+/// found out by a worker. Tokio has no way to ask, so a timer is made (and dropped unused,
+/// which registers nothing) with the panic caught; a refused runtime prints tokio's panic
+/// message once, through the panic hook.
+fn timers_enabled(runtime: &Handle) -> bool {
+    let _entered = runtime.enter();
+    std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
 }
 
 /// The most workers `min_workers` may keep: each is a parked task or thread, started at

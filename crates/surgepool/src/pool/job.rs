@@ -86,6 +86,16 @@ impl Detached {
     }
 }
 
+impl Drop for Detached {
+    /// A detached future still here was never finished (its worker was dropped with the
+    /// runtime): drop it with a panic in its destructor caught, as everywhere else.
+    fn drop(&mut self) {
+        if self.future.is_some() {
+            self.drop_future();
+        }
+    }
+}
+
 impl Job {
     /// Polls the task once, with panics caught; `cancel` (or an earlier `abort`) drops it
     /// instead, and it ends as cancelled.

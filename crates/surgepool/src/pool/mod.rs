@@ -40,7 +40,13 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 /// Clones share one pool. When the last clone is dropped, the pool closes: queued and
 /// running tasks still finish, then the workers end. Nothing blocks and nothing leaks.
 ///
-/// The pool's workers live on the runtime it was built on: shut the pool down before that
+/// A panic in user code never reaches a worker: not in a task's poll (the task ends as
+/// panicked, see [`TaskError::is_panic`]), nor in the destructor of a task's future, of its
+/// output (when its handle was dropped), or of a panic payload. The worker goes on with the
+/// next task, and the pool stays open.
+///
+/// The pool's workers live on the runtime it was built on, which needs timers
+/// (`enable_time()`; `build()` refuses a runtime without): shut the pool down before that
 /// runtime. If the runtime shuts down first, the pool closes, and every task it still held
 /// (queued or running) ends as cancelled: its handle resolves to a cancelled
 /// [`TaskError`], and it is counted in [`Snapshot::cancelled`].
@@ -177,6 +183,10 @@ impl Pool {
     /// from acceptance to its end. With a [`memory_budget`](PoolBuilder::memory_budget),
     /// admission stops (`Full`) while the declared bytes in flight would pass the budget —
     /// memory limited by admission control, not by hoping the allocator copes.
+    ///
+    /// Without a budget any weight is admitted, except one that would bring the declared
+    /// bytes in flight past `u64::MAX`: that one is refused as `Full` (and counted as
+    /// rejected), like one over a budget.
     ///
     /// # Examples
     ///
@@ -374,8 +384,14 @@ impl Pool {
 
     /// Closes the pool, then waits until every accepted task has finished.
     ///
-    /// Idempotent: concurrent and later callers all return once the pool is drained, with
-    /// the same report.
+    /// When it returns, every task's handle has its result ([`TaskHandle::is_finished`]),
+    /// and the pool has dropped every task's future and every output that no handle will
+    /// take.
+    ///
+    /// Idempotent: concurrent and later callers all return once the pool is drained, and
+    /// all get the same report. A grace deadline that passed (in any caller's
+    /// [`shutdown_timeout`](Pool::shutdown_timeout)) before the drain ended is part of it:
+    /// `timed_out` is then `true` for every caller, this one included.
     ///
     /// # Cancel safety
     ///
@@ -383,9 +399,12 @@ impl Pool {
     /// stays closed and keeps draining).
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), "shutdown began");
         inner.close();
         inner.wait_drained().await;
-        inner.report(false)
+        let report = inner.report();
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// As [`shutdown`](Pool::shutdown), but whatever has not finished after `grace` is
@@ -394,18 +413,32 @@ impl Pool {
     ///
     /// A task that blocks its thread without reaching an `.await` cannot be cancelled
     /// until it does; this call waits for it.
+    ///
+    /// It returns once the pool is drained, with the report every shutdown call gets (see
+    /// [`shutdown`](Pool::shutdown)): `timed_out` says whether some grace deadline, this
+    /// one or a concurrent caller's, passed before the drain ended. A `grace` too long to
+    /// represent (`Duration::MAX`) never runs out.
     pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
+        crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
         inner.close();
-        if tokio::time::timeout(grace, inner.wait_drained())
-            .await
-            .is_ok()
-        {
-            return inner.report(false);
+        let deadline = Instant::now().checked_add(grace);
+        let in_time = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, inner.wait_drained())
+                .await
+                .is_ok(),
+            None => {
+                inner.wait_drained().await;
+                true
+            }
+        };
+        if !in_time {
+            inner.cancel_all();
+            inner.wait_drained().await;
         }
-        inner.cancel_all();
-        inner.wait_drained().await;
-        inner.report(true)
+        let report = inner.report();
+        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
+        report
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how

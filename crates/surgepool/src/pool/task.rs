@@ -80,6 +80,22 @@ where
     }
 }
 
+impl<F: Future> Drop for Task<F> {
+    /// The last owner (the worker, the handle, or a queue that ends the task) drops the
+    /// future or the output nobody took. Both are user values: a panic in their `Drop` is
+    /// caught here, so that it never lands on a worker (which would lose the task it holds
+    /// next) nor in whoever dropped the handle.
+    fn drop(&mut self) {
+        let stage = match self.run.get_mut() {
+            Ok(stage) => stage,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Assigning stores `Done` even when the old value's destructor panics.
+        let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done));
+        self.completion.drop_unclaimed();
+    }
+}
+
 impl<F> RawTask for Task<F>
 where
     F: Future + Send + 'static,
@@ -170,7 +186,9 @@ where
 /// A handle to a task submitted to a [`Pool`](crate::Pool).
 ///
 /// Await it for the task's result. Dropping it *detaches* the task: it still runs, and is
-/// still counted. [`abort`](TaskHandle::abort) cancels it.
+/// still counted; its output is then dropped by the pool, with a panic in its destructor
+/// caught (as is one in the destructor of an output the handle holds when dropped).
+/// [`abort`](TaskHandle::abort) cancels it.
 ///
 /// # Examples
 ///

@@ -104,6 +104,12 @@ impl Parker {
 /// when it shuts down (or when the worker is spawned onto a runtime that already has): then
 /// `drop` hands whatever the worker held back to the pool, which cancels and counts it and
 /// closes, so no handle waits forever and nothing is left counted as running.
+///
+/// The worker's own code may also panic (user code never does here: tasks, their outputs,
+/// payloads and futures are all dropped under `catch_unwind`). Such a panic unwinds through
+/// the worker's frame while it is between two `.await`s, which is how `drop` tells it from
+/// a runtime's shutdown (which drops the future while it waits at one): then the pool stays
+/// open and the task held next goes to another worker.
 pub(crate) struct Worker {
     pub(crate) inner: Arc<Inner>,
     pub(crate) parker: Arc<Parker>,
@@ -112,18 +118,38 @@ pub(crate) struct Worker {
     /// The task being run (moved out of `next` and pinned in the worker's frame): its weight
     /// and, if it has a handle, the task, to cancel it if the worker is dropped mid-run.
     pub(crate) current: Option<(u64, Option<SharedTask>)>,
-    /// Set when the worker ends normally.
+    /// Set when the worker ends normally (it is already counted out).
     pub(crate) exited: bool,
+    /// The worker waits at an `.await` (or was never polled).
+    pub(crate) suspended: bool,
+    /// A task was counted as ended but not yet published (`Inner::publish_ended`).
+    pub(crate) unpublished: bool,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        let next = self.next.take();
+        let current = self.current.take();
         if !self.exited {
-            let next = self.next.take();
-            let current = self.current.take();
-            self.inner.worker_lost(&self.parker, next, current);
+            if std::thread::panicking() && !self.suspended {
+                self.inner.worker_panicked(&self.parker, next, current);
+            } else {
+                self.inner.worker_lost(&self.parker, next, current);
+            }
+        }
+        if self.unpublished {
+            // Its handle already has its outcome (set before anything that can panic).
+            self.inner.publish_ended(1);
         }
     }
+}
+
+/// Awaits `fut` with the worker marked as waiting (see [`Worker`]).
+async fn suspend<F: Future>(worker: &mut Worker, fut: F) -> F::Output {
+    worker.suspended = true;
+    let out = fut.await;
+    worker.suspended = false;
+    out
 }
 
 /// The worker's life.
@@ -135,6 +161,7 @@ pub(crate) async fn run(mut worker: Worker) {
         Poll::Ready(())
     })
     .await;
+    worker.suspended = false;
     let mut idle_timer: Option<Pin<Box<Sleep>>> = None;
     // When this worker last gave its thread back to the runtime.
     let mut holding_since: Option<Stamp> = None;
@@ -143,34 +170,55 @@ pub(crate) async fn run(mut worker: Worker) {
     loop {
         let running = match worker.next.take() {
             Some(running) => running,
-            None => match wait_for_job(&inner, &parker, &mut idle_timer).await {
-                Some(running) => running,
-                None => {
-                    worker.exited = true;
-                    return;
+            None => {
+                match suspend(&mut worker, wait_for_job(&inner, &parker, &mut idle_timer)).await {
+                    Some(running) => running,
+                    None => {
+                        worker.exited = true;
+                        return;
+                    }
                 }
-            },
+            }
         };
         worker.current = Some((running.weight, running.job.shared()));
-        let after = {
+        let step = {
             // Pinned here until dropped at the end of this block: a detached job's future
             // is stored inline and is polled where it lies.
             let mut running = pin!(running);
-            let outcome = poll_fn(|cx| {
+            let run = poll_fn(|cx| {
                 let cancel = inner.cancel_running.load(crate::sync::Ordering::Acquire);
                 running
                     .as_mut()
                     .job()
                     .poll_run(cx, cancel, inner.settings.on_panic.as_ref())
-            })
-            .await;
+            });
+            let outcome = suspend(&mut worker, run).await;
             let after = inner.finish(&parker, &running, outcome);
             worker.current = None;
+            worker.unpublished = true;
+            // What the worker holds next is in `worker` before any more code runs, so that
+            // nothing can lose it.
+            let step = match after {
+                AfterRun::Run(next) => {
+                    let started = next.started;
+                    worker.next = Some(next);
+                    Step::Run(started)
+                }
+                AfterRun::Idle => Step::Idle,
+                AfterRun::Exit => {
+                    worker.exited = true;
+                    Step::Exit
+                }
+            };
             running.job.publish();
-            after
+            step
+            // `running` is dropped here, maybe with the task's output: `Task`'s `Drop`
+            // catches a panic of the output's destructor.
         };
-        match after {
-            AfterRun::Run(running) => {
+        worker.unpublished = false;
+        inner.publish_ended(1);
+        match step {
+            Step::Run(now) => {
                 // Back-to-back tasks must not starve the runtime's other tasks (timers, the
                 // tasks they wake, other workers). Coop budget alone is not enough: it
                 // yields after 128 units, which is 2.5 s of 20 ms CPU-bound tasks. So the
@@ -178,24 +226,27 @@ pub(crate) async fn run(mut worker: Worker) {
                 // time comes free, since a task taken from the queue is stamped with it.
                 // The budget is charged once per `BUDGET_EVERY` tasks: per task it cost
                 // ~90 instructions, and tasks that use tokio resources charge it anyway.
-                let now = running.started;
                 let since = *holding_since.get_or_insert(now);
-                worker.next = Some(running);
                 back_to_back += 1;
                 if now.nanos_since(since) >= HOLD_LIMIT_NS {
                     (holding_since, back_to_back) = (None, 0);
-                    tokio::task::yield_now().await;
+                    suspend(&mut worker, tokio::task::yield_now()).await;
                 } else if back_to_back % BUDGET_EVERY == 0 {
-                    tokio::task::consume_budget().await;
+                    suspend(&mut worker, tokio::task::consume_budget()).await;
                 }
             }
-            AfterRun::Idle => (holding_since, back_to_back) = (None, 0),
-            AfterRun::Exit => {
-                worker.exited = true;
-                return;
-            }
+            Step::Idle => (holding_since, back_to_back) = (None, 0),
+            Step::Exit => return,
         }
     }
+}
+
+/// What a worker does once it published a task.
+enum Step {
+    /// Runs the task it holds next (in `Worker::next`), taken from the queue at this time.
+    Run(Stamp),
+    Idle,
+    Exit,
 }
 
 /// Parks until a task arrives (`Some`) or the worker must end (`None`).

@@ -7,9 +7,18 @@
 //!   `running <= limit` at the moment each slot is taken.
 //! * a free slot and a non-empty queue never coexist after a transition: whoever frees a
 //!   slot (a finishing worker) takes the next queued task under the same lock.
-//! * `workers` = workers alive; idle workers are in `idle` and hold no task.
+//! * `workers` = workers alive; idle workers are in `idle` and hold no task. A worker is
+//!   counted while its parker is in `all`, so removing it twice cannot count it twice.
+//! * `published` <= ended tasks: a task is counted under the lock, then its handle gets its
+//!   result (and its user values are dropped) without it; only then is it published. The
+//!   pool is drained when every ended task is also published, so `shutdown()` never returns
+//!   while a handle still waits for its result.
+
+mod shutdown;
+mod workers;
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::Waker;
 use std::time::Duration;
@@ -22,14 +31,16 @@ use crate::clock::{Clock, Stamp};
 
 use super::job::Job;
 use super::task::SharedTask;
-use super::worker::{self, Parker, Worker};
+use super::worker::Parker;
 use super::PanicHook;
-use crate::accounting::{Accounting, Outcome};
+use crate::accounting::{Accounting, Outcome, Published};
 use crate::error::{ShedReason, TaskError};
 use crate::limit::{Limiter, Outcome as LimitOutcome};
 use crate::queue::{Entry, JobQueue};
-use crate::stats::{ShutdownReport, Snapshot};
+use crate::stats::Snapshot;
 use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering, Padded};
+
+pub(crate) use workers::IdleDecision;
 
 /// A task that holds a slot and is on its way to, or on, a worker.
 pub(crate) struct Running {
@@ -61,6 +72,9 @@ pub(crate) struct Settings {
     pub(crate) idle_timeout: Duration,
     pub(crate) memory_budget: Option<u64>,
     pub(crate) on_panic: Option<PanicHook>,
+    /// The pool's name, for `tracing` events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) name: std::sync::Arc<str>,
 }
 
 pub(crate) struct Inner {
@@ -72,6 +86,9 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     /// Set at a shutdown deadline: every running task is dropped at its next poll.
     pub(crate) cancel_running: AtomicBool,
+    /// Tasks whose end was published (see the invariants). On its own cache lines: every
+    /// task's end writes it, and `cancel_running` beside the others is read at every poll.
+    published: Padded<Published>,
     drained: Notify,
 }
 
@@ -195,6 +212,7 @@ impl Inner {
             runtime,
             settings,
             cancel_running: AtomicBool::new(false),
+            published: Padded(Published::new()),
             drained: Notify::new(),
         });
         // Start the minimum of workers now, idle, so no race can find fewer.
@@ -220,79 +238,16 @@ impl Inner {
         lock(&self.state)
     }
 
-    fn spawn_worker(self: &Arc<Self>, parker: Arc<Parker>, first: Option<Running>) {
-        let worker = Worker {
-            inner: self.clone(),
-            parker,
-            next: first,
-            current: None,
-            exited: false,
-        };
-        // The JoinHandle is dropped: workers are detached and end by themselves.
-        drop(self.runtime.spawn(worker::run(worker)));
-    }
-
-    /// A worker's future was dropped unfinished: the runtime shut down (or was already
-    /// down when the worker was spawned). Nothing will run this pool's tasks any more, so it
-    /// closes, and every task the worker held and every queued one is cancelled and
-    /// counted. Called from `Worker::drop`, never under the pool's lock.
-    pub(crate) fn worker_lost(
-        self: &Arc<Self>,
-        parker: &Arc<Parker>,
-        next: Option<Running>,
-        current: Option<(u64, Option<SharedTask>)>,
-    ) {
-        let mut deferred = Deferred::default();
-        let mut ended: Vec<Job> = Vec::new();
-        let mut handles: Vec<SharedTask> = Vec::new();
-        {
-            let mut st = self.state();
-            if let Some(i) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
-                st.idle.swap_remove(i);
-            }
-            self.remove_worker(&mut st, parker);
-            let mut held: Vec<(u64, Option<Job>)> = Vec::new();
-            if let Some((weight, task)) = current {
-                held.push((weight, None));
-                handles.extend(task);
-            }
-            for running in next.into_iter().chain(parker.take_job()) {
-                held.push((running.weight, Some(running.job)));
-            }
-            for (weight, job) in held {
-                st.running -= 1;
-                st.bytes_in_flight -= weight;
-                st.acct.finish(Outcome::Cancelled, None);
-                self.limiter.free_raw();
-                ended.extend(job);
-            }
-            if !st.closed {
-                st.closed = true;
-                st.acct.shutting_down = true;
-            }
-            for entry in st.queue.drain() {
-                st.bytes_in_flight -= entry.weight;
-                st.acct.finish(Outcome::Cancelled, None);
-                ended.push(entry.job);
-            }
-            self.wake_next_waiter(&mut st, &mut deferred);
-            self.notify_if_drained(&st);
-        }
-        for job in ended {
-            job.finish_unrun(TaskError::cancelled());
-        }
-        for task in handles {
-            // Its future went with the worker's frame; its handle learns it was cancelled.
-            task.finish_unrun(TaskError::cancelled());
-        }
-        self.carry_out(deferred);
-    }
-
     fn has_room(&self, st: &State, weight: u64) -> bool {
-        let budget_ok = match self.settings.memory_budget {
-            Some(budget) => st.bytes_in_flight.saturating_add(weight) <= budget,
-            None => true,
+        // Bytes in flight past `u64::MAX` cannot be counted: such a task is refused (`Full`)
+        // before it is accepted, like one over the budget.
+        let Some(total) = st.bytes_in_flight.checked_add(weight) else {
+            return false;
         };
+        let budget_ok = self
+            .settings
+            .memory_budget
+            .map_or(true, |budget| total <= budget);
         budget_ok && (self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room())
     }
 
@@ -451,12 +406,6 @@ impl Inner {
         }
     }
 
-    fn notify_if_drained(&self, st: &State) {
-        if st.closed && st.running == 0 && st.queue.is_empty() {
-            self.drained.notify_waiters();
-        }
-    }
-
     /// Called by a worker when its task ended; decides what the worker does next.
     pub(crate) fn finish(
         self: &Arc<Self>,
@@ -476,6 +425,7 @@ impl Inner {
         let in_flight;
         let after = {
             let mut st = self.state();
+            // The caller publishes the task once this returns (`publish_ended`).
             st.running -= 1;
             st.bytes_in_flight -= done.weight;
             st.acct.finish(outcome, Some((queue_wait, run_time)));
@@ -496,7 +446,13 @@ impl Inner {
             }
         };
         self.carry_out(deferred);
-        if self.limiter.sample_raw(limit_outcome, at, in_flight) {
+        // The task is counted and its slot settled: a panicking limit algorithm must not
+        // undo that (the worker would count the task again), so it is caught, and the limit
+        // just stays where it was.
+        let grew = catch_unwind(AssertUnwindSafe(|| {
+            self.limiter.sample_raw(limit_outcome, at, in_flight)
+        }));
+        if grew.unwrap_or(false) {
             // The limit grew: queued tasks may start now rather than at the next finish.
             self.start_more();
         }
@@ -512,44 +468,6 @@ impl Inner {
             self.start_queued(&mut st, now, &mut deferred, None, false);
         }
         self.carry_out(deferred);
-    }
-
-    fn idle_or_exit(&self, st: &mut State, parker: &Arc<Parker>) -> AfterRun {
-        let keep = self.settings.min_workers.max(self.limiter.limit());
-        if st.closed || st.workers > keep {
-            self.remove_worker(st, parker);
-            AfterRun::Exit
-        } else {
-            st.idle.push(parker.clone());
-            AfterRun::Idle
-        }
-    }
-
-    fn remove_worker(&self, st: &mut State, parker: &Arc<Parker>) {
-        st.workers -= 1;
-        st.all.retain(|p| !Arc::ptr_eq(p, parker));
-    }
-
-    /// Called by an idle worker whose idle timeout fired. `None`: it retires (or, at the
-    /// minimum, keeps waiting without a timer); `Some`: a task arrived meanwhile.
-    pub(crate) fn idle_timeout(&self, parker: &Arc<Parker>) -> IdleDecision {
-        let mut st = self.state();
-        let Some(index) = st.idle.iter().position(|p| Arc::ptr_eq(p, parker)) else {
-            // Not idle any more: a task was handed over while the timer fired.
-            return IdleDecision::TaskArrived;
-        };
-        if st.closed || st.workers > self.settings.min_workers {
-            st.idle.swap_remove(index);
-            self.remove_worker(&mut st, parker);
-            IdleDecision::Retire
-        } else {
-            IdleDecision::Stay
-        }
-    }
-
-    /// `true` if the worker must keep an idle timer (it is above the minimum).
-    pub(crate) fn idle_timer_needed(&self) -> bool {
-        self.state().workers > self.settings.min_workers
     }
 
     pub(crate) fn abort(self: &Arc<Self>, task: SharedTask) {
@@ -568,7 +486,10 @@ impl Inner {
             removed
         };
         match removed {
-            Some(entry) => entry.job.finish_unrun(TaskError::cancelled()),
+            Some(entry) => {
+                entry.job.finish_unrun(TaskError::cancelled());
+                self.publish_ended(1);
+            }
             None => {
                 // Running (or about to run): its worker drops it at the next poll.
                 task.set_aborted();
@@ -583,74 +504,6 @@ impl Inner {
         for parker in parkers {
             parker.wake_task();
         }
-    }
-
-    pub(crate) fn close(self: &Arc<Self>) {
-        let mut deferred = Deferred::default();
-        let idle = {
-            let mut st = self.state();
-            if !st.closed {
-                st.closed = true;
-                st.acct.shutting_down = true;
-            }
-            // Idle workers will get no more work: let them go.
-            let idle = std::mem::take(&mut st.idle);
-            for parker in &idle {
-                self.remove_worker(&mut st, parker);
-            }
-            self.wake_next_waiter(&mut st, &mut deferred);
-            self.notify_if_drained(&st);
-            idle
-        };
-        for parker in idle {
-            parker.exit();
-        }
-        self.carry_out(deferred);
-    }
-
-    pub(crate) fn snapshot_closed(&self) -> bool {
-        self.state().closed
-    }
-
-    pub(crate) fn is_drained(&self) -> bool {
-        let st = self.state();
-        st.closed && st.running == 0 && st.queue.is_empty()
-    }
-
-    pub(crate) async fn wait_drained(&self) {
-        loop {
-            let notified = self.drained.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_drained() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// The shutdown deadline passed: cancel every queued task and every running one.
-    pub(crate) fn cancel_all(self: &Arc<Self>) {
-        let queued = {
-            let mut st = self.state();
-            let queued = st.queue.drain();
-            for entry in &queued {
-                st.bytes_in_flight -= entry.weight;
-                st.acct.finish(Outcome::Cancelled, None);
-                st.acct.cancelled_at_deadline += 1;
-            }
-            self.cancel_running.store(true, Ordering::Release);
-            self.notify_if_drained(&st);
-            queued
-        };
-        for entry in queued {
-            entry.job.finish_unrun(TaskError::cancelled());
-        }
-        self.wake_workers();
-    }
-
-    pub(crate) fn report(&self, timed_out: bool) -> ShutdownReport {
-        self.state().acct.report(timed_out)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -696,9 +549,12 @@ impl Inner {
             for dispatch in rest.dispatch {
                 self.run_dispatch(dispatch);
             }
+            let shed = rest.shed.len() as u64;
             for (job, reason) in rest.shed {
+                crate::trace::event!(debug, pool = %self.settings.name, reason = ?reason, "task shed");
                 job.finish_unrun(TaskError::shed(reason));
             }
+            self.publish_ended(shed);
             for waker in rest.wake {
                 waker.wake();
             }
@@ -715,13 +571,6 @@ impl Inner {
             Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
         }
     }
-}
-
-/// What an idle worker does when its timer fires.
-pub(crate) enum IdleDecision {
-    Retire,
-    Stay,
-    TaskArrived,
 }
 
 impl std::fmt::Debug for Inner {
