@@ -123,7 +123,6 @@ pub(crate) enum Database {
 
 /// [`ServeArgs`], validated.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // no_batch, max_batch, queue_capacity: read once the batcher is wired in
 pub(crate) struct ServeConfig {
     pub(crate) addr: SocketAddr,
     pub(crate) admin_addr: SocketAddr,

@@ -7,7 +7,7 @@ use crate::breaker::Breaker;
 use crate::config::ServeConfig;
 use crate::metrics::HttpMetrics;
 use crate::storage::{Storage, User};
-use crate::writer::OrderWriter;
+use crate::writer::{OrderWriter, WriterConfig};
 
 /// How long a user stays cached: short, so an update shows within a second, but long enough
 /// that a hot id costs one query per second instead of one per request.
@@ -47,7 +47,15 @@ impl AppState {
             http,
             upstream_quote_url: format!("{}/quote", cfg.upstream_url),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown),
-            writer: OrderWriter::new(storage.clone(), deadline),
+            writer: OrderWriter::new(
+                storage.clone(),
+                WriterConfig {
+                    batch: !cfg.no_batch,
+                    deadline,
+                    max_batch: cfg.max_batch,
+                    queue_capacity: cfg.queue_capacity,
+                },
+            )?,
             storage,
             metrics: HttpMetrics::new(),
         })))

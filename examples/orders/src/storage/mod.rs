@@ -78,6 +78,8 @@ pub(crate) trait Storage: Send + Sync + 'static {
         orders: Vec<NewOrder>,
         claim: Option<Arc<Claim>>,
     ) -> StoreFuture<Vec<i64>>;
+    /// How many writes can run at once (`None`: let the batcher's adaptive limit find out).
+    fn max_writers(&self) -> Option<usize>;
     /// The storage's pools, as JSON for `/debug/pools`.
     fn snapshot(&self) -> serde_json::Value;
     /// Prometheus lines for the storage's pools.

@@ -159,6 +159,10 @@ impl Storage for PostgresStore {
         })
     }
 
+    fn max_writers(&self) -> Option<usize> {
+        None
+    }
+
     fn snapshot(&self) -> serde_json::Value {
         let s = self.pool.status();
         serde_json::json!({"postgres": {

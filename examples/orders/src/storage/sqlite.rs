@@ -182,6 +182,12 @@ impl Storage for SqliteStore {
         })
     }
 
+    fn max_writers(&self) -> Option<usize> {
+        // One write connection: a second concurrent flush would only wait for it, and split
+        // what could have been one batch in two.
+        Some(1)
+    }
+
     fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({
             "sqlite_writer": super::pool_json(&self.writer.snapshot()),
