@@ -125,7 +125,7 @@ impl Schedule {
                 submit(Arrival { intended: at });
                 seq += 1;
                 progress.offered.store(seq, Ordering::Relaxed);
-                if seq % BURST_CHECK == 0 {
+                if seq.is_multiple_of(BURST_CHECK) {
                     let now = Instant::now();
                     final_lag = now.saturating_duration_since(at);
                     if now >= end || progress.stop.load(Ordering::Relaxed) {

@@ -304,13 +304,13 @@ pub(crate) async fn churn(until: Instant, live: Arc<Live>) -> anyhow::Result<Par
                 _ => pool.try_spawn(async {}).is_ok(),
             };
         }
-        if cycle % 2 == 0 {
+        if cycle.is_multiple_of(2) {
             pool.shutdown().await;
         } else {
             pool.shutdown_timeout(Duration::from_millis(1)).await;
         }
         add(&mut total, &pool.snapshot(), &live);
-        if cycle % 5 == 0 {
+        if cycle.is_multiple_of(5) {
             let blocking = BlockingPool::builder()
                 .limit(Limit::fixed(2))
                 .queue_capacity(8)
