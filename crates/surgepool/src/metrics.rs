@@ -23,10 +23,13 @@
 //! | `surgepool_end_to_end_seconds` | histogram | `pool` | queue wait + run time |
 //! | `surgepool_limit` / `surgepool_in_flight` | gauge | `pool` | for a bare [`Limiter`] too |
 //! | `surgepool_limiter_samples_total` | counter | `pool`, `outcome` | a bare limiter's `succeeded`, `dropped`, `ignored` samples |
+//! | `surgepool_batch_items_total` | counter | `pool`, `outcome` | a batcher's items: `accepted`, `committed`, `failed`, `shed`, `cancelled`, `rejected` |
+//! | `surgepool_batch_flushes_total` | counter | `pool`, `outcome` | a batcher's flushes: `all`, `failed`, `bisection` |
+//! | `surgepool_batch_size_mean` | gauge | `pool` | a batcher's mean batch size |
 //!
 //! The `pool` label is the name given with the builders' `name` (`"pool"` and `"blocking"`
-//! by default). Other crates (the tower layer, the batcher) add their own metrics through
-//! [`Publisher::with`].
+//! by default; a batcher's and a bare limiter's are given to the publisher). Other crates
+//! (the tower layer) add their own metrics through [`Publisher::with`].
 //!
 //! # Examples
 //!
@@ -171,6 +174,43 @@ impl Publisher {
         self
     }
 
+    /// Publishes a [`Batcher`](crate::batch::Batcher)'s snapshot, labelled `name`:
+    /// `surgepool_batch_items_total{pool,outcome}` (`accepted`, `committed`, `failed`, `shed`,
+    /// `cancelled`, `rejected`), `surgepool_batch_flushes_total{pool,outcome}` (`all`,
+    /// `failed`, `bisection`), and the gauges `surgepool_limit` (flushes allowed at once),
+    /// `surgepool_in_flight` (flushes running), `surgepool_queued` (items waiting) and
+    /// `surgepool_batch_size_mean`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), surgepool::BuildError> {
+    /// use surgepool::batch::Batcher;
+    /// let batcher: Batcher<u32, u32> =
+    ///     Batcher::builder(|xs: Vec<u32>| async move { Ok::<_, std::io::Error>(xs) }).build()?;
+    /// let mut publisher = surgepool::metrics::Publisher::new().batcher("orders", &batcher);
+    /// publisher.publish();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn batcher<T, R>(
+        mut self,
+        name: impl Into<String>,
+        batcher: &crate::batch::Batcher<T, R>,
+    ) -> Publisher
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let batcher = batcher.clone();
+        let name: Arc<str> = Arc::from(name.into());
+        let label = name.clone();
+        self.sources.push(Source {
+            name,
+            kind: Kind::Custom(Box::new(move || publish_batch(&label, &batcher.snapshot()))),
+        });
+        self
+    }
+
     /// Runs `publish` on every publish: how other crates add their metrics (for example
     /// `surgepool-tower`'s `AdmissionLayer::publish_metrics`).
     ///
@@ -278,6 +318,33 @@ fn publish_latencies(name: &Arc<str>, now: &Latencies, before: Option<&Latencies
             h.record_many(seconds, usize::try_from(count).unwrap_or(usize::MAX));
         });
     }
+}
+
+fn publish_batch(name: &Arc<str>, s: &crate::batch::BatchSnapshot) {
+    let pool = name.to_string();
+    for (outcome, value) in [
+        ("accepted", s.accepted),
+        ("committed", s.committed),
+        ("failed", s.failed),
+        ("shed", s.shed),
+        ("cancelled", s.cancelled),
+        ("rejected", s.rejected),
+    ] {
+        counter!("surgepool_batch_items_total", "pool" => pool.clone(), "outcome" => outcome)
+            .absolute(value);
+    }
+    for (outcome, value) in [
+        ("all", s.flushes),
+        ("failed", s.failed_flushes),
+        ("bisection", s.bisections),
+    ] {
+        counter!("surgepool_batch_flushes_total", "pool" => pool.clone(), "outcome" => outcome)
+            .absolute(value);
+    }
+    gauge!("surgepool_limit", "pool" => pool.clone()).set(s.limit as f64);
+    gauge!("surgepool_in_flight", "pool" => pool.clone()).set(s.flushes_running as f64);
+    gauge!("surgepool_queued", "pool" => pool.clone()).set(s.queued as f64);
+    gauge!("surgepool_batch_size_mean", "pool" => pool).set(s.batch_size.mean);
 }
 
 fn publish_limiter(name: &Arc<str>, limiter: &Limiter) {

@@ -192,3 +192,54 @@ fn blocking_pools_and_limiters_are_labelled_by_name() {
     assert_eq!(gauge(&c, "surgepool_in_flight", &u), 1.0);
     drop(permit);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_batchers_items_and_flushes_are_published() {
+    use surgepool::batch::Batcher;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let batcher: Batcher<u32, u32> = Batcher::builder(|xs: Vec<u32>| async move {
+        if xs.contains(&13) {
+            Err("unlucky")
+        } else {
+            Ok(xs)
+        }
+    })
+    .build()
+    .unwrap();
+    let good = batcher.try_submit(1).unwrap();
+    assert_eq!(good.await.unwrap(), 1);
+    let bad = batcher.try_submit(13).unwrap();
+    assert!(bad.await.is_err());
+    batcher.shutdown().await;
+    let mut publisher = Publisher::new().batcher("orders", &batcher);
+    metrics::with_local_recorder(&recorder, || publisher.publish());
+    let c = capture(&snapshotter);
+    let s = batcher.snapshot();
+    let items = |o: &str| {
+        counter(
+            &c,
+            "surgepool_batch_items_total",
+            &[("pool", "orders"), ("outcome", o)],
+        )
+    };
+    assert_eq!((items("committed"), items("failed")), (1, 1));
+    assert_eq!(items("accepted"), s.accepted);
+    assert_eq!(
+        counter(
+            &c,
+            "surgepool_batch_flushes_total",
+            &[("pool", "orders"), ("outcome", "all")]
+        ),
+        s.flushes
+    );
+    assert_eq!(
+        counter(
+            &c,
+            "surgepool_batch_flushes_total",
+            &[("pool", "orders"), ("outcome", "failed")]
+        ),
+        s.failed_flushes
+    );
+    assert_eq!(gauge(&c, "surgepool_queued", &[("pool", "orders")]), 0.0);
+}
