@@ -49,6 +49,8 @@ mod consumer;
 mod error;
 mod fleet;
 mod job;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod overflow;
 mod queue;
 mod scripts;
