@@ -89,6 +89,9 @@ pub struct Model {
     pub drained: u64,
     /// Cancelled at a shutdown deadline.
     pub deadline_cancelled: u64,
+    /// Some shutdown's grace ran out with work live: every later report says `timed_out`
+    /// (the pools remember the outcome; reports are the same for every caller).
+    pub timed_out: bool,
     pub tasks: Vec<Task>,
     pub queue: VecDeque<usize>,
     pub running: Vec<usize>,
@@ -218,7 +221,11 @@ impl Model {
         assert_eq!(closed, self.closed, "step {step}");
     }
 
-    pub fn check_report(&self, report: ShutdownReport, timed_out: bool, step: usize) {
+    /// `timed_out`: whether this call's grace ran out with work live. The report must say
+    /// whether any call's did.
+    pub fn check_report(&mut self, report: ShutdownReport, timed_out: bool, step: usize) {
+        self.timed_out |= timed_out;
+        let timed_out = self.timed_out;
         assert_eq!(report.drained, self.drained, "step {step}: {report:?}");
         assert_eq!(
             report.cancelled, self.deadline_cancelled,
