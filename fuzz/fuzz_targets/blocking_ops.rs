@@ -232,6 +232,8 @@ fn run(input: Input) {
             Op::Close => {
                 pool.close();
                 model.closed = true;
+                // Closing starts the drain (see pool_ops).
+                model.shutdown_began = true;
             }
             Op::ShutdownTimeout(grace) => {
                 model.closed = true;

@@ -199,6 +199,9 @@ async fn run(input: Input) {
             Op::Close => {
                 pool.close();
                 model.closed = true;
+                // Closing starts the drain: what finishes from now on counts as drained
+                // (`ShutdownReport::drained`), whether or not a shutdown call follows.
+                model.shutdown_began = true;
             }
             Op::ShutdownTimeout(grace) => {
                 model.closed = true;

@@ -101,7 +101,8 @@ pub struct LatencySummary {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Tasks that finished (by any outcome but cancellation) after shutdown began.
+    /// Tasks that finished (by any outcome but cancellation) after shutdown began: after the
+    /// pool was closed, by `close` or by the first shutdown call.
     pub drained: u64,
     /// Tasks cancelled at the grace deadline, queued ones included.
     pub cancelled: u64,
