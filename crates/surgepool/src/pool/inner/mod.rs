@@ -506,24 +506,21 @@ impl Inner {
         }
     }
 
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    /// The counts under the lock; summarising happens after it is released.
+    fn take(&self) -> crate::accounting::Unsummarised {
         let st = self.state();
-        let taken = st
-            .acct
-            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
-        drop(st);
-        taken.summarise()
+        st.acct
+            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit())
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.take().summarise()
     }
 
     /// A snapshot and the latency counts behind it, read under one lock (for exporters).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn snapshot_with_latencies(&self) -> (Snapshot, crate::stats::Latencies) {
-        let st = self.state();
-        let taken = st
-            .acct
-            .snapshot(st.queue.len(), st.running, st.workers, self.limiter.limit());
-        drop(st);
-        taken.summarise_keeping()
+        self.take().summarise_keeping()
     }
 
     /// A parked submitter left (admitted elsewhere, timed out or cancelled).
