@@ -13,7 +13,8 @@
 //!
 //! `--sweep` adds `fixed_<N>` (powers of two) to find the best fixed limit for this machine;
 //! `--strategies` also takes the Netflix anchors `aimd`, `vegas` and `gradient2`, with the
-//! same queue as `adaptive`, so they are compared in the same run.
+//! same queue as `adaptive`, so they are compared in the same run, and `adaptive_tol<T>`
+//! (`Limit::adaptive_builder().tolerance(T)`) to sweep the default's latency knob.
 //!
 //! The headline figure is **SLO goodput** (`slo_goodput_rps`): completions per second whose
 //! latency from intended arrival is within `--slo-ms` (default 3 × the service time).
@@ -67,7 +68,7 @@ struct Options {
     #[arg(long, value_enum, default_value_t = WorkKind::Sleep)]
     work: WorkKind,
     /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, aimd, vegas,
-    /// gradient2, fixed_<N>.
+    /// gradient2, fixed_<N>, adaptive_tol<T> (the adaptive limit with tolerance T, e.g. 1.5).
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,
     /// Offered requests per second (default: the preset's, for the work).

@@ -47,6 +47,9 @@ pub(crate) enum Strategy {
     Adaptive,
     /// surgepool `Pool` with `Limit::fixed(n)` and the recommended queue (the sweep).
     FixedN(usize),
+    /// surgepool `Pool` with `Limit::adaptive_builder().tolerance(t)` (`t` in hundredths) and
+    /// the recommended queue: the default's latency knob, swept (`adaptive_tol<T>`).
+    AdaptiveTolerance(u32),
     /// surgepool `Pool` with `Limit::aimd()` (Netflix's AIMD anchor) and the recommended queue.
     Aimd,
     /// surgepool `Pool` with `Limit::vegas()` (Netflix's Vegas anchor) and the recommended queue.
@@ -70,8 +73,8 @@ pub(crate) fn default_sweep() -> Vec<usize> {
 }
 
 impl Strategy {
-    /// Parses `naive`, `fixed`, `tower`, `adaptive`, `aimd`, `vegas`, `gradient2` or
-    /// `fixed_<N>`.
+    /// Parses `naive`, `fixed`, `tower`, `adaptive`, `aimd`, `vegas`, `gradient2`,
+    /// `fixed_<N>` or `adaptive_tol<T>` (the adaptive limit with tolerance `T`, e.g. 1.5).
     pub(crate) fn parse(s: &str) -> Result<Strategy, String> {
         match s.trim() {
             "naive" => Ok(Strategy::Naive),
@@ -81,13 +84,27 @@ impl Strategy {
             "aimd" => Ok(Strategy::Aimd),
             "vegas" => Ok(Strategy::Vegas),
             "gradient2" => Ok(Strategy::Gradient2),
-            other => match other.strip_prefix("fixed_").map(str::parse::<usize>) {
-                Some(Ok(n)) if n >= 1 => Ok(Strategy::FixedN(n)),
-                _ => Err(format!(
-                    "unknown strategy `{other}`: expected naive, fixed, tower, adaptive, aimd, \
-                     vegas, gradient2 or fixed_<N> with N >= 1"
-                )),
-            },
+            other => {
+                if let Some(t) = other.strip_prefix("adaptive_tol") {
+                    return match t.parse::<f64>() {
+                        // The builder's range; hundredths are plenty for a sweep.
+                        Ok(t) if (1.0..=100.0).contains(&t) => {
+                            Ok(Strategy::AdaptiveTolerance((t * 100.0).round() as u32))
+                        }
+                        _ => Err(format!(
+                            "bad strategy `{other}`: adaptive_tol<T> takes a tolerance T in \
+                             [1, 100], e.g. adaptive_tol1.5"
+                        )),
+                    };
+                }
+                match other.strip_prefix("fixed_").map(str::parse::<usize>) {
+                    Some(Ok(n)) if n >= 1 => Ok(Strategy::FixedN(n)),
+                    _ => Err(format!(
+                        "unknown strategy `{other}`: expected naive, fixed, tower, adaptive, \
+                         aimd, vegas, gradient2, fixed_<N> with N >= 1 or adaptive_tol<T>"
+                    )),
+                }
+            }
         }
     }
 
@@ -105,6 +122,10 @@ impl Strategy {
             Strategy::Fixed => Limit::fixed(SEED_LIMIT),
             Strategy::Adaptive => Limit::adaptive(),
             Strategy::FixedN(n) => Limit::fixed(n),
+            Strategy::AdaptiveTolerance(t) => Limit::adaptive_builder()
+                .tolerance(f64::from(t) / 100.0)
+                .build()
+                .ok()?,
             Strategy::Aimd => Limit::aimd(),
             Strategy::Vegas => Limit::vegas(),
             Strategy::Gradient2 => Limit::gradient2(),
@@ -131,6 +152,10 @@ impl Strategy {
             ),
             Strategy::Adaptive => format!("surgepool Pool, Limit::adaptive(), {rec}"),
             Strategy::FixedN(n) => format!("surgepool Pool, Limit::fixed({n}), {rec}"),
+            Strategy::AdaptiveTolerance(t) => format!(
+                "surgepool Pool, Limit::adaptive_builder().tolerance({}), {rec}",
+                f64::from(t) / 100.0
+            ),
             Strategy::Aimd => format!("surgepool Pool, Limit::aimd() (Netflix AIMD), {rec}"),
             Strategy::Vegas => format!("surgepool Pool, Limit::vegas() (Netflix Vegas), {rec}"),
             Strategy::Gradient2 => {
@@ -148,6 +173,7 @@ impl fmt::Display for Strategy {
             Strategy::Tower => f.write_str("tower"),
             Strategy::Adaptive => f.write_str("adaptive"),
             Strategy::FixedN(n) => write!(f, "fixed_{n}"),
+            Strategy::AdaptiveTolerance(t) => write!(f, "adaptive_tol{}.{:02}", t / 100, t % 100),
             Strategy::Aimd => f.write_str("aimd"),
             Strategy::Vegas => f.write_str("vegas"),
             Strategy::Gradient2 => f.write_str("gradient2"),
@@ -165,12 +191,24 @@ mod tests {
         for s in DEFAULT
             .into_iter()
             .chain(anchors)
-            .chain([Strategy::FixedN(64)])
+            .chain([Strategy::FixedN(64), Strategy::AdaptiveTolerance(150)])
         {
             assert_eq!(Strategy::parse(&s.to_string()), Ok(s));
         }
         assert!(Strategy::parse("fixed_0").is_err());
         assert!(Strategy::parse("spawn").is_err());
+        assert_eq!(
+            Strategy::parse("adaptive_tol1.5"),
+            Ok(Strategy::AdaptiveTolerance(150))
+        );
+        for bad in [
+            "adaptive_tol0.5",
+            "adaptive_tolNaN",
+            "adaptive_tol",
+            "adaptive_tol1e9",
+        ] {
+            assert!(Strategy::parse(bad).is_err(), "{bad}");
+        }
         for s in anchors {
             assert!(s.is_surgepool() && s.limit().is_some_and(|l| !l.is_fixed()));
         }
