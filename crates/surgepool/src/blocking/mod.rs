@@ -70,6 +70,8 @@ impl Drop for Owner {
 
 impl BlockingPool {
     /// A builder with the defaults: `Limit::fixed(available_parallelism)`, a queue of 1024.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](crate::BlockingPoolBuilder#examples).
     pub fn builder() -> BlockingPoolBuilder {
         BlockingPoolBuilder::new()
     }
@@ -79,6 +81,8 @@ impl BlockingPool {
     }
 
     /// The pool's name, set with the builder's `name` (the `pool` label of its metrics).
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn name(&self) -> &str {
         &self.owner.name
     }
@@ -277,11 +281,15 @@ impl BlockingPool {
     }
 
     /// Stops accepting work; queued and running closures go on. Idempotent.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn close(&self) {
         self.inner().close();
     }
 
     /// `true` once `close` or a shutdown began.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn is_closed(&self) -> bool {
         self.inner().is_closed()
     }
@@ -334,6 +342,8 @@ impl BlockingPool {
     ///
     /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
     /// slot that no task uses.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
         self.inner().limiter.stats()
     }

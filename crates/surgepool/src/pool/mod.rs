@@ -60,9 +60,12 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = Pool::builder()
+///     .name("checkout")
 ///     .limit(Limit::fixed(64))
 ///     .queue_capacity(1024)
 ///     .build()?;
+/// assert_eq!(pool.name(), "checkout");
+/// assert_eq!(pool.limiter_stats().limit, 64);
 ///
 /// // Shed at once when full ...
 /// match pool.try_submit(async { 1 }) {
@@ -76,6 +79,7 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 ///
 /// let report = pool.shutdown().await; // drains everything accepted
 /// assert_eq!(report.cancelled, 0);
+/// assert!(pool.is_closed()); // later submits get SubmitError::Closed
 /// # Ok(())
 /// # }
 /// ```
@@ -101,6 +105,8 @@ impl Drop for Owner {
 impl Pool {
     /// A builder with the defaults: `Limit::adaptive()`, a queue of 1024, no minimum of
     /// workers, a 10 s idle timeout.
+    ///
+    /// See the [example on `PoolBuilder`](crate::PoolBuilder#examples).
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()
     }
@@ -110,6 +116,8 @@ impl Pool {
     }
 
     /// The pool's name, set with the builder's `name` (the `pool` label of its metrics).
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn name(&self) -> &str {
         &self.owner.name
     }
@@ -378,6 +386,8 @@ impl Pool {
     }
 
     /// `true` once `close` or a shutdown began.
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn is_closed(&self) -> bool {
         self.inner().snapshot_closed()
     }
@@ -446,6 +456,8 @@ impl Pool {
     ///
     /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
     /// slot that no task uses.
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
         self.inner().limiter.stats()
     }
