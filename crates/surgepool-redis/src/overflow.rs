@@ -28,6 +28,8 @@ pub enum WhenUnavailable {
 }
 
 /// Which path a submitted job took.
+///
+/// See the [example on `Overflow`](Overflow#examples).
 #[derive(Debug)]
 pub enum Routed {
     /// It runs in the local pool; the handle resolves with the handler's result.
@@ -105,6 +107,8 @@ pub struct OverflowStats {
 
 impl OverflowStats {
     /// Every job submitted.
+    ///
+    /// See the [example on `OverflowStats`](OverflowStats#examples).
     pub fn submitted(&self) -> u64 {
         self.local + self.queued + self.full + self.unavailable
     }
@@ -113,6 +117,8 @@ impl OverflowStats {
 impl Overflow {
     /// Local pool first, `queue` when the pool is full, `handler` for local runs (give the
     /// consumers the same one).
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn new<H: Handler>(pool: Pool, queue: Queue, handler: H) -> Overflow {
         Overflow {
             inner: Arc::new(Inner {
@@ -132,6 +138,8 @@ impl Overflow {
 
     /// What to do when the pool is full and Redis is unavailable (default: report an error).
     /// Call before cloning.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn when_unavailable(mut self, mode: WhenUnavailable) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.when_unavailable = mode;
@@ -209,6 +217,8 @@ impl Overflow {
     }
 
     /// The counters now.
+    ///
+    /// See the [example on `OverflowStats`](OverflowStats#examples).
     pub fn stats(&self) -> OverflowStats {
         let i = &self.inner;
         OverflowStats {
@@ -220,11 +230,15 @@ impl Overflow {
     }
 
     /// The local pool.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 
     /// The queue.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn queue(&self) -> &Queue {
         &self.inner.queue
     }

@@ -93,6 +93,8 @@ impl QueueBuilder {
     /// Bounds the stream: a push that would take it past `n` unsettled jobs (unread plus
     /// pending) says `Full`. Acked jobs are deleted, so the bound is the backlog. Default:
     /// unbounded.
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub fn max_len(mut self, n: u64) -> Self {
         self.max_len = Some(n);
         self
@@ -101,6 +103,8 @@ impl QueueBuilder {
     /// How long one Redis call may take before it fails, so nothing blocks forever while
     /// Redis is down or restarting. Default 2 s; kept within 1 ms and 1 hour (so deadlines
     /// derived from it never overflow).
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout.clamp(Duration::from_millis(1), Duration::from_secs(3600));
         self
@@ -173,6 +177,8 @@ impl Queue {
     }
 
     /// Configures a queue before connecting; see [`QueueBuilder`].
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub fn builder(url: &str, name: &str) -> QueueBuilder {
         QueueBuilder {
             url: url.to_owned(),
@@ -183,21 +189,29 @@ impl Queue {
     }
 
     /// The stream's key.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
     /// The consumer group's name (`<name>:workers`).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn group(&self) -> &str {
         &self.inner.group
     }
 
     /// The dead-letter stream's key (`<name>:dead`).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn dead_letter_key(&self) -> &str {
         &self.inner.dead_key
     }
 
     /// Jobs this process pushed through this queue (all clones), `Overflow` included.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn pushed(&self) -> u64 {
         self.inner.pushed.load(Ordering::Relaxed)
     }

@@ -114,11 +114,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Consumer {
     /// Starts configuring a consumer of `queue` that runs `handler` for each job.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn builder<H: Handler>(queue: Queue, handler: H) -> ConsumerBuilder {
         ConsumerBuilder::new(queue, Arc::new(handler))
     }
 
     /// This consumer's name in the consumer group.
+    ///
+    /// See the [example on `Consumer`](Consumer#examples).
     pub fn name(&self) -> &str {
         &self.shared.config.name
     }
