@@ -86,6 +86,8 @@ impl Job {
     /// # Errors
     ///
     /// The decoding error when the payload is not this type's JSON.
+    ///
+    /// See the [example on `Job`](Job#examples).
     #[cfg(feature = "serde")]
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.payload)

@@ -155,6 +155,8 @@ impl Overflow {
     /// The payload comes back: [`OverflowError::Full`] past the stream's bound,
     /// [`OverflowError::Unavailable`] / [`OverflowError::Shed`] when Redis is down,
     /// [`OverflowError::Closed`] when the pool is closed.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub async fn submit(&self, payload: impl Into<Bytes>) -> Result<Routed, OverflowError> {
         let inner = &self.inner;
         let payload = payload.into();

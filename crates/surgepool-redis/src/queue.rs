@@ -115,6 +115,8 @@ impl QueueBuilder {
     /// # Errors
     ///
     /// A [`RedisError`] when the URL is invalid or Redis cannot be reached in time.
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub async fn connect(self) -> Result<Queue, RedisError> {
         let client = Client::open(self.url.as_str()).map_err(|e| RedisError::new("url", e))?;
         let conn = connect_manager(&client, self.op_timeout).await?;
@@ -223,6 +225,8 @@ impl Queue {
     ///
     /// [`PushError::Full`] past the bound, [`PushError::Unavailable`] when Redis failed or
     /// did not answer within the operation timeout. The payload comes back.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn push(&self, payload: impl Into<Bytes>) -> Result<String, PushError> {
         let payload = payload.into();
         let mut conn = self.inner.conn.clone();
@@ -265,6 +269,8 @@ impl Queue {
     /// The payloads not pushed come back: with [`PushManyError::Full`] when a chunk would
     /// pass the bound (earlier chunks stay pushed), with [`PushManyError::Unavailable`] when
     /// Redis failed mid-way (the failed chunk may or may not have been added).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn push_many<I, P>(&self, payloads: I) -> Result<Vec<String>, PushManyError>
     where
         I: IntoIterator<Item = P>,
@@ -338,6 +344,8 @@ impl Queue {
     ///
     /// As [`push`](Self::push); a value that cannot be encoded is `Unavailable` with the
     /// encoding error (nothing was sent).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     #[cfg(feature = "serde")]
     pub async fn push_json<T: serde::Serialize>(&self, value: &T) -> Result<String, PushError> {
         match serde_json::to_vec(value) {
@@ -355,6 +363,8 @@ impl Queue {
     /// # Errors
     ///
     /// A [`RedisError`] when Redis failed or did not answer in time.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn fleet(&self) -> Result<FleetStats, RedisError> {
         let mut conn = self.inner.conn.clone();
         let mut pipe = redis::pipe();
@@ -394,6 +404,8 @@ impl Queue {
     /// # Errors
     ///
     /// A [`RedisError`] when Redis failed or did not answer in time.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<(Job, String)>, RedisError> {
         let mut conn = self.inner.conn.clone();
         let mut cmd = redis::cmd("XRANGE");

@@ -1,7 +1,8 @@
 //! A `redis-server` process of our own, for tests and the lab: on a free port, in a temp
 //! dir, with `--appendonly yes --appendfsync always` (every acknowledged write is on disk),
 //! killed on drop. The machine's shared Redis keeps nothing on disk, so durability can only
-//! be tested against a server we start, kill and restart on its AOF.
+//! be tested against a server we start, kill and restart on its AOF. See the
+//! [example on `RedisServer`](RedisServer#examples).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -58,6 +58,8 @@ impl AdmissionLayer {
     /// # Errors
     ///
     /// A [`BuildError`] when the limit's settings cannot work (e.g. `Limit::fixed(0)`).
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn new(limit: Limit) -> Result<AdmissionLayer, BuildError> {
         AdmissionLayer::builder().limit(limit).build()
     }
@@ -269,6 +271,8 @@ impl AdmissionLayerBuilder {
     /// A [`BuildError`] when the limit cannot work, the deadline or the body timeout is
     /// zero, a queue has no deadline, or the overload response's `Retry-After` is longer than
     /// [`OverloadResponse::MAX_RETRY_AFTER`].
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn build(self) -> Result<AdmissionLayer, BuildError> {
         if self.deadline == Some(Duration::ZERO) {
             return Err(BuildError::new(

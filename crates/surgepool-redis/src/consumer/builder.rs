@@ -139,6 +139,8 @@ impl ConsumerBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting that cannot work.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn build(self) -> Result<Consumer, BuildError> {
         let c = &self.config;
         if c.max_deliveries == 0 {

@@ -128,6 +128,8 @@ impl Consumer {
     }
 
     /// The consumer's counters now; see [`Snapshot`] for the identities.
+    ///
+    /// See the [example on `Consumer`](Consumer#examples).
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.shared.counters;
         Snapshot {
@@ -163,6 +165,8 @@ impl Consumer {
     ///
     /// Not cancel-safe: dropping the future stops the consumer without a drain; its jobs
     /// stay pending in Redis and are reclaimed once their lease lapses. Use `signal`.
+    ///
+    /// See the [example on `Consumer`](Consumer#examples).
     pub async fn run_until<S>(&self, signal: S) -> Result<DrainReport, RedisError>
     where
         S: Future<Output = ()> + Send,

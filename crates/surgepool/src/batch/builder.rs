@@ -105,6 +105,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
 
     /// How many flushes may run at once. Default: [`Limit::adaptive()`], fed by each
     /// flush's latency. Set it to at most your connection pool's size.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = limit;
         self
@@ -144,6 +146,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
     /// A [`BuildError`] naming the setting: `max_batch_size` or `queue_capacity` of 0, a
     /// limit whose settings cannot work, or no tokio runtime (build inside one, or pass
     /// [`runtime`](Self::runtime)).
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn build(self) -> Result<Batcher<T, R>, BuildError> {
         if self.max_batch_size == 0 {
             return Err(BuildError::new(
@@ -197,6 +201,8 @@ impl<T: Clone + Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
     /// `T: Clone` (each flush of more than one item keeps a copy), and it is only sound
     /// when a flush is atomic, one transaction: a flush that committed half its rows and
     /// then failed would commit them twice on the retry.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn on_failure(mut self, policy: OnFailure) -> Self {
         self.on_failure = policy;
         self.cloner = Some(T::clone);

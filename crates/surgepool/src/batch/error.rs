@@ -81,6 +81,8 @@ impl BatchError {
 
     /// `true` when the flush returned an error for the batch that held this item (with
     /// [`OnFailure::Bisect`](super::OnFailure::Bisect): for this item alone).
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn is_flush_error(&self) -> bool {
         matches!(self.kind, Kind::Flush(_))
     }

@@ -165,6 +165,8 @@ impl BlockingPoolBuilder {
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
     /// above the limit, a thread name with a NUL byte.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn build(self) -> Result<BlockingPool, BuildError> {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))

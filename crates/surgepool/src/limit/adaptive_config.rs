@@ -198,6 +198,8 @@ impl AdaptiveBuilder {
     ///
     /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
     /// max` does not hold.
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

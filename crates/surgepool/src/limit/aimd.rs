@@ -126,6 +126,8 @@ impl AimdBuilder {
     ///
     /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
     /// max` does not hold.
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

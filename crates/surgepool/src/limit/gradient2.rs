@@ -149,6 +149,8 @@ impl Gradient2Builder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting when one is out of range.
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

@@ -116,6 +116,8 @@ impl VegasBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting when one is out of range.
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

@@ -94,6 +94,8 @@ impl PoolBuilder {
     }
 
     /// How many tasks may run at once. Default: [`Limit::adaptive()`].
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = limit;
         self
@@ -171,6 +173,8 @@ impl PoolBuilder {
     /// Admission stops while the bytes declared by
     /// [`try_submit_weighted`](Pool::try_submit_weighted) in flight (queued or running)
     /// would pass `bytes`.
+    ///
+    /// See the example on [`Pool::try_submit_weighted`](Pool::try_submit_weighted).
     pub fn memory_budget(mut self, bytes: u64) -> Self {
         self.memory_budget = Some(bytes);
         self
@@ -205,6 +209,8 @@ impl PoolBuilder {
     /// above the limit, a zero CoDel target or interval, a zero memory budget, no tokio
     /// runtime (build inside one, or pass [`runtime`](Self::runtime)), or a runtime built
     /// without timers (`enable_time()`).
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn build(self) -> Result<Pool, BuildError> {
         validate_limit(&self.limit, self.min_workers)?;
         if let Some((target, interval)) = self.codel {

@@ -142,6 +142,8 @@ impl Pool {
     /// * [`SubmitError::Closed`] once `close` or a shutdown began.
     ///
     /// The future comes back inside the error, unpolled.
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn try_submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: Future<Output = T> + Send + 'static,
@@ -255,6 +257,26 @@ impl Pool {
     ///
     /// Cancel-safe: if the returned future is dropped before it completes, nothing was
     /// admitted (the job is dropped with it) and the next waiter gets its turn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::{Limit, Pool, SubmitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder().limit(Limit::fixed(1)).queue_capacity(0).build()?;
+    /// let first = pool.try_submit(async { 1 })?;
+    /// // No room now (limit 1, no queue): `submit` waits until `first` is done.
+    /// let second = pool.submit(async { 2 }).await?;
+    /// assert_eq!(first.await? + second.await?, 3);
+    /// pool.spawn(async { /* detached: nobody awaits it */ }).await?;
+    ///
+    /// pool.close();
+    /// assert!(matches!(pool.try_submit(async { 3 }), Err(SubmitError::Closed(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: Future<Output = T> + Send + 'static,
@@ -274,6 +296,8 @@ impl Pool {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`submit`](Pool::submit).
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub async fn submit_timeout<F, T>(
         &self,
         fut: F,
@@ -349,6 +373,8 @@ impl Pool {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`submit`](Pool::submit).
+    ///
+    /// See the examples on [`try_spawn`](Pool::try_spawn) and [`submit`](Pool::submit).
     pub async fn spawn<F>(&self, fut: F) -> Result<(), SubmitError<F>>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -366,6 +392,8 @@ impl Pool {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`submit`](Pool::submit).
+    ///
+    /// See the example on [`try_spawn`](Pool::try_spawn); the wait works as in [`submit_timeout`](Pool::submit_timeout).
     pub async fn spawn_timeout<F>(&self, fut: F, wait: Duration) -> Result<(), SubmitError<F>>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -375,12 +403,16 @@ impl Pool {
     }
 
     /// The pool's accounting now; see [`Snapshot`] for the identities it keeps.
+    ///
+    /// See the [example on `Snapshot`](Snapshot#examples).
     pub fn snapshot(&self) -> Snapshot {
         self.inner().snapshot()
     }
 
     /// Stops accepting work: later submits get [`SubmitError::Closed`]. Queued and running
     /// tasks go on. Idempotent.
+    ///
+    /// See the [example on `submit`](Pool::submit).
     pub fn close(&self) {
         self.inner().close();
     }
@@ -407,6 +439,8 @@ impl Pool {
     ///
     /// Cancel-safe: dropping the future stops the waiting, not the shutdown (the pool
     /// stays closed and keeps draining).
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
         crate::trace::event!(info, pool = %self.name(), "shutdown began");
@@ -428,6 +462,8 @@ impl Pool {
     /// [`shutdown`](Pool::shutdown)): `timed_out` says whether some grace deadline, this
     /// one or a concurrent caller's, passed before the drain ended. A `grace` too long to
     /// represent (`Duration::MAX`) never runs out.
+    ///
+    /// See the [example on `ShutdownReport`](ShutdownReport#examples).
     pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
         crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
