@@ -15,7 +15,8 @@ use crate::queue::Queue;
 /// After Redis failed, how long `WhenUnavailable::Shed` sheds without trying Redis again.
 const SHED_COOLDOWN: Duration = Duration::from_secs(1);
 
-/// What [`Overflow`] does with a job when the pool is full and Redis is unavailable.
+/// What [`Overflow`] does with a job when the pool is full and Redis is unavailable. Set
+/// with [`Overflow::when_unavailable`]; see the [example on `Overflow`](Overflow#examples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenUnavailable {
     /// Try Redis for every job (each try bounded by the queue's operation timeout) and
@@ -50,19 +51,23 @@ pub enum Routed {
 ///
 /// ```no_run
 /// use surgepool::{Limit, Pool};
-/// use surgepool_redis::{Job, Overflow, Queue, Routed};
+/// use surgepool_redis::{Job, Overflow, Queue, Routed, WhenUnavailable};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = Pool::builder().limit(Limit::adaptive()).queue_capacity(0).build()?;
 /// let queue = Queue::builder("redis://127.0.0.1:6379", "emails").max_len(100_000).connect().await?;
 /// let handler = |job: Job| async move { println!("{:?}", job.payload()); Ok::<(), String>(()) };
-/// let overflow = Overflow::new(pool, queue, handler);
+/// let overflow = Overflow::new(pool, queue, handler)
+///     .when_unavailable(WhenUnavailable::Shed); // Redis down: shed at once, retry in 1 s
 /// match overflow.submit(&b"to: ada@example.com"[..]).await {
 ///     Ok(Routed::Local(handle)) => { let _ = handle.await; }
 ///     Ok(Routed::Queued(id)) => println!("overflowed as {id}"),
 ///     Err(e) => println!("shed: {e}"),
 /// }
+/// let stats = overflow.stats();
+/// assert_eq!(stats.submitted(), stats.local + stats.queued + stats.full + stats.unavailable);
+/// println!("local: {} running; stream: {}", overflow.pool().snapshot().running, overflow.queue().name());
 /// # Ok(())
 /// # }
 /// ```
