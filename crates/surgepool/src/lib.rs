@@ -18,7 +18,8 @@
 //!
 //! # Numbers, and the commands that reproduce them
 //!
-//! Measured on a 2-core machine shared with other builds, so noisy; rerun them on yours.
+//! The first two were measured on a 2-core machine shared with other builds, so they are
+//! noisy; rerun them on yours.
 //!
 //! * **Batching**, one run (repository README):
 //!   `cargo run --release -p surgepool-lab -- batch`. Items submitted one by one through
@@ -29,9 +30,9 @@
 //!   `cargo bench -p surgepool --bench limit -- --warm-up-time 1 --measurement-time 3`.
 //!   A fixed limit's `try_acquire` + `success`, uncontended: 66–73 ns, against 52–61 ns for
 //!   tokio's `Semaphore::try_acquire` + drop.
-//! * **Where the adaptive limit settles** (simulated on paused time, so the same on any
-//!   machine; `src/limit/README.md`): `cargo test -p surgepool --test limit_simulation`.
-//!   Median limit 16 against a CPU knee of 16; 1965 against a waiting knee of 2000, reached
+//! * **Where the adaptive limit settles** (simulated on paused tokio time, not a wall-clock
+//!   measurement; `src/limit/README.md`): `cargo test -p surgepool --test limit_simulation --
+//!   --nocapture`. Median limit 16 against a CPU knee of 16; 1965 against a waiting knee of 2000, reached
 //!   in 0.63 s from 2.
 //! * **Overload** (naive spawning against fixed and adaptive pools, open loop):
 //!   `cargo run --release -p surgepool-lab -- overload --report lab-out`. No figures are
