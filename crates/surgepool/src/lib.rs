@@ -31,9 +31,9 @@
 //!   A fixed limit's `try_acquire` + `success`, uncontended: 66–73 ns, against 52–61 ns for
 //!   tokio's `Semaphore::try_acquire` + drop.
 //! * **Where the adaptive limit settles** (simulated on paused tokio time, not a wall-clock
-//!   measurement; `src/limit/README.md`): `cargo test -p surgepool --test limit_simulation --
-//!   --nocapture`. Median limit 16 against a CPU knee of 16; 1965 against a waiting knee of 2000, reached
-//!   in 0.63 s from 2.
+//!   measurement; `src/limit/README.md`):
+//!   `cargo test -p surgepool --test limit_simulation -- --nocapture`. Median limit 16
+//!   against a CPU knee of 16; 1965 against a waiting knee of 2000, reached in 0.63 s from 2.
 //! * **Overload** (naive spawning against fixed and adaptive pools, open loop):
 //!   `cargo run --release -p surgepool-lab -- overload --report lab-out`. No figures are
 //!   recorded in the repository yet: run it on a quiet machine.
