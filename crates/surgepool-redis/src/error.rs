@@ -6,6 +6,8 @@ use bytes::Bytes;
 
 /// Redis could not be reached or answered with an error, or the answer did not come within
 /// the queue's operation timeout (so no call blocks forever while Redis is down).
+///
+/// Returned by [`Queue::connect`](crate::Queue::connect), [`Queue::fleet`](crate::Queue::fleet) and [`Queue::dead_letters`](crate::Queue::dead_letters) (see the [example on `Queue`](crate::Queue#examples)), and carried by the `Unavailable` variants of [`PushError`] (see [its example](PushError#examples)), [`PushManyError`] and [`OverflowError`].
 #[derive(Debug)]
 pub struct RedisError {
     pub(crate) what: &'static str,
@@ -58,6 +60,8 @@ pub enum PushError {
 
 impl PushError {
     /// The payload that was not pushed.
+    ///
+    /// See the [example on `PushError`](PushError#examples).
     pub fn into_inner(self) -> Bytes {
         match self {
             PushError::Full(p) | PushError::Unavailable(p, _) => p,
@@ -65,6 +69,8 @@ impl PushError {
     }
 
     /// `true` when the stream was at its bound.
+    ///
+    /// See the [example on `PushError`](PushError#examples).
     pub fn is_full(&self) -> bool {
         matches!(self, PushError::Full(_))
     }
@@ -108,6 +114,8 @@ pub enum PushManyError {
 
 impl PushManyError {
     /// The payloads that were not (or not surely) pushed.
+    ///
+    /// See the [example on `PushManyError`](PushManyError#examples).
     pub fn into_inner(self) -> Vec<Bytes> {
         match self {
             PushManyError::Full(p) | PushManyError::Unavailable(p, _) => p,
@@ -155,6 +163,8 @@ pub enum OverflowError {
 
 impl OverflowError {
     /// The payload that was not taken.
+    ///
+    /// See the [example on `OverflowError`](OverflowError#examples).
     pub fn into_inner(self) -> Bytes {
         match self {
             OverflowError::Full(p)
@@ -165,6 +175,8 @@ impl OverflowError {
     }
 
     /// `true` when both paths were full.
+    ///
+    /// See the [example on `OverflowError`](OverflowError#examples).
     pub fn is_full(&self) -> bool {
         matches!(self, OverflowError::Full(_))
     }

@@ -31,6 +31,8 @@ pub struct FleetStats {
 impl FleetStats {
     /// Jobs not yet settled anywhere: in the stream or waiting to retry. At quiescence,
     /// `pushed == acked + dead + waiting()` fleet-wide.
+    ///
+    /// See the [example on `FleetStats`](FleetStats#examples).
     pub fn waiting(&self) -> u64 {
         self.in_stream + self.retry_waiting
     }

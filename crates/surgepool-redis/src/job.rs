@@ -7,6 +7,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 /// Where a job came from: the producer's own pool, or the stream.
+///
+/// See the [example on `Job`](Job#examples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Run by [`Overflow`](crate::Overflow) in the producer's local pool; never in Redis.
@@ -38,6 +40,8 @@ pub struct Job {
 impl Job {
     /// A job from the stream with this id and payload, on its first delivery (for tests of
     /// handlers).
+    ///
+    /// See the [example on `Job`](Job#examples).
     pub fn new(id: impl Into<String>, payload: impl Into<Bytes>) -> Job {
         Job {
             id: id.into(),
@@ -50,21 +54,29 @@ impl Job {
     /// The job's id: the stream entry id it was first pushed as. It stays the same across
     /// retries, reclaims and hand-backs, so a handler can deduplicate on it. Local jobs get
     /// `local-N`.
+    ///
+    /// See the [example on `Job`](Job#examples).
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// The payload, as pushed.
+    ///
+    /// See the [example on `Job`](Job#examples).
     pub fn payload(&self) -> &Bytes {
         &self.payload
     }
 
     /// Which delivery this is, from 1. Counts failed runs and runs whose worker died.
+    ///
+    /// See the [example on `Job`](Job#examples).
     pub fn deliveries(&self) -> u32 {
         self.deliveries
     }
 
     /// Where the job came from.
+    ///
+    /// See the [example on `Job`](Job#examples).
     pub fn source(&self) -> Source {
         self.source
     }
@@ -74,6 +86,8 @@ impl Job {
     /// # Errors
     ///
     /// The decoding error when the payload is not this type's JSON.
+    ///
+    /// See the [example on `Job`](Job#examples).
     #[cfg(feature = "serde")]
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.payload)
@@ -95,6 +109,8 @@ pub struct JobError(pub(crate) String);
 
 impl JobError {
     /// An error with this message.
+    ///
+    /// See the [example on `JobError`](JobError#examples).
     pub fn new(message: impl Into<String>) -> JobError {
         JobError(message.into())
     }

@@ -16,6 +16,19 @@
 //! README documents the guarantees, which Redis persistence settings give them, and their
 //! limits.
 //!
+//! Which type: a producer wraps its pool in an [`Overflow`] (or pushes with [`Queue::push`]
+//! when every job should go through Redis); any number of machines run a [`Consumer`];
+//! [`Consumer::snapshot`] and [`Queue::fleet`] give the accounting. Use this crate only
+//! when one machine is not enough: overflowed jobs run at least once, not exactly once, so
+//! handlers must be idempotent on [`Job::id`].
+//!
+//! Throughput depends on Redis and its persistence setting; no figures are recorded in the
+//! repository yet. Measure on an idle machine (both need `redis-server` on PATH):
+//! `cargo run --release -p surgepool-lab -- fleet` (a local pool overflowing into Redis
+//! Streams, drained by consumers) and
+//! `cargo run --release -p surgepool-redis --example throughput -- everysec` (push and
+//! end-to-end rates).
+//!
 //! # Examples
 //!
 //! ```no_run

@@ -15,7 +15,8 @@ use crate::queue::Queue;
 /// After Redis failed, how long `WhenUnavailable::Shed` sheds without trying Redis again.
 const SHED_COOLDOWN: Duration = Duration::from_secs(1);
 
-/// What [`Overflow`] does with a job when the pool is full and Redis is unavailable.
+/// What [`Overflow`] does with a job when the pool is full and Redis is unavailable. Set
+/// with [`Overflow::when_unavailable`]; see the [example on `Overflow`](Overflow#examples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenUnavailable {
     /// Try Redis for every job (each try bounded by the queue's operation timeout) and
@@ -28,6 +29,8 @@ pub enum WhenUnavailable {
 }
 
 /// Which path a submitted job took.
+///
+/// See the [example on `Overflow`](Overflow#examples).
 #[derive(Debug)]
 pub enum Routed {
     /// It runs in the local pool; the handle resolves with the handler's result.
@@ -48,19 +51,23 @@ pub enum Routed {
 ///
 /// ```no_run
 /// use surgepool::{Limit, Pool};
-/// use surgepool_redis::{Job, Overflow, Queue, Routed};
+/// use surgepool_redis::{Job, Overflow, Queue, Routed, WhenUnavailable};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = Pool::builder().limit(Limit::adaptive()).queue_capacity(0).build()?;
 /// let queue = Queue::builder("redis://127.0.0.1:6379", "emails").max_len(100_000).connect().await?;
 /// let handler = |job: Job| async move { println!("{:?}", job.payload()); Ok::<(), String>(()) };
-/// let overflow = Overflow::new(pool, queue, handler);
+/// let overflow = Overflow::new(pool, queue, handler)
+///     .when_unavailable(WhenUnavailable::Shed); // Redis down: shed at once, retry in 1 s
 /// match overflow.submit(&b"to: ada@example.com"[..]).await {
 ///     Ok(Routed::Local(handle)) => { let _ = handle.await; }
 ///     Ok(Routed::Queued(id)) => println!("overflowed as {id}"),
 ///     Err(e) => println!("shed: {e}"),
 /// }
+/// let stats = overflow.stats();
+/// assert_eq!(stats.submitted(), stats.local + stats.queued + stats.full + stats.unavailable);
+/// println!("local: {} running; stream: {}", overflow.pool().snapshot().running, overflow.queue().name());
 /// # Ok(())
 /// # }
 /// ```
@@ -105,6 +112,8 @@ pub struct OverflowStats {
 
 impl OverflowStats {
     /// Every job submitted.
+    ///
+    /// See the [example on `OverflowStats`](OverflowStats#examples).
     pub fn submitted(&self) -> u64 {
         self.local + self.queued + self.full + self.unavailable
     }
@@ -113,6 +122,8 @@ impl OverflowStats {
 impl Overflow {
     /// Local pool first, `queue` when the pool is full, `handler` for local runs (give the
     /// consumers the same one).
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn new<H: Handler>(pool: Pool, queue: Queue, handler: H) -> Overflow {
         Overflow {
             inner: Arc::new(Inner {
@@ -132,6 +143,8 @@ impl Overflow {
 
     /// What to do when the pool is full and Redis is unavailable (default: report an error).
     /// Call before cloning.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn when_unavailable(mut self, mode: WhenUnavailable) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.when_unavailable = mode;
@@ -147,6 +160,8 @@ impl Overflow {
     /// The payload comes back: [`OverflowError::Full`] past the stream's bound,
     /// [`OverflowError::Unavailable`] / [`OverflowError::Shed`] when Redis is down,
     /// [`OverflowError::Closed`] when the pool is closed.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub async fn submit(&self, payload: impl Into<Bytes>) -> Result<Routed, OverflowError> {
         let inner = &self.inner;
         let payload = payload.into();
@@ -209,6 +224,8 @@ impl Overflow {
     }
 
     /// The counters now.
+    ///
+    /// See the [example on `OverflowStats`](OverflowStats#examples).
     pub fn stats(&self) -> OverflowStats {
         let i = &self.inner;
         OverflowStats {
@@ -220,11 +237,15 @@ impl Overflow {
     }
 
     /// The local pool.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 
     /// The queue.
+    ///
+    /// See the [example on `Overflow`](Overflow#examples).
     pub fn queue(&self) -> &Queue {
         &self.inner.queue
     }

@@ -93,6 +93,8 @@ impl QueueBuilder {
     /// Bounds the stream: a push that would take it past `n` unsettled jobs (unread plus
     /// pending) says `Full`. Acked jobs are deleted, so the bound is the backlog. Default:
     /// unbounded.
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub fn max_len(mut self, n: u64) -> Self {
         self.max_len = Some(n);
         self
@@ -101,6 +103,8 @@ impl QueueBuilder {
     /// How long one Redis call may take before it fails, so nothing blocks forever while
     /// Redis is down or restarting. Default 2 s; kept within 1 ms and 1 hour (so deadlines
     /// derived from it never overflow).
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout.clamp(Duration::from_millis(1), Duration::from_secs(3600));
         self
@@ -111,6 +115,8 @@ impl QueueBuilder {
     /// # Errors
     ///
     /// A [`RedisError`] when the URL is invalid or Redis cannot be reached in time.
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub async fn connect(self) -> Result<Queue, RedisError> {
         let client = Client::open(self.url.as_str()).map_err(|e| RedisError::new("url", e))?;
         let conn = connect_manager(&client, self.op_timeout).await?;
@@ -173,6 +179,8 @@ impl Queue {
     }
 
     /// Configures a queue before connecting; see [`QueueBuilder`].
+    ///
+    /// See the [example on `QueueBuilder`](QueueBuilder#examples).
     pub fn builder(url: &str, name: &str) -> QueueBuilder {
         QueueBuilder {
             url: url.to_owned(),
@@ -183,21 +191,29 @@ impl Queue {
     }
 
     /// The stream's key.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
     /// The consumer group's name (`<name>:workers`).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn group(&self) -> &str {
         &self.inner.group
     }
 
     /// The dead-letter stream's key (`<name>:dead`).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn dead_letter_key(&self) -> &str {
         &self.inner.dead_key
     }
 
     /// Jobs this process pushed through this queue (all clones), `Overflow` included.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub fn pushed(&self) -> u64 {
         self.inner.pushed.load(Ordering::Relaxed)
     }
@@ -209,6 +225,8 @@ impl Queue {
     ///
     /// [`PushError::Full`] past the bound, [`PushError::Unavailable`] when Redis failed or
     /// did not answer within the operation timeout. The payload comes back.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn push(&self, payload: impl Into<Bytes>) -> Result<String, PushError> {
         let payload = payload.into();
         let mut conn = self.inner.conn.clone();
@@ -251,6 +269,8 @@ impl Queue {
     /// The payloads not pushed come back: with [`PushManyError::Full`] when a chunk would
     /// pass the bound (earlier chunks stay pushed), with [`PushManyError::Unavailable`] when
     /// Redis failed mid-way (the failed chunk may or may not have been added).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn push_many<I, P>(&self, payloads: I) -> Result<Vec<String>, PushManyError>
     where
         I: IntoIterator<Item = P>,
@@ -324,6 +344,8 @@ impl Queue {
     ///
     /// As [`push`](Self::push); a value that cannot be encoded is `Unavailable` with the
     /// encoding error (nothing was sent).
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     #[cfg(feature = "serde")]
     pub async fn push_json<T: serde::Serialize>(&self, value: &T) -> Result<String, PushError> {
         match serde_json::to_vec(value) {
@@ -341,6 +363,8 @@ impl Queue {
     /// # Errors
     ///
     /// A [`RedisError`] when Redis failed or did not answer in time.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn fleet(&self) -> Result<FleetStats, RedisError> {
         let mut conn = self.inner.conn.clone();
         let mut pipe = redis::pipe();
@@ -380,6 +404,8 @@ impl Queue {
     /// # Errors
     ///
     /// A [`RedisError`] when Redis failed or did not answer in time.
+    ///
+    /// See the [example on `Queue`](Queue#examples).
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<(Job, String)>, RedisError> {
         let mut conn = self.inner.conn.clone();
         let mut cmd = redis::cmd("XRANGE");

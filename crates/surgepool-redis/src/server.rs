@@ -1,7 +1,8 @@
 //! A `redis-server` process of our own, for tests and the lab: on a free port, in a temp
 //! dir, with `--appendonly yes --appendfsync always` (every acknowledged write is on disk),
 //! killed on drop. The machine's shared Redis keeps nothing on disk, so durability can only
-//! be tested against a server we start, kill and restart on its AOF.
+//! be tested against a server we start, kill and restart on its AOF. See the
+//! [example on `RedisServer`](RedisServer#examples).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,6 +37,8 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Finds `redis-server` on PATH.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn binary() -> Option<PathBuf> {
         let path = std::env::var_os("PATH")?;
         std::env::split_paths(&path)
@@ -48,6 +51,8 @@ impl RedisServer {
     /// # Errors
     ///
     /// When `redis-server` is missing, or does not start and answer in time.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn start() -> std::io::Result<RedisServer> {
         RedisServer::start_with_fsync("always")
     }
@@ -57,6 +62,8 @@ impl RedisServer {
     /// # Errors
     ///
     /// When `redis-server` is missing, or does not start and answer in time.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn start_with_fsync(fsync: &str) -> std::io::Result<RedisServer> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -80,6 +87,8 @@ impl RedisServer {
     /// Starts a server, or returns `None` after printing why the caller skips, when
     /// `redis-server` is not installed. Under `CI=true` a missing server panics instead: CI
     /// must run these tests.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn start_or_skip(test: &str) -> Option<RedisServer> {
         if RedisServer::binary().is_none() {
             if std::env::var("CI").as_deref() == Ok("true") {
@@ -146,21 +155,29 @@ impl RedisServer {
     }
 
     /// `redis://127.0.0.1:<port>`.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// The port.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The data dir (holds the AOF).
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Kills the server with SIGKILL and waits for it: no shutdown, no final fsync.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -173,6 +190,8 @@ impl RedisServer {
     /// # Errors
     ///
     /// When it does not start and answer in time.
+    ///
+    /// See the [example on `RedisServer`](RedisServer#examples).
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.kill();
         self.spawn()

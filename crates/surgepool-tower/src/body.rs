@@ -35,7 +35,8 @@ pin_project! {
     /// whose body the server never reads) releases its permit without a latency sample,
     /// since a half-sent body says nothing reliable about the server's speed.
     ///
-    /// For a shed request it is the overload response's body.
+    /// For a shed request it is the overload response's body. See the
+    /// [example on `Admission`](crate::Admission#examples).
     pub struct AdmissionBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -139,6 +140,8 @@ impl<B> AdmissionBody<B> {
     }
 
     /// `true` when this is the body of a response the layer made for a shed request.
+    ///
+    /// See the [example on `Admission`](crate::Admission#examples).
     pub fn is_overload(&self) -> bool {
         matches!(self.kind, Kind::Overload { .. })
     }

@@ -6,6 +6,8 @@ use std::fmt;
 use http::{HeaderMap, StatusCode};
 
 /// What one finished request tells the limiter.
+///
+/// See the [example on `Classify`](Classify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The request was served; its latency is a sample of the service time.
@@ -65,6 +67,8 @@ where
 ///
 /// 4xx answers count as successes on purpose: the server did the work of answering, so their
 /// latency is a fair sample of its state.
+///
+/// See the [example on `Admission`](crate::Admission#examples), which runs with it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpClassifier;
 

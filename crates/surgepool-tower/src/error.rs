@@ -33,6 +33,8 @@ impl BuildError {
     }
 
     /// The name of the setting that is wrong (`"limit"`, `"queue_capacity"`, `"deadline"`).
+    ///
+    /// See the [example on `BuildError`](BuildError#examples).
     pub fn setting(&self) -> &'static str {
         self.setting
     }

@@ -22,7 +22,8 @@ use crate::shared::{release, Left, QueueSlot, Shared};
 type AcquireFuture = Pin<Box<dyn Future<Output = Permit> + Send>>;
 
 pin_project! {
-    /// Response future of [`Admission`](crate::Admission).
+    /// Response future of [`Admission`](crate::Admission) (see the
+    /// [example there](crate::Admission#examples)).
     ///
     /// # Cancel safety
     ///

@@ -58,21 +58,29 @@ impl AdmissionLayer {
     /// # Errors
     ///
     /// A [`BuildError`] when the limit's settings cannot work (e.g. `Limit::fixed(0)`).
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn new(limit: Limit) -> Result<AdmissionLayer, BuildError> {
         AdmissionLayer::builder().limit(limit).build()
     }
 
     /// A builder with every setting.
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn builder() -> AdmissionLayerBuilder {
         AdmissionLayerBuilder::default()
     }
 
     /// The limiter this layer admits with.
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn limiter(&self) -> &Limiter {
         &self.shared.limiter
     }
 
     /// The counters of every service this layer made.
+    ///
+    /// See the [example on `Admission`](crate::Admission#examples).
     pub fn stats(&self) -> AdmissionStats {
         self.shared.stats()
     }
@@ -143,12 +151,16 @@ impl AdmissionLayerBuilder {
 
     /// A name for this layer: the `pool` label of its metrics (feature `metrics`).
     /// Default: `"http"`.
+    ///
+    /// See the [example on `AdmissionLayer::name`](AdmissionLayer::name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(Arc::from(name.into()));
         self
     }
 
     /// The concurrency limit (default: [`Limit::adaptive()`]).
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = Some(limit);
         self.limiter = None;
@@ -157,6 +169,8 @@ impl AdmissionLayerBuilder {
 
     /// Admit with an existing limiter, e.g. one shared with a [`surgepool::Pool`]'s callers
     /// or with another layer. Replaces [`limit`](Self::limit).
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn limiter(mut self, limiter: Limiter) -> Self {
         self.limiter = Some(limiter);
         self.limit = None;
@@ -165,6 +179,8 @@ impl AdmissionLayerBuilder {
 
     /// How many requests may wait for a permit when the limit is reached (default 0: shed
     /// at once). A queue needs a [`deadline`](Self::deadline), so no request waits forever.
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
@@ -183,6 +199,8 @@ impl AdmissionLayerBuilder {
     /// `tokio::time::sleep`.
     ///
     /// A deadline needs a tokio runtime with the time driver enabled.
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
@@ -222,12 +240,16 @@ impl AdmissionLayerBuilder {
     }
 
     /// The response for shed requests (default: `503` with `Retry-After: 1`).
+    ///
+    /// See the [example on `OverloadResponse`](crate::OverloadResponse#examples).
     pub fn overload_response(mut self, response: OverloadResponse) -> Self {
         self.overload = Some(response);
         self
     }
 
     /// How responses map to successes and drops (default: [`HttpClassifier`], 5xx = drop).
+    ///
+    /// See the [example on `Classify`](crate::Classify).
     pub fn classifier(mut self, classifier: impl Classify) -> Self {
         self.classifier = Some(Box::new(classifier));
         self
@@ -235,6 +257,8 @@ impl AdmissionLayerBuilder {
 
     /// For tonic: shed with gRPC `UNAVAILABLE` and classify with
     /// [`GrpcClassifier`](crate::GrpcClassifier).
+    ///
+    /// See the tonic example in the [crate documentation](crate#tonic).
     pub fn grpc(self) -> Self {
         self.overload_response(OverloadResponse::grpc_unavailable())
             .classifier(crate::classify::GrpcClassifier)
@@ -247,6 +271,8 @@ impl AdmissionLayerBuilder {
     /// A [`BuildError`] when the limit cannot work, the deadline or the body timeout is
     /// zero, a queue has no deadline, or the overload response's `Retry-After` is longer than
     /// [`OverloadResponse::MAX_RETRY_AFTER`].
+    ///
+    /// See the [example on `AdmissionLayer`](AdmissionLayer#examples).
     pub fn build(self) -> Result<AdmissionLayer, BuildError> {
         if self.deadline == Some(Duration::ZERO) {
             return Err(BuildError::new(

@@ -6,6 +6,19 @@
 //! it **at once** with an overload response (`503 Service Unavailable` with `Retry-After`, or
 //! gRPC `UNAVAILABLE`), so admitted requests keep their latency and the server its memory.
 //!
+//! Which type: [`AdmissionLayer`] (or [`AdmissionLayer::builder`] for a queue, a deadline,
+//! a name) is all most servers need, applied to an axum `Router` or around a hyper or tonic
+//! service. It makes [`Admission`] services, counted in [`AdmissionStats`];
+//! [`OverloadResponse`] changes what a shed request gets, [`Classify`] what counts as
+//! overload. Give endpoints of very different latency their own layer. For work that is not
+//! a request, use `surgepool`'s pools; the limit itself is [`surgepool::limit::Limiter`].
+//!
+//! The lab measures axum with and without the layer under open-loop load, on your machine
+//! (no figures for it are recorded in the repository yet):
+//! `cargo run --release -p surgepool-lab -- http`; for wrk, oha or curl,
+//! `cargo run --release -p surgepool-lab -- serve --layer adaptive`. A runnable server:
+//! `cargo run -p surgepool-tower --example axum_admission`.
+//!
 //! * **Shared limit.** The state lives behind one `Arc`: every service the layer makes and
 //!   every clone of them (axum and hyper clone per request or per connection) counts against
 //!   the same limit — unlike per-instance middleware such as `tower::limit` under axum

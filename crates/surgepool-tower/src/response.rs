@@ -12,6 +12,8 @@ use http::{HeaderValue, Response, StatusCode};
 ///
 /// The layer also inserts it as a response extension, so logging and metrics layers outside
 /// it can tell a shed request from a 503 of the handler.
+///
+/// A shed response carries it: see the [example on `Admission`](crate::Admission#examples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Reason {
@@ -157,6 +159,8 @@ impl OverloadResponse {
     }
 
     /// Any response, built by `make` for each shed request.
+    ///
+    /// See the [example on `OverloadResponse`](OverloadResponse#examples).
     pub fn custom<F>(make: F) -> OverloadResponse
     where
         F: Fn(Reason) -> Response<Bytes> + Send + Sync + 'static,
@@ -168,6 +172,8 @@ impl OverloadResponse {
     }
 
     /// Builds the response for one shed request.
+    ///
+    /// See the [example on `OverloadResponse`](OverloadResponse#examples).
     pub fn make(&self, reason: Reason) -> Response<Bytes> {
         (self.make)(reason)
     }

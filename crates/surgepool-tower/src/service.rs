@@ -27,6 +27,43 @@ use crate::shared::{AdmissionStats, Shared};
 /// clone's** `poll_ready` after admission, inside the deadline. So an inner service that
 /// applies backpressure is waited for honestly, while the request holds its permit: that
 /// wait is part of the latency the limit sees.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use surgepool::Limit;
+/// use surgepool_tower::{AdmissionLayer, Reason};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let hello = service_fn(|_req: Request<String>| async {
+///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+/// });
+/// let service = AdmissionLayer::new(Limit::fixed(1))?.layer(hello);
+///
+/// // While the only permit is held (here by hand, through the shared limiter) ...
+/// let held = service.limiter().try_acquire().expect("free");
+/// let shed = service.clone().oneshot(Request::new(String::new())).await?;
+/// assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE); // at once, with Retry-After
+/// assert_eq!(shed.extensions().get::<Reason>(), Some(&Reason::Overloaded));
+/// assert!(shed.body().is_overload());
+/// held.success();
+///
+/// // ... and once it is back, requests reach the inner service.
+/// let ok = service.clone().oneshot(Request::new(String::new())).await?;
+/// assert_eq!(ok.status(), StatusCode::OK);
+/// assert!(!ok.body().is_overload());
+/// drop(ok); // the body held the permit until now
+///
+/// let stats = service.stats();
+/// assert_eq!((stats.requests, stats.admitted, stats.overloaded), (2, 1, 1));
+/// assert_eq!(service.get_ref().clone().oneshot(Request::new(String::new())).await?.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Admission<S> {
     inner: S,
@@ -39,16 +76,22 @@ impl<S> Admission<S> {
     }
 
     /// The inner service.
+    ///
+    /// See the [example on `Admission`](Admission#examples).
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The limiter every clone of this service shares.
+    ///
+    /// See the [example on `Admission`](Admission#examples).
     pub fn limiter(&self) -> &surgepool::limit::Limiter {
         &self.shared.limiter
     }
 
     /// The counters every clone of this service shares.
+    ///
+    /// See the [example on `Admission`](Admission#examples).
     pub fn stats(&self) -> AdmissionStats {
         self.shared.stats()
     }

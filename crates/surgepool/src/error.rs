@@ -54,6 +54,8 @@ pub enum SubmitError<F> {
 
 impl<F> SubmitError<F> {
     /// Returns the job that was not accepted.
+    ///
+    /// See the [example on `SubmitError`](SubmitError#examples).
     pub fn into_inner(self) -> F {
         match self {
             SubmitError::Full(f) | SubmitError::Closed(f) | SubmitError::Timeout(f) => f,
@@ -61,16 +63,22 @@ impl<F> SubmitError<F> {
     }
 
     /// `true` when the pool was full.
+    ///
+    /// See the [example on `SubmitError`](SubmitError#examples).
     pub fn is_full(&self) -> bool {
         matches!(self, SubmitError::Full(_))
     }
 
     /// `true` when the pool was closed.
+    ///
+    /// See the [example on `SubmitError`](SubmitError#examples).
     pub fn is_closed(&self) -> bool {
         matches!(self, SubmitError::Closed(_))
     }
 
     /// `true` when the wait for room timed out.
+    ///
+    /// See the [example on `SubmitError`](SubmitError#examples).
     pub fn is_timeout(&self) -> bool {
         matches!(self, SubmitError::Timeout(_))
     }
@@ -176,23 +184,31 @@ impl TaskError {
     }
 
     /// `true` when the task panicked. The pool and its workers live on.
+    ///
+    /// See the [example on `TaskError`](TaskError#examples).
     pub fn is_panic(&self) -> bool {
         matches!(self.kind, TaskErrorKind::Panic(_))
     }
 
     /// `true` when the task was cancelled: by `abort`, or by `shutdown_timeout` at its grace
     /// deadline.
+    ///
+    /// See the [example on `TaskHandle`](crate::TaskHandle#examples).
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, TaskErrorKind::Cancelled)
     }
 
     /// `true` when the task was dropped before it ran: it waited longer than the queue
     /// timeout, its deadline passed in the queue, or queue-delay management shed it.
+    ///
+    /// See the example on [`PoolBuilder::queue_timeout`](crate::PoolBuilder::queue_timeout).
     pub fn is_shed(&self) -> bool {
         matches!(self.kind, TaskErrorKind::Shed(_))
     }
 
     /// The panic's message, when the task panicked with a string payload.
+    ///
+    /// See the [example on `TaskError`](TaskError#examples).
     pub fn panic_message(&self) -> Option<&str> {
         match &self.kind {
             TaskErrorKind::Panic(m) => m.as_deref(),
@@ -250,6 +266,8 @@ impl BuildError {
     }
 
     /// The name of the setting that is wrong (`"limit"`, `"min_workers"`, `"runtime"`, ...).
+    ///
+    /// See the [example on `BuildError`](BuildError#examples).
     pub fn setting(&self) -> &'static str {
         self.setting
     }

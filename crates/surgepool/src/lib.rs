@@ -1,15 +1,42 @@
 //! Bounded, adaptive worker pools that keep a service fast and alive under overload.
 //!
-//! `surgepool` gives you two pools with one contract:
+//! Both pools bound how much work runs at once (a [`Limit`], adaptive by default) and how
+//! much waits, hand refused work back ([`SubmitError::Full`]), isolate panics, drain on
+//! shutdown and count every task exactly ([`Snapshot`]). Which type for which work:
 //!
-//! * [`Pool`] runs futures on the ambient tokio runtime;
-//! * [`BlockingPool`] runs closures on OS threads (CPU-bound or blocking work).
+//! | you have | use |
+//! |---|---|
+//! | async work: I/O, calls to other services | [`Pool`] (futures on the ambient tokio runtime) |
+//! | CPU-bound or blocking closures | [`BlockingPool`] (OS threads, no runtime needed) |
+//! | single rows to write in batches (group commit) | [`Batcher`] |
+//! | a limit around calls you make yourself | [`limit::Limiter`] |
+//! | HTTP or gRPC requests to shed | `surgepool-tower`'s `AdmissionLayer` |
+//! | more work than one machine can take | `surgepool-redis` (overflow into Redis Streams) |
 //!
-//! Both bound how much work runs at once (the [`Limit`], adaptive by default) and how much
-//! waits (the queue), hand rejected work back to the caller instead of dropping it, isolate
-//! panics per task, drain on shutdown, and account for every task exactly (see
-//! [`Snapshot`]). The [`limit`] module is usable on its own, for example by
-//! `surgepool-tower` to shed HTTP requests.
+//! Settings before going live: [`guide`]. Prometheus and friends: the `metrics` module
+//! (feature `metrics`).
+//!
+//! # Numbers, and the commands that reproduce them
+//!
+//! The first two were measured on a 2-core machine shared with other builds, so they are
+//! noisy; rerun them on yours.
+//!
+//! * **Batching**, one run (repository README):
+//!   `cargo run --release -p surgepool-lab -- batch`. Items submitted one by one through
+//!   [`Batcher`] committed 6009 rows/s into SQLite against 304 rows/s for a commit per row
+//!   (19.8×), and 15342 rows/s into PostgreSQL against 816 (18.8×). The batcher was offered
+//!   20 × the per-row rate (6083 and 16317 items/s), so these are the load, not its ceiling.
+//! * **Cost of a limit** (`src/limit/README.md`, three runs):
+//!   `cargo bench -p surgepool --bench limit -- --warm-up-time 1 --measurement-time 3`.
+//!   A fixed limit's `try_acquire` + `success`, uncontended: 66–73 ns, against 52–61 ns for
+//!   tokio's `Semaphore::try_acquire` + drop.
+//! * **Where the adaptive limit settles** (simulated on paused tokio time, not a wall-clock
+//!   measurement; `src/limit/README.md`):
+//!   `cargo test -p surgepool --test limit_simulation -- --nocapture`. Median limit 16
+//!   against a CPU knee of 16; 1965 against a waiting knee of 2000, reached in 0.63 s from 2.
+//! * **Overload** (naive spawning against fixed and adaptive pools, open loop):
+//!   `cargo run --release -p surgepool-lab -- overload --report lab-out`. No figures are
+//!   recorded in the repository yet: run it on a quiet machine.
 //!
 //! # Examples
 //!

@@ -2,7 +2,7 @@
 //! point any recorder at them (Prometheus with `metrics-exporter-prometheus`, StatsD, ...).
 //!
 //! Nothing is recorded on the pools' hot path. A [`Publisher`] reads each pool's
-//! [`Snapshot`](crate::Snapshot) (and the latency counts behind it) when you call
+//! [`Snapshot`] (and the latency counts behind it) when you call
 //! [`publish`](Publisher::publish), or every interval once [`spawn`](Publisher::spawn)ed, and
 //! sets the metrics below from it: counters are set to the snapshot's totals
 //! (`Counter::absolute`), histograms receive the latencies recorded since the last publish,
@@ -111,6 +111,29 @@ impl Source {
 ///
 /// Holds no pool open: a pool whose last handle is dropped closes as usual, and its
 /// metrics keep their last values.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::{metrics::Publisher, Pool};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), surgepool::BuildError> {
+/// // Install a recorder first (e.g. metrics-exporter-prometheus); without one, the
+/// // metrics go nowhere.
+/// let pool = Pool::builder().name("emails").build()?;
+///
+/// // Either on a timer, until the task is dropped ...
+/// let task = Publisher::new().pool(&pool).spawn(Duration::from_secs(1));
+/// drop(task);
+///
+/// // ... or on demand, for example at each scrape of `/metrics`.
+/// let mut publisher = Publisher::new().pool(&pool);
+/// publisher.publish();
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Default)]
 pub struct Publisher {
     sources: Vec<Source>,
@@ -228,7 +251,7 @@ impl Publisher {
     }
 
     /// Publishes every source once, now, to the recorder installed for this thread or
-    /// globally.
+    /// globally. See the [example on `Publisher`](Publisher#examples).
     pub fn publish(&mut self) {
         describe_once();
         for source in &mut self.sources {
@@ -237,7 +260,8 @@ impl Publisher {
     }
 
     /// Publishes now and then every `every` on a tokio task, until the returned
-    /// [`PublisherTask`] is dropped. `every` is clamped to at least 10 ms.
+    /// [`PublisherTask`] is dropped. `every` is clamped to at least 10 ms. See the
+    /// [example on `Publisher`](Publisher#examples).
     ///
     /// # Panics
     ///
@@ -269,7 +293,8 @@ impl fmt::Debug for Publisher {
 /// latency counts per pool, which is nothing at 1 Hz and something at 1 kHz.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A spawned [`Publisher`]; dropping it stops the publishing task.
+/// A spawned [`Publisher`]; dropping it stops the publishing task. See the
+/// [example on `Publisher`](Publisher#examples).
 #[derive(Debug)]
 pub struct PublisherTask {
     task: tokio::task::JoinHandle<()>,

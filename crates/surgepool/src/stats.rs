@@ -66,6 +66,23 @@ pub struct Snapshot {
 
 /// Summary of one latency distribution, recorded in an HDR histogram (2 significant
 /// digits, so every figure is within 1% of the true value).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::Pool;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let pool = Pool::builder().build().unwrap();
+/// let sleep = tokio::time::sleep(Duration::from_millis(20));
+/// pool.try_submit(sleep).unwrap().await.unwrap();
+/// let run = pool.snapshot().run_time;
+/// assert_eq!(run.count, 1);
+/// assert!(run.p99 >= Duration::from_millis(19) && run.max >= run.p50);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LatencySummary {

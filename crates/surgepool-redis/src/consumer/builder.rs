@@ -72,18 +72,24 @@ impl ConsumerBuilder {
 
     /// The limit on jobs fetched and running at once (default: `Limit::adaptive()`). Each
     /// fetch asks for the free permits, so an adaptive limit sets the fetch size too.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = limit;
         self
     }
 
     /// Deliveries a job gets before it goes to the dead-letter stream (default 5, at least 1).
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn max_deliveries(mut self, n: u32) -> Self {
         self.config.max_deliveries = n;
         self
     }
 
     /// The most jobs one fetch asks for (default 1000, at least 1).
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn max_fetch(mut self, n: usize) -> Self {
         self.config.max_fetch = n;
         self
@@ -91,6 +97,8 @@ impl ConsumerBuilder {
 
     /// Retry delay after the n-th failed delivery: `base × 2^(n-1)`, at most `max`
     /// (default 1 s and 5 min).
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.config.retry_base = base;
         self.config.retry_max = max;
@@ -100,6 +108,8 @@ impl ConsumerBuilder {
     /// The lease is 4 × the observed p99 run time, kept within `[floor, ceiling]` (default
     /// 5 s and 10 min). Live jobs renew every `floor / 4`, so the floor is also how quickly a
     /// dead consumer's jobs can move, and every consumer of a queue should use the same one.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn lease_bounds(mut self, floor: Duration, ceiling: Duration) -> Self {
         self.config.lease_floor = floor;
         self.config.lease_ceiling = ceiling;
@@ -108,6 +118,8 @@ impl ConsumerBuilder {
 
     /// How long the drain lets in-flight jobs finish before it cancels and hands them back
     /// (default 30 s).
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn drain_grace(mut self, grace: Duration) -> Self {
         self.config.drain_grace = grace;
         self
@@ -115,6 +127,8 @@ impl ConsumerBuilder {
 
     /// The consumer's name in the group (default: host, process id and a counter). A
     /// restarted process should take a new name; the old one's jobs are reclaimed by lease.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
         self
@@ -125,6 +139,8 @@ impl ConsumerBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting that cannot work.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn build(self) -> Result<Consumer, BuildError> {
         let c = &self.config;
         if c.max_deliveries == 0 {

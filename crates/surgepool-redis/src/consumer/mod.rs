@@ -114,16 +114,22 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Consumer {
     /// Starts configuring a consumer of `queue` that runs `handler` for each job.
+    ///
+    /// See the [example on `ConsumerBuilder`](ConsumerBuilder#examples).
     pub fn builder<H: Handler>(queue: Queue, handler: H) -> ConsumerBuilder {
         ConsumerBuilder::new(queue, Arc::new(handler))
     }
 
     /// This consumer's name in the consumer group.
+    ///
+    /// See the [example on `Consumer`](Consumer#examples).
     pub fn name(&self) -> &str {
         &self.shared.config.name
     }
 
     /// The consumer's counters now; see [`Snapshot`] for the identities.
+    ///
+    /// See the [example on `Consumer`](Consumer#examples).
     pub fn snapshot(&self) -> Snapshot {
         let c = &self.shared.counters;
         Snapshot {
@@ -159,6 +165,8 @@ impl Consumer {
     ///
     /// Not cancel-safe: dropping the future stops the consumer without a drain; its jobs
     /// stay pending in Redis and are reclaimed once their lease lapses. Use `signal`.
+    ///
+    /// See the [example on `Consumer`](Consumer#examples).
     pub async fn run_until<S>(&self, signal: S) -> Result<DrainReport, RedisError>
     where
         S: Future<Output = ()> + Send,

@@ -84,6 +84,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
     /// The most items one flush receives (at least 1). Default: 1000.
     ///
     /// Batches are never padded: a flush takes whatever is queued, up to this many.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn max_batch_size(mut self, items: usize) -> Self {
         self.max_batch_size = items;
         self
@@ -94,6 +96,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
     /// queued, so a lone item under light load waits for nothing and batches grow with the
     /// load by themselves. A linger only helps when flushes are cheap to start but slow to
     /// sync and the limit is tight; see the module's README.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn max_linger(mut self, linger: Duration) -> Self {
         self.max_linger = Some(linger);
         self
@@ -101,6 +105,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
 
     /// How many flushes may run at once. Default: [`Limit::adaptive()`], fed by each
     /// flush's latency. Set it to at most your connection pool's size.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = limit;
         self
@@ -108,6 +114,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
 
     /// How many items may wait for a flush (at least 1). Default: 10 × `max_batch_size`.
     /// Past it, `try_submit` hands the item back as `Full`.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn queue_capacity(mut self, items: usize) -> Self {
         self.queue_capacity = Some(items);
         self
@@ -115,6 +123,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
 
     /// Items that waited in the queue longer than this are shed (their receipt says so)
     /// instead of flushed. Default: none.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn queue_timeout(mut self, wait: Duration) -> Self {
         self.queue_timeout = Some(wait);
         self
@@ -122,6 +132,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
 
     /// Runs flushes on this runtime instead of the ambient one, so the batcher can be built
     /// outside a runtime.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
         self
@@ -134,6 +146,8 @@ impl<T: Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
     /// A [`BuildError`] naming the setting: `max_batch_size` or `queue_capacity` of 0, a
     /// limit whose settings cannot work, or no tokio runtime (build inside one, or pass
     /// [`runtime`](Self::runtime)).
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn build(self) -> Result<Batcher<T, R>, BuildError> {
         if self.max_batch_size == 0 {
             return Err(BuildError::new(
@@ -187,6 +201,8 @@ impl<T: Clone + Send + 'static, R: Send + 'static> BatcherBuilder<T, R> {
     /// `T: Clone` (each flush of more than one item keeps a copy), and it is only sound
     /// when a flush is atomic, one transaction: a flush that committed half its rows and
     /// then failed would commit them twice on the retry.
+    ///
+    /// See the [example on `BatcherBuilder`](BatcherBuilder#examples).
     pub fn on_failure(mut self, policy: OnFailure) -> Self {
         self.on_failure = policy;
         self.cloner = Some(T::clone);

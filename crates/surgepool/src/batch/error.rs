@@ -81,33 +81,45 @@ impl BatchError {
 
     /// `true` when the flush returned an error for the batch that held this item (with
     /// [`OnFailure::Bisect`](super::OnFailure::Bisect): for this item alone).
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn is_flush_error(&self) -> bool {
         matches!(self.kind, Kind::Flush(_))
     }
 
     /// `true` when the flush returned the wrong number of outputs: a bug in the flush,
     /// reported to every item of the batch (nothing tells which output belongs to whom).
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn is_output_count(&self) -> bool {
         matches!(self.kind, Kind::OutputCount { .. })
     }
 
     /// `true` when the flush panicked. The batcher lives on.
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn is_panic(&self) -> bool {
         matches!(self.kind, Kind::Panic(_))
     }
 
     /// `true` when the item was cancelled: `shutdown_timeout`'s grace ran out first, or the
     /// runtime shut down under it. A flush cancelled midway may or may not have committed.
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn is_cancelled(&self) -> bool {
         matches!(self.kind, Kind::Cancelled)
     }
 
     /// `true` when the item waited in the queue longer than the `queue_timeout`.
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn is_shed(&self) -> bool {
         matches!(self.kind, Kind::Shed)
     }
 
     /// The flush's error, when there was one.
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn flush_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         match &self.kind {
             Kind::Flush(e) => Some(&**e),
@@ -116,6 +128,8 @@ impl BatchError {
     }
 
     /// The panic's message, when the flush panicked with a string payload.
+    ///
+    /// See the [example on `BatchError`](BatchError#examples).
     pub fn panic_message(&self) -> Option<&str> {
         match &self.kind {
             Kind::Panic(m) => m.as_deref(),

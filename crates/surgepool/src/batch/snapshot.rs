@@ -73,7 +73,8 @@ pub struct BatchSnapshot {
     pub item_latency: LatencySummary,
 }
 
-/// Summary of the batch sizes (2 significant digits, as the latency histograms).
+/// Summary of the batch sizes (2 significant digits, as the latency histograms). Read it
+/// from [`BatchSnapshot::batch_size`]; see the [example on `BatchSnapshot`](BatchSnapshot#examples).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct BatchSizeSummary {

@@ -84,12 +84,16 @@ impl BlockingPoolBuilder {
     /// How many closures may run at once. Default: `Limit::fixed(n)` with `n` the
     /// machine's available parallelism. `Limit::adaptive()` grows threads for blocking
     /// I/O and stays near the core count for CPU work.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = Some(limit);
         self
     }
 
     /// How many closures may wait. `0`: admit only while under the limit. Default: 1024.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
@@ -97,30 +101,40 @@ impl BlockingPoolBuilder {
 
     /// Threads kept alive even when idle (started at `build`). Default: 0. Must not be
     /// above a fixed limit, nor above 65,536 for any limit.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
     }
 
     /// How long an idle thread above `min_workers` lives. Default: 10 s.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
     /// Sheds a closure that waited in the queue longer than `timeout`.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {
         self.queue_timeout = Some(timeout);
         self
     }
 
     /// CoDel queue management (RFC 8289) with a 5 ms target over 100 ms intervals.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn codel(mut self) -> Self {
         self.codel = Some((CODEL_TARGET, CODEL_INTERVAL));
         self
     }
 
     /// Calls `hook` with each closure's panic (after it was caught).
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn on_panic<H>(mut self, hook: H) -> Self
     where
         H: Fn(&TaskError) + Send + Sync + 'static,
@@ -130,12 +144,16 @@ impl BlockingPoolBuilder {
     }
 
     /// The prefix of the threads' names (`<name>-<n>`).
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();
         self
     }
 
     /// The threads' stack size in bytes (default: the standard library's).
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -147,6 +165,8 @@ impl BlockingPoolBuilder {
     ///
     /// A [`BuildError`] when a setting cannot work: a fixed limit of 0, `min_workers`
     /// above the limit, a thread name with a NUL byte.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](BlockingPoolBuilder#examples).
     pub fn build(self) -> Result<BlockingPool, BuildError> {
         let limit = self.limit.unwrap_or_else(|| {
             Limit::fixed(std::thread::available_parallelism().map_or(1, usize::from))

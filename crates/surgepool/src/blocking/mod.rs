@@ -70,6 +70,8 @@ impl Drop for Owner {
 
 impl BlockingPool {
     /// A builder with the defaults: `Limit::fixed(available_parallelism)`, a queue of 1024.
+    ///
+    /// See the [example on `BlockingPoolBuilder`](crate::BlockingPoolBuilder#examples).
     pub fn builder() -> BlockingPoolBuilder {
         BlockingPoolBuilder::new()
     }
@@ -79,6 +81,8 @@ impl BlockingPool {
     }
 
     /// The pool's name, set with the builder's `name` (the `pool` label of its metrics).
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn name(&self) -> &str {
         &self.owner.name
     }
@@ -100,6 +104,8 @@ impl BlockingPool {
     /// [`SubmitError::Full`] when the limit and the queue are full (or other callers wait
     /// in [`submit_timeout`](Self::submit_timeout): they were first);
     /// [`SubmitError::Closed`] once the pool was closed. The closure comes back.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn try_submit<F, T>(&self, f: F) -> Result<BlockingHandle<T>, SubmitError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -110,6 +116,8 @@ impl BlockingPool {
 
     /// As [`try_submit`](Self::try_submit); if the closure still waits in the queue when
     /// `deadline` passes, it is shed (never runs; its handle reports `is_shed`).
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples) for `try_submit`.
     pub fn try_submit_with_deadline<F, T>(
         &self,
         f: F,
@@ -129,6 +137,28 @@ impl BlockingPool {
     ///
     /// [`SubmitError::Timeout`] when no room came in time; [`SubmitError::Closed`] if the
     /// pool is or becomes closed. The closure comes back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::{BlockingPool, Limit};
+    ///
+    /// let pool = BlockingPool::builder().limit(Limit::fixed(1)).queue_capacity(0).build()?;
+    /// let (release, blocked) = std::sync::mpsc::channel::<()>();
+    /// let busy = pool.try_submit(move || blocked.recv().is_ok()).expect("room for one");
+    ///
+    /// // Full: wait at most 1 ms for room, then get the closure back.
+    /// let refused = pool.submit_timeout(|| 2, Duration::from_millis(1)).err().unwrap();
+    /// assert!(refused.is_timeout());
+    /// assert_eq!(refused.into_inner()(), 2); // run it here instead
+    ///
+    /// release.send(()).unwrap();
+    /// assert!(busy.join().unwrap());
+    /// let report = pool.shutdown_timeout(Duration::from_secs(1));
+    /// assert!(!report.timed_out);
+    /// # Ok::<(), surgepool::BuildError>(())
+    /// ```
     pub fn submit_timeout<F, T>(
         &self,
         f: F,
@@ -272,16 +302,22 @@ impl BlockingPool {
     }
 
     /// The pool's accounting now; see [`Snapshot`].
+    ///
+    /// See the [example on `Snapshot`](Snapshot#examples) (a `Pool`'s; the fields are the same).
     pub fn snapshot(&self) -> Snapshot {
         self.inner().snapshot()
     }
 
     /// Stops accepting work; queued and running closures go on. Idempotent.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn close(&self) {
         self.inner().close();
     }
 
     /// `true` once `close` or a shutdown began.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn is_closed(&self) -> bool {
         self.inner().is_closed()
     }
@@ -294,6 +330,8 @@ impl BlockingPool {
     /// report. A grace deadline of [`shutdown_timeout`](Self::shutdown_timeout) that passed
     /// before the drain ended is part of it: `timed_out` is then `true` for every later
     /// report too.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
         crate::trace::event!(info, pool = %self.name(), "shutdown began");
@@ -312,6 +350,8 @@ impl BlockingPool {
     /// A call that returns at its deadline reports what had happened by then (closures
     /// still running drain later, and a later `shutdown()` counts them); its `timed_out`
     /// stays `true` in every later report.
+    ///
+    /// See the [example on `submit_timeout`](BlockingPool::submit_timeout).
     pub fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
         crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
@@ -334,6 +374,8 @@ impl BlockingPool {
     ///
     /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
     /// slot that no task uses.
+    ///
+    /// See the [example on `BlockingPool`](BlockingPool#examples).
     pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
         self.inner().limiter.stats()
     }

@@ -240,11 +240,15 @@ impl<T> BlockingHandle<T> {
     /// Blocks the calling thread until the closure has an outcome.
     ///
     /// Do not call this on an async runtime's thread: await the handle instead.
+    ///
+    /// See the [example on `BlockingHandle`](BlockingHandle#examples).
     pub fn join(self) -> Result<T, TaskError> {
         self.completion.completion().join()
     }
 
     /// `true` once the closure has an outcome.
+    ///
+    /// See the [example on `BlockingHandle`](BlockingHandle#examples).
     pub fn is_finished(&self) -> bool {
         self.completion.completion().is_done()
     }

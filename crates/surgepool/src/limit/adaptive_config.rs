@@ -134,12 +134,16 @@ impl AdaptiveBuilder {
     }
 
     /// The limit never goes below this (default 1).
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn min(mut self, n: usize) -> Self {
         self.config.min = n;
         self
     }
 
     /// The limit never goes above this (default 10 000).
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn max(mut self, n: usize) -> Self {
         self.config.max = n;
         self
@@ -147,6 +151,8 @@ impl AdaptiveBuilder {
 
     /// The limit before any sample (default: the machine's available parallelism, within
     /// `[min, max]`).
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn initial(mut self, n: usize) -> Self {
         self.config.initial = Some(n);
         self
@@ -154,18 +160,24 @@ impl AdaptiveBuilder {
 
     /// The ratio of mean RTT to base RTT above which the limit is cut, `>= 1.0`
     /// (default 1.25, Envoy's 25 % buffer). Lower reacts sooner and to more noise.
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn tolerance(mut self, ratio: f64) -> Self {
         self.config.tolerance = ratio;
         self
     }
 
     /// The share of a latency cut applied at once, in `(0, 1]` (default 0.5).
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn smoothing(mut self, smoothing: f64) -> Self {
         self.config.smoothing = smoothing;
         self
     }
 
     /// How often the base RTT is re-measured at half the limit (default 10 s).
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.config.probe_interval = interval;
         self
@@ -173,6 +185,8 @@ impl AdaptiveBuilder {
 
     /// Random extra delay of each re-measure, as a share of the interval, in `[0, 1]`
     /// (default 0.15, as Envoy). Keeps many limiters from re-measuring in lock-step.
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn probe_jitter(mut self, jitter: f64) -> Self {
         self.config.probe_jitter = jitter;
         self
@@ -184,6 +198,8 @@ impl AdaptiveBuilder {
     ///
     /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
     /// max` does not hold.
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

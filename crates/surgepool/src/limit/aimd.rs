@@ -80,24 +80,32 @@ impl AimdBuilder {
     }
 
     /// The limit before any sample (default 20).
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn initial(mut self, n: usize) -> Self {
         self.config.initial = n;
         self
     }
 
     /// The limit never goes below this (default 20; at least 1).
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn min(mut self, n: usize) -> Self {
         self.config.min = n;
         self
     }
 
     /// The limit never goes above this (default 200).
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn max(mut self, n: usize) -> Self {
         self.config.max = n;
         self
     }
 
     /// The share of the limit kept after a drop, in `[0.5, 1.0)` (default 0.9).
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn backoff_ratio(mut self, ratio: f64) -> Self {
         self.config.backoff_ratio = ratio;
         self
@@ -105,6 +113,8 @@ impl AimdBuilder {
 
     /// A job that held its permit longer than this counts as dropped (default 5 s). Must be
     /// positive; it is only compared, never added to, so `Duration::MAX` ("never") is fine.
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
         self
@@ -116,6 +126,8 @@ impl AimdBuilder {
     ///
     /// A [`BuildError`] naming the setting when one is out of range or `min <= initial <=
     /// max` does not hold.
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

@@ -88,36 +88,48 @@ impl Gradient2Builder {
     }
 
     /// The limit before any sample (default 20).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn initial(mut self, n: usize) -> Self {
         self.config.initial = n;
         self
     }
 
     /// The limit never goes below this (default 20; at least 1).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn min(mut self, n: usize) -> Self {
         self.config.min = n;
         self
     }
 
     /// The limit never goes above this (Netflix's `maxConcurrency`, default 200).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn max(mut self, n: usize) -> Self {
         self.config.max = n;
         self
     }
 
     /// Weight of a new estimate in `(0, 1]` (default 0.2).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn smoothing(mut self, smoothing: f64) -> Self {
         self.config.smoothing = smoothing;
         self
     }
 
     /// How much the limit may grow per sample while latency is fine (default 4).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn queue_size(mut self, n: usize) -> Self {
         self.config.queue_size = n;
         self
     }
 
     /// Span in samples of the long-term RTT average (default 600).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn long_window(mut self, samples: usize) -> Self {
         self.config.long_window = samples;
         self
@@ -125,6 +137,8 @@ impl Gradient2Builder {
 
     /// RTT ratio (current / long-term) tolerated before the limit shrinks, `>= 1.0`
     /// (default 1.5).
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn tolerance(mut self, ratio: f64) -> Self {
         self.config.tolerance = ratio;
         self
@@ -135,6 +149,8 @@ impl Gradient2Builder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting when one is out of range.
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

@@ -16,7 +16,26 @@ use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering, Padded};
 
 /// Shares one limit between any number of callers. Clones share the same state.
 ///
-/// See the [module documentation](crate::limit) for an example.
+/// See also the [module documentation](crate::limit), and [`Permit`] for how to report
+/// each job's outcome.
+///
+/// # Examples
+///
+/// ```
+/// use surgepool::limit::{Limit, Limiter};
+///
+/// let limiter = Limiter::new(Limit::fixed(2))?;
+/// let permit = limiter.try_acquire().expect("under the limit");
+/// assert_eq!((limiter.limit(), limiter.in_flight()), (2, 1));
+///
+/// limiter.set_limit(1); // by hand: the held permit stays valid, admission stops
+/// assert!(limiter.try_acquire().is_none());
+/// permit.success();
+///
+/// let stats = limiter.stats();
+/// assert_eq!((stats.limit, stats.in_flight, stats.succeeded), (1, 0, 1));
+/// # Ok::<(), surgepool::BuildError>(())
+/// ```
 #[derive(Clone)]
 pub struct Limiter {
     shared: Arc<Shared>,
@@ -70,7 +89,8 @@ fn seq_cst_read(atomic: &AtomicUsize) -> usize {
     atomic.load(Ordering::SeqCst)
 }
 
-/// Counters of a [`Limiter`], read at one instant.
+/// Counters of a [`Limiter`], read at one instant by [`Limiter::stats`] (see the
+/// [example on `Limiter`](Limiter#examples)) or a pool's `limiter_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LimiterStats {
@@ -201,16 +221,22 @@ impl Limiter {
     }
 
     /// The current limit.
+    ///
+    /// See the [example on `Limiter`](Limiter#examples).
     pub fn limit(&self) -> usize {
         self.shared.limit.load(Ordering::Acquire)
     }
 
     /// Permits held now.
+    ///
+    /// See the [example on `Limiter`](Limiter#examples).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::Acquire)
     }
 
     /// The limiter's counters.
+    ///
+    /// See the [example on `Limiter`](Limiter#examples).
     pub fn stats(&self) -> LimiterStats {
         LimiterStats {
             limit: self.limit(),
@@ -230,6 +256,8 @@ impl Limiter {
     /// Sets the limit by hand (values below 1 become 1). Permits already held stay valid;
     /// if the limit shrank, admission stops until in-flight work drains below it. An
     /// adaptive algorithm moves on from its own state at its next sample.
+    ///
+    /// See the [example on `Limiter`](Limiter#examples).
     pub fn set_limit(&self, limit: usize) {
         self.shared.store_limit(limit.max(1));
     }

@@ -170,6 +170,8 @@ impl Limit {
     /// Netflix's AIMD with its defaults: +1 for each success while the limit is at least
     /// half used, ×0.9 for each drop or job slower than 5 s; initial 20, min 20, max 200.
     /// It only backs off on drops, so report them ([`Permit::dropped`]).
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn aimd() -> Limit {
         Limit {
             config: Config::Aimd(aimd::AimdConfig::default()),
@@ -177,12 +179,16 @@ impl Limit {
     }
 
     /// A builder for [`Limit::aimd`].
+    ///
+    /// See the [example on `AimdBuilder`](AimdBuilder#examples).
     pub fn aimd_builder() -> AimdBuilder {
         AimdBuilder::new()
     }
 
     /// Netflix's Vegas with its defaults: initial 20, max 1000, the no-load RTT re-probed
     /// every 15–30 × limit samples.
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn vegas() -> Limit {
         Limit {
             config: Config::Vegas(vegas::VegasConfig::default()),
@@ -190,12 +196,16 @@ impl Limit {
     }
 
     /// A builder for [`Limit::vegas`].
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn vegas_builder() -> VegasBuilder {
         VegasBuilder::new()
     }
 
     /// Netflix's Gradient2 with its defaults: initial 20, min 20, max 200, smoothing 0.2,
     /// queue size 4, long window 600 samples, RTT tolerance 1.5.
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn gradient2() -> Limit {
         Limit {
             config: Config::Gradient2(gradient2::Gradient2Config::default()),
@@ -203,6 +213,8 @@ impl Limit {
     }
 
     /// A builder for [`Limit::gradient2`].
+    ///
+    /// See the [example on `Gradient2Builder`](Gradient2Builder#examples).
     pub fn gradient2_builder() -> Gradient2Builder {
         Gradient2Builder::new()
     }
@@ -245,6 +257,13 @@ impl Limit {
     }
 
     /// `true` for a fixed limit.
+    ///
+    /// ```
+    /// use surgepool::Limit;
+    ///
+    /// assert!(Limit::fixed(8).is_fixed());
+    /// assert!(!Limit::adaptive().is_fixed());
+    /// ```
     pub fn is_fixed(&self) -> bool {
         matches!(self.config, Config::Fixed(_))
     }

@@ -13,6 +13,28 @@ use crate::sync::Arc;
 /// [`success`](Permit::success), [`dropped`](Permit::dropped) or [`ignore`](Permit::ignore).
 /// A permit that is simply dropped (an error path, a panic, a cancelled future) counts as
 /// dropped, so an adaptive limit backs off rather than learning from a lost job.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use surgepool::limit::{Limit, Limiter};
+///
+/// let limiter = Limiter::new(Limit::adaptive())?;
+/// let permit = limiter.try_acquire().expect("under the limit");
+/// assert!(permit.acquired_at().is_some()); // an adaptive limit times its permits
+/// permit.success_with_latency(Duration::from_millis(3)); // measured by the caller
+///
+/// limiter.try_acquire().unwrap().success(); // latency: time since it was taken
+/// limiter.try_acquire().unwrap().dropped(); // overload: a timeout, a 503
+/// limiter.try_acquire().unwrap().ignore(); // says nothing about capacity: a 404
+/// drop(limiter.try_acquire().unwrap()); // an error path: counts as dropped
+///
+/// let stats = limiter.stats();
+/// assert_eq!((stats.succeeded, stats.dropped, stats.ignored), (2, 2, 1));
+/// assert!(Limiter::new(Limit::fixed(1))?.try_acquire().unwrap().acquired_at().is_none());
+/// # Ok::<(), surgepool::BuildError>(())
+/// ```
 #[must_use = "a permit releases its slot when dropped, and then counts as dropped"]
 pub struct Permit {
     shared: Arc<Shared>,
@@ -33,28 +55,38 @@ impl Permit {
     }
 
     /// The job succeeded; its latency is the time since the permit was taken.
+    ///
+    /// See the [example on `Permit`](Permit#examples).
     pub fn success(self) {
         let (rtt, now) = self.elapsed();
         self.release(Outcome::Success(rtt), now);
     }
 
     /// The job succeeded and took `latency` (when the caller measured it better).
+    ///
+    /// See the [example on `Permit`](Permit#examples).
     pub fn success_with_latency(self, latency: Duration) {
         self.release(Outcome::Success(latency), None);
     }
 
     /// The job failed in a way that signals overload (timeout, 503, rejected downstream).
+    ///
+    /// See the [example on `Permit`](Permit#examples).
     pub fn dropped(self) {
         let (rtt, now) = self.elapsed();
         self.release(Outcome::Dropped(rtt), now);
     }
 
     /// The job's outcome says nothing about capacity (e.g. a 4xx); release without a sample.
+    ///
+    /// See the [example on `Permit`](Permit#examples).
     pub fn ignore(self) {
         self.release(Outcome::Ignored, None);
     }
 
     /// When the permit was taken, if the limit is adaptive (a fixed limit reads no clock).
+    ///
+    /// See the [example on `Permit`](Permit#examples).
     pub fn acquired_at(&self) -> Option<Instant> {
         self.start
     }

@@ -71,24 +71,32 @@ impl VegasBuilder {
     }
 
     /// The limit before any sample (default 20).
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn initial(mut self, n: usize) -> Self {
         self.config.initial = n;
         self
     }
 
     /// The limit never goes below this (default 1).
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn min(mut self, n: usize) -> Self {
         self.config.min = n;
         self
     }
 
     /// The limit never goes above this (Netflix's `maxConcurrency`, default 1000).
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn max(mut self, n: usize) -> Self {
         self.config.max = n;
         self
     }
 
     /// Weight of a new estimate in `(0, 1]` (default 1.0: no smoothing).
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn smoothing(mut self, smoothing: f64) -> Self {
         self.config.smoothing = smoothing;
         self
@@ -96,6 +104,8 @@ impl VegasBuilder {
 
     /// The no-load RTT is re-probed every `multiplier × limit` samples, jittered by
     /// 0.5–1× (default 30).
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn probe_multiplier(mut self, multiplier: usize) -> Self {
         self.config.probe_multiplier = multiplier;
         self
@@ -106,6 +116,8 @@ impl VegasBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the setting when one is out of range.
+    ///
+    /// See the [example on `VegasBuilder`](VegasBuilder#examples).
     pub fn build(self) -> Result<Limit, BuildError> {
         self.config.validate()?;
         Ok(Limit {

@@ -94,6 +94,8 @@ impl PoolBuilder {
     }
 
     /// How many tasks may run at once. Default: [`Limit::adaptive()`].
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limit = limit;
         self
@@ -101,6 +103,8 @@ impl PoolBuilder {
 
     /// How many tasks may wait for a slot. `0`: no queue, admit only while under the
     /// limit. Default: 1024. The queue's memory grows with use, not with its capacity.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
@@ -108,12 +112,16 @@ impl PoolBuilder {
 
     /// Workers kept alive even when idle (started at `build`). Default: 0. Must not be
     /// above a fixed limit, nor above 65,536 for any limit.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn min_workers(mut self, n: usize) -> Self {
         self.min_workers = n;
         self
     }
 
     /// How long an idle worker above `min_workers` lives. Default: 10 s.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -121,6 +129,24 @@ impl PoolBuilder {
 
     /// Sheds a task that waited in the queue longer than `timeout`, just before it would
     /// run: it never runs and its handle reports [`TaskError::is_shed`]. Default: none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::{Limit, Pool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder()
+    ///     .limit(Limit::fixed(1))
+    ///     .queue_timeout(Duration::from_millis(10))
+    ///     .build()?;
+    /// let slow = pool.try_submit(tokio::time::sleep(Duration::from_millis(50)))?;
+    /// let late = pool.try_submit(async { "never runs" })?; // queued behind `slow`
+    /// slow.await?;
+    /// assert!(late.await.unwrap_err().is_shed()); // it waited 50 ms > 10 ms
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {
         self.queue_timeout = Some(timeout);
         self
@@ -130,11 +156,15 @@ impl PoolBuilder {
     /// 100 ms interval: while the queue delay stays above target for an interval, queued
     /// tasks are shed at a rising rate until it falls back. Bursts that drain within an
     /// interval are never shed.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn codel(self) -> Self {
         self.codel_with(CODEL_TARGET, CODEL_INTERVAL)
     }
 
     /// CoDel with your own target delay and interval.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn codel_with(mut self, target: Duration, interval: Duration) -> Self {
         self.codel = Some((target, interval));
         self
@@ -143,6 +173,8 @@ impl PoolBuilder {
     /// Admission stops while the bytes declared by
     /// [`try_submit_weighted`](Pool::try_submit_weighted) in flight (queued or running)
     /// would pass `bytes`.
+    ///
+    /// See the example on [`Pool::try_submit_weighted`](Pool::try_submit_weighted).
     pub fn memory_budget(mut self, bytes: u64) -> Self {
         self.memory_budget = Some(bytes);
         self
@@ -150,6 +182,8 @@ impl PoolBuilder {
 
     /// Calls `hook` with each task's panic (after it was caught; the pool lives on). A
     /// panic inside the hook is caught too.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn on_panic<H>(mut self, hook: H) -> Self
     where
         H: Fn(&TaskError) + Send + Sync + 'static,
@@ -160,6 +194,8 @@ impl PoolBuilder {
 
     /// Runs the workers on this runtime instead of the ambient one, so the pool can be
     /// built outside a runtime.
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
         self
@@ -173,6 +209,8 @@ impl PoolBuilder {
     /// above the limit, a zero CoDel target or interval, a zero memory budget, no tokio
     /// runtime (build inside one, or pass [`runtime`](Self::runtime)), or a runtime built
     /// without timers (`enable_time()`).
+    ///
+    /// See the [example on `PoolBuilder`](PoolBuilder#examples).
     pub fn build(self) -> Result<Pool, BuildError> {
         validate_limit(&self.limit, self.min_workers)?;
         if let Some((target, interval)) = self.codel {

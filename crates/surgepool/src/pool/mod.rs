@@ -60,9 +60,12 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = Pool::builder()
+///     .name("checkout")
 ///     .limit(Limit::fixed(64))
 ///     .queue_capacity(1024)
 ///     .build()?;
+/// assert_eq!(pool.name(), "checkout");
+/// assert_eq!(pool.limiter_stats().limit, 64);
 ///
 /// // Shed at once when full ...
 /// match pool.try_submit(async { 1 }) {
@@ -76,6 +79,7 @@ pub(crate) type PanicHook = StdArc<dyn Fn(&TaskError) + Send + Sync>;
 ///
 /// let report = pool.shutdown().await; // drains everything accepted
 /// assert_eq!(report.cancelled, 0);
+/// assert!(pool.is_closed()); // later submits get SubmitError::Closed
 /// # Ok(())
 /// # }
 /// ```
@@ -101,6 +105,8 @@ impl Drop for Owner {
 impl Pool {
     /// A builder with the defaults: `Limit::adaptive()`, a queue of 1024, no minimum of
     /// workers, a 10 s idle timeout.
+    ///
+    /// See the [example on `PoolBuilder`](crate::PoolBuilder#examples).
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()
     }
@@ -110,6 +116,8 @@ impl Pool {
     }
 
     /// The pool's name, set with the builder's `name` (the `pool` label of its metrics).
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn name(&self) -> &str {
         &self.owner.name
     }
@@ -134,6 +142,8 @@ impl Pool {
     /// * [`SubmitError::Closed`] once `close` or a shutdown began.
     ///
     /// The future comes back inside the error, unpolled.
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn try_submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: Future<Output = T> + Send + 'static,
@@ -247,6 +257,26 @@ impl Pool {
     ///
     /// Cancel-safe: if the returned future is dropped before it completes, nothing was
     /// admitted (the job is dropped with it) and the next waiter gets its turn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use surgepool::{Limit, Pool, SubmitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder().limit(Limit::fixed(1)).queue_capacity(0).build()?;
+    /// let first = pool.try_submit(async { 1 })?;
+    /// // No room now (limit 1, no queue): `submit` waits until `first` is done.
+    /// let second = pool.submit(async { 2 }).await?;
+    /// assert_eq!(first.await? + second.await?, 3);
+    /// pool.spawn(async { /* detached: nobody awaits it */ }).await?;
+    ///
+    /// pool.close();
+    /// assert!(matches!(pool.try_submit(async { 3 }), Err(SubmitError::Closed(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn submit<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SubmitError<F>>
     where
         F: Future<Output = T> + Send + 'static,
@@ -266,6 +296,8 @@ impl Pool {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`submit`](Pool::submit).
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub async fn submit_timeout<F, T>(
         &self,
         fut: F,
@@ -341,6 +373,8 @@ impl Pool {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`submit`](Pool::submit).
+    ///
+    /// See the examples on [`try_spawn`](Pool::try_spawn) and [`submit`](Pool::submit).
     pub async fn spawn<F>(&self, fut: F) -> Result<(), SubmitError<F>>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -358,6 +392,8 @@ impl Pool {
     /// # Cancel safety
     ///
     /// Cancel-safe, as [`submit`](Pool::submit).
+    ///
+    /// See the example on [`try_spawn`](Pool::try_spawn); the wait works as in [`submit_timeout`](Pool::submit_timeout).
     pub async fn spawn_timeout<F>(&self, fut: F, wait: Duration) -> Result<(), SubmitError<F>>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -367,17 +403,23 @@ impl Pool {
     }
 
     /// The pool's accounting now; see [`Snapshot`] for the identities it keeps.
+    ///
+    /// See the [example on `Snapshot`](Snapshot#examples).
     pub fn snapshot(&self) -> Snapshot {
         self.inner().snapshot()
     }
 
     /// Stops accepting work: later submits get [`SubmitError::Closed`]. Queued and running
     /// tasks go on. Idempotent.
+    ///
+    /// See the [example on `submit`](Pool::submit).
     pub fn close(&self) {
         self.inner().close();
     }
 
     /// `true` once `close` or a shutdown began.
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn is_closed(&self) -> bool {
         self.inner().snapshot_closed()
     }
@@ -397,6 +439,8 @@ impl Pool {
     ///
     /// Cancel-safe: dropping the future stops the waiting, not the shutdown (the pool
     /// stays closed and keeps draining).
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
         crate::trace::event!(info, pool = %self.name(), "shutdown began");
@@ -418,6 +462,8 @@ impl Pool {
     /// [`shutdown`](Pool::shutdown)): `timed_out` says whether some grace deadline, this
     /// one or a concurrent caller's, passed before the drain ended. A `grace` too long to
     /// represent (`Duration::MAX`) never runs out.
+    ///
+    /// See the [example on `ShutdownReport`](ShutdownReport#examples).
     pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
         let inner = self.inner();
         crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
@@ -446,6 +492,8 @@ impl Pool {
     ///
     /// Read-only on purpose: a permit taken from the pool's own limiter would hold a pool
     /// slot that no task uses.
+    ///
+    /// See the [example on `Pool`](Pool#examples).
     pub fn limiter_stats(&self) -> crate::limit::LimiterStats {
         self.inner().limiter.stats()
     }

@@ -240,6 +240,8 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// is dropped at its next poll (at an `.await` point). Either way it ends as
     /// cancelled and is counted in `Snapshot::cancelled`. Aborting a finished task does
     /// nothing.
+    ///
+    /// See the [example on `TaskHandle`](TaskHandle#examples).
     pub fn abort(&self) {
         if self.task.completion().is_done() {
             return;
@@ -248,6 +250,8 @@ impl<T: Send + 'static> TaskHandle<T> {
     }
 
     /// `true` once the task has an outcome (its result may already have been taken).
+    ///
+    /// See the [example on `TaskHandle`](TaskHandle#examples).
     pub fn is_finished(&self) -> bool {
         self.task.completion().is_done()
     }
