@@ -155,10 +155,7 @@ fn batcher(input: &Input, log: &Log, gate: &Arc<Semaphore>) -> Option<Batcher<It
             } else {
                 tokio::task::yield_now().await;
             }
-            log.lock().unwrap().push(Call {
-                ids,
-                result,
-            });
+            log.lock().unwrap().push(Call { ids, result });
             match result {
                 CallResult::Panic => common::intended_panic(),
                 CallResult::Poison => Err("poison"),
@@ -219,17 +216,29 @@ impl Model {
             let ids = &call.ids;
             assert!(!ids.is_empty(), "an empty flush: {call:?}");
             assert!(ids.len() <= self.max_batch, "batch over max: {call:?}");
-            assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {call:?}");
-            assert!(ids.iter().all(|id| *id < self.items), "unknown item: {call:?}");
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "out of order: {call:?}"
+            );
+            assert!(
+                ids.iter().all(|id| *id < self.items),
+                "unknown item: {call:?}"
+            );
             if let Some(i) = self.owed.iter().position(|half| half == ids) {
                 self.owed.swap_remove(i);
             } else {
                 for id in ids {
-                    assert!(!self.called.contains_key(id), "item {id} flushed twice: {call:?}");
+                    assert!(
+                        !self.called.contains_key(id),
+                        "item {id} flushed twice: {call:?}"
+                    );
                 }
             }
             for id in ids {
-                assert!(!self.ended.contains_key(id), "item {id} flushed after its end");
+                assert!(
+                    !self.ended.contains_key(id),
+                    "item {id} flushed after its end"
+                );
                 self.called.insert(*id, ());
             }
             self.flushes += 1;
@@ -407,7 +416,11 @@ async fn run(input: Input) {
     model.read(&log);
     check_snapshot(&model, &batcher);
     let s = batcher.snapshot();
-    assert_eq!((s.queued, s.in_flush, s.flushes_running), (0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.queued, s.in_flush, s.flushes_running),
+        (0, 0, 0),
+        "{s:?}"
+    );
     for (id, receipt) in receipts {
         let result = timeout(Duration::from_millis(1), receipt)
             .await
