@@ -203,6 +203,10 @@ struct Model {
     /// Halves a bisected call still owes.
     owed: Vec<Vec<usize>>,
     calls_read: usize,
+    /// A shutdown's deadline passed: only then may items be cancelled.
+    timed_out: bool,
+    /// A queue timeout is set: only then may items be shed.
+    shed_ok: bool,
     flushes: u64,
     failed_flushes: u64,
     bisections: u64,
@@ -268,15 +272,17 @@ impl Model {
     }
 }
 
-fn check_receipt(model: &Model, id: usize, result: &Result<usize, BatchError>, shed_ok: bool) {
+fn check_receipt(model: &Model, id: usize, result: &Result<usize, BatchError>) {
     let expect = model.expect(id);
+    let cancel_ok = model.timed_out;
+    let shed_ok = model.shed_ok;
     let ok = match (expect, result) {
         (Expect::Committed, Ok(out)) => *out == id * 2,
         (Expect::FlushError, Err(e)) => e.is_flush_error(),
         (Expect::OutputCount, Err(e)) => e.is_output_count(),
         (Expect::Panic, Err(e)) => e.is_panic(),
-        (Expect::Cancelled, Err(e)) => e.is_cancelled(),
-        (Expect::NoCall, Err(e)) => e.is_cancelled() || (shed_ok && e.is_shed()),
+        (Expect::Cancelled, Err(e)) => cancel_ok && e.is_cancelled(),
+        (Expect::NoCall, Err(e)) => (cancel_ok && e.is_cancelled()) || (shed_ok && e.is_shed()),
         _ => false,
     };
     assert!(ok, "item {id}: expected {expect:?}, got {result:?}");
@@ -294,6 +300,14 @@ fn check_snapshot(model: &Model, batcher: &Batcher<Item, usize>) {
     assert_eq!(s.flushes, model.flushes, "{s:?}");
     assert_eq!(s.failed_flushes, model.failed_flushes, "{s:?}");
     assert_eq!(s.bisections, model.bisections, "{s:?}");
+    assert!(
+        model.timed_out || s.cancelled == 0,
+        "cancelled without a deadline: {s:?}"
+    );
+    assert!(
+        model.shed_ok || s.shed == 0,
+        "shed without a queue timeout: {s:?}"
+    );
     // Only counted outcomes: the model's ended items are each committed or failed.
     let committed = model
         .ended
@@ -315,7 +329,6 @@ async fn run(input: Input) {
     let Some(batcher) = batcher(&input, &log, &gate) else {
         return;
     };
-    let shed_ok = input.queue_timeout.is_some();
     let capacity = usize::from(input.queue % 8);
     let mut model = Model {
         bisect: input.bisect,
@@ -325,6 +338,8 @@ async fn run(input: Input) {
         called: HashMap::new(),
         owed: Vec::new(),
         calls_read: 0,
+        timed_out: false,
+        shed_ok: input.queue_timeout.is_some(),
         flushes: 0,
         failed_flushes: 0,
         bisections: 0,
@@ -383,7 +398,7 @@ async fn run(input: Input) {
                         let id = *id;
                         drop(receipts.swap_remove(i));
                         model.read(&log);
-                        check_receipt(&model, id, &result, shed_ok);
+                        check_receipt(&model, id, &result);
                     }
                 }
             }
@@ -394,11 +409,15 @@ async fn run(input: Input) {
             Op::ShutdownTimeout(ms) => {
                 closed = true;
                 let grace = Duration::from_millis(u64::from(ms));
+                let before = batcher.snapshot().cancelled;
                 let report = timeout(BOUND, batcher.shutdown_timeout(grace))
                     .await
                     .expect("shutdown_timeout hung");
+                model.timed_out |= report.timed_out;
                 let s = batcher.snapshot();
                 assert_eq!((s.queued, s.in_flush), (0, 0), "{report:?} {s:?}");
+                assert_eq!(report.cancelled, s.cancelled - before, "{report:?} {s:?}");
+                assert!(report.timed_out || report.cancelled == 0, "{report:?}");
             }
             Op::Advance(ms) => tokio::time::advance(Duration::from_millis(u64::from(ms))).await,
         }
@@ -425,7 +444,7 @@ async fn run(input: Input) {
         let result = timeout(Duration::from_millis(1), receipt)
             .await
             .expect("a receipt unresolved after shutdown");
-        check_receipt(&model, id, &result, shed_ok);
+        check_receipt(&model, id, &result);
     }
 }
 
