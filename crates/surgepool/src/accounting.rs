@@ -182,3 +182,6 @@ impl Unsummarised {
         (self.snapshot, self.latencies)
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom;

@@ -12,7 +12,9 @@
 //! finishing worker hands itself the next queued task under that lock; admission, close
 //! and the drain check under that lock), and its races are covered by the multi-threaded
 //! tests (`tests/stress_accounting.rs`, `tests/pool_shutdown.rs`,
-//! `tests/pool_submit_wait.rs`).
+//! `tests/pool_submit_wait.rs`). Its shared accounting protocol (count the end under the
+//! lock, publish it after, the closing flag in `Published`) has its own loom model in
+//! `accounting/loom.rs`.
 //!
 //! Limits of these models: loom's `Condvar::wait_timeout` never times out, so the models
 //! use waits far longer than any run (idle retirement and `submit_timeout`'s expiry are

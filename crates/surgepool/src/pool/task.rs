@@ -133,11 +133,15 @@ where
                 return Poll::Ready(Outcome::Cancelled)
             }
         };
-        // SAFETY: a `Started` future is never moved: it sits inside the `Arc<Task<F>>`, is
-        // only polled here, in place, and is dropped in place by assigning `Stage::Done`
-        // (`drop_future`). Moves happen only before the first poll (`Pending` -> `Started`
-        // above, and `into_future` on a task nobody else saw). So from its first poll until
-        // its drop the future stays at one address, which is what `Pin` requires.
+        // SAFETY: a `Started` future is never moved: it sits inside the `Arc<Task<F>>`
+        // allocation (which never moves), behind the `run` lock we hold; it is only polled
+        // here, in place, and dropped in place by assigning `Stage::Done` (`drop_future`,
+        // `Task::drop`). The only move of the future is `Pending` -> `Started` above,
+        // before its first poll; `publish` moves a `Finished` stage, which holds no future.
+        // So from its first poll until its drop the future stays at one address, which is
+        // what `Pin` requires. Caught by `tests/pool_pinning.rs`
+        // (`a_future_with_a_handle_...`, `futures_cancelled_midway_...`) and, under ASan,
+        // by the `pool_abort` tests and the `pool_ops` fuzz target (aborts mid-run).
         let future = unsafe { Pin::new_unchecked(future) };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,

@@ -54,7 +54,11 @@ impl Running {
     /// Pin projection to the job.
     pub(crate) fn job(self: Pin<&mut Self>) -> Pin<&mut Job> {
         // SAFETY: `job` is structurally pinned: nothing moves it out of a pinned `Running`
-        // (the other fields are plain data, and `Running` has no `Drop` impl).
+        // (the worker only reads the other fields, plain data, and calls `job.publish(&self)`),
+        // `Running` has no `Drop` impl that could move it, and it does not implement `Unpin`
+        // by hand. The worker pins a `Running` (`pin!` in `worker::run`) before the first
+        // poll and drops it there. Caught by `tests/pool_pinning.rs` (a `!Unpin` future
+        // counts polls at a new address) and, under ASan, by its self-borrowing future.
         unsafe { self.map_unchecked_mut(|running| &mut running.job) }
     }
 }
