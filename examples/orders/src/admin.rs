@@ -76,6 +76,9 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     shared.storage.metrics(&mut out);
     shared.writer.metrics(&mut out);
     shared.breaker.metrics(&mut out);
+    if let Some(c) = &shared.confirmations {
+        c.metrics(&mut out);
+    }
     let _ = writeln!(
         out,
         "orders_user_loads_total {}",

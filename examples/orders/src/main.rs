@@ -1,16 +1,18 @@
 //! `orders`: the reference service. `main` parses the command line and hands over to
-//! [`serve::run`] or [`upstream::run`]; everything else lives in the modules below.
+//! [`serve::run`], [`worker::run`] or [`upstream::run`]; everything else lives in the modules below.
 //!
 //! ```text
 //! orders [serve] [--addr 127.0.0.1:8080] [--admin-addr 127.0.0.1:6060] [--database sqlite://orders.db]
 //! orders upstream --addr 127.0.0.1:9090 --fail-rate 0.3 --delay-ms 50
 //! orders bare --addr 127.0.0.1:8081      # the bare-axum baseline for load runs
+//! orders worker --redis-url redis://127.0.0.1:6379 --database sqlite://orders.db
 //! ```
 
 mod admin;
 mod app;
 mod breaker;
 mod config;
+mod confirm;
 mod error;
 mod metrics;
 mod net;
@@ -20,6 +22,7 @@ mod serve;
 mod state;
 mod storage;
 mod upstream;
+mod worker;
 mod writer;
 
 use std::process::ExitCode;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         None => cli.serve.validate().and_then(serve::run),
         Some(config::Command::Serve(args)) => args.validate().and_then(serve::run),
         Some(config::Command::Upstream(args)) => args.validate().and_then(upstream::run),
+        Some(config::Command::Worker(args)) => args.validate().and_then(worker::run),
         Some(config::Command::Bare(args)) => args.validate().and_then(upstream::run_bare),
     };
     match result {

@@ -32,6 +32,9 @@ pub(crate) async fn create(
     let body = collect(req.into_body()).await?;
     let order = parse(&body)?;
     let id = state.0.writer.write(order, arrival).await?;
+    if let Some(confirmations) = &state.0.confirmations {
+        confirmations.send(id, state.0.confirm_budget).await;
+    }
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 
