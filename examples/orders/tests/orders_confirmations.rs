@@ -48,29 +48,62 @@ async fn post_orders(p: &Proc) -> BTreeSet<i64> {
     ids
 }
 
-/// Every confirmed order id, one row each (the order id is the primary key).
-fn confirmed(dir: &TempDir) -> Vec<i64> {
-    let conn = rusqlite::Connection::open(dir.0.join("orders.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT order_id FROM confirmations ORDER BY order_id")
-        .unwrap();
-    let ids = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    ids
+/// The database both processes use.
+enum Db<'a> {
+    Sqlite(&'a TempDir),
+    Postgres(&'a Pg),
+}
+
+impl Db<'_> {
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => format!("sqlite://{}", dir.0.join("orders.db").display()),
+            Db::Postgres(pg) => pg.url.clone(),
+        }
+    }
+
+    /// Every order id in the table.
+    async fn orders(&self) -> Vec<i64> {
+        match self {
+            Db::Sqlite(dir) => sqlite_ids(dir),
+            Db::Postgres(pg) => postgres_ids(&pg.client).await,
+        }
+    }
+
+    /// Every confirmed order id, one row each (the order id is the primary key).
+    async fn confirmed(&self) -> Vec<i64> {
+        const QUERY: &str = "SELECT order_id FROM confirmations ORDER BY order_id";
+        match self {
+            Db::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.0.join("orders.db")).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                let mut stmt = conn.prepare(QUERY).unwrap();
+                let ids = stmt
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                ids
+            }
+            Db::Postgres(pg) => pg
+                .client
+                .query(QUERY, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        }
+    }
 }
 
 /// `orders worker` on the service's database and stream.
 struct Worker(Child);
 
 impl Worker {
-    fn start(dir: &TempDir, redis_url: &str) -> Worker {
-        let db = format!("sqlite://{}", dir.0.join("orders.db").display());
+    fn start(dir: &TempDir, db: &str, redis_url: &str) -> Worker {
         let child = Command::new(env!("CARGO_BIN_EXE_orders"))
-            .args(["worker", "--redis-url", redis_url, "--database", &db])
+            .args(["worker", "--redis-url", redis_url, "--database", db])
             .args(["--drain-timeout", "5000"])
             .env("ORDERS_LOG", "warn")
             .stdout(Stdio::null())
@@ -89,16 +122,35 @@ impl Drop for Worker {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_201_order_is_confirmed_once() {
-    let Some(redis) = RedisServer::start_or_skip("every_201_order_is_confirmed_once") else {
+async fn sqlite_every_201_order_is_confirmed_once() {
+    let Some(redis) = RedisServer::start_or_skip("sqlite_every_201_order_is_confirmed_once") else {
         return;
     };
-    let url = redis.url();
     let dir = TempDir::new("confirm");
+    every_201_order_is_confirmed_once(&redis, &dir, Db::Sqlite(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_every_201_order_is_confirmed_once() {
+    let Some(redis) = RedisServer::start_or_skip("postgres_every_201_order_is_confirmed_once")
+    else {
+        return;
+    };
+    let Some(pg) = postgres("confirm").await else {
+        return;
+    };
+    let dir = TempDir::new("confirm-pg");
+    every_201_order_is_confirmed_once(&redis, &dir, Db::Postgres(&pg)).await;
+    pg.drop_schema().await;
+}
+
+async fn every_201_order_is_confirmed_once(redis: &RedisServer, dir: &TempDir, db: Db<'_>) {
+    let url = redis.url();
+    let db_url = db.url();
 
     // Phase 1: `--confirm-local 0`, so every confirmation goes to the stream; no worker runs
     // yet, so none may be confirmed when the service has stopped.
-    let mut p = service(&dir, &["--redis-url", &url, "--confirm-local", "0"]);
+    let mut p = service_on(dir, &db_url, &["--redis-url", &url, "--confirm-local", "0"]);
     let mut ids = post_orders(&p).await;
     let m = client()
         .get(p.admin_url("/metrics"))
@@ -116,25 +168,28 @@ async fn every_201_order_is_confirmed_once() {
     assert_eq!(metric(&m, "orders_confirmations_lost_total"), 0, "{m}");
     p.sigterm();
     assert!(p.wait_exit(Duration::from_secs(30)).success());
-    assert!(confirmed(&dir).is_empty(), "confirmed without a worker");
+    assert!(
+        db.confirmed().await.is_empty(),
+        "confirmed without a worker"
+    );
     drop(p);
 
     // Phase 2: the default local pool; some confirmations run here, any overflow goes to the
     // stream. Either way the outcome below is the same.
-    let p = service(&dir, &["--redis-url", &url]);
+    let p = service_on(dir, &db_url, &["--redis-url", &url]);
     let second = post_orders(&p).await;
     assert!(ids.is_disjoint(&second));
     ids.extend(second);
-    let table = BTreeSet::from_iter(sqlite_ids(&dir));
+    let table = BTreeSet::from_iter(db.orders().await);
     assert_eq!(
         ids, table,
         "every 201 order, and only those, is in the table"
     );
 
-    let mut worker = Worker::start(&dir, &url);
+    let mut worker = Worker::start(dir, &db_url, &url);
     let start = Instant::now();
     let rows = loop {
-        let rows = confirmed(&dir);
+        let rows = db.confirmed().await;
         if rows.len() >= ids.len() {
             break rows;
         }
