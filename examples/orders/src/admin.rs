@@ -76,6 +76,9 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     shared.storage.metrics(&mut out);
     shared.writer.metrics(&mut out);
     shared.breaker.metrics(&mut out);
+    if let Some(c) = &shared.confirmations {
+        c.metrics(&mut out);
+    }
     let _ = writeln!(
         out,
         "orders_user_loads_total {}",
@@ -183,12 +186,46 @@ fn record_profile(duration: Duration) -> Result<Vec<u8>, String> {
     gz.finish().map_err(|e| e.to_string())
 }
 
+/// The live heap, sampled by jemalloc (one sample per 512 KiB allocated on average, see
+/// `malloc_conf` in `main.rs`), as a gzip-compressed pprof protobuf.
+#[cfg(target_os = "linux")]
 async fn heap() -> Response {
+    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
+        return no_heap_profile("jemalloc's profiling is not enabled in this process");
+    };
+    let mut ctl = ctl.lock().await;
+    if !ctl.activated() {
+        return no_heap_profile("jemalloc's profiling is not active");
+    }
+    // The dump writes and parses a file: blocking work, kept off the other tasks' thread.
+    match tokio::task::block_in_place(|| ctl.dump_pprof()) {
+        Ok(gz) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            gz,
+        )
+            .into_response(),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("heap profile: {e}\n"),
+        ),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn heap() -> Response {
+    no_heap_profile("this build uses the system allocator, whose heap cannot be sampled")
+}
+
+fn no_heap_profile(why: &str) -> Response {
     text(
         StatusCode::NOT_IMPLEMENTED,
-        "heap profiling is not available in this build: it needs jemalloc with profiling \
-         enabled (tikv-jemallocator + jemalloc_pprof, Linux); this binary uses the system \
-         allocator, whose heap cannot be sampled. Use the CPU profile at \
-         /debug/pprof/profile, or /debug/pools for queue depths.\n",
+        format!(
+            "heap profiling is not available: {why}. It needs jemalloc with profiling \
+             enabled (tikv-jemallocator + jemalloc_pprof, Linux builds). Use the CPU profile \
+             at /debug/pprof/profile, or /debug/pools for queue depths.\n"
+        ),
     )
 }

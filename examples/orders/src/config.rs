@@ -42,6 +42,9 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Run a flaky upstream for `/api/quote`, for tests and load runs.
     Upstream(UpstreamArgs),
+    /// Consume the order confirmations that `serve --redis-url` overflowed into Redis, and
+    /// record each in the database.
+    Worker(WorkerArgs),
     /// Serve only `GET /api/hello` with plain `axum::serve` and no layers: the baseline that
     /// load runs compare the full stack with.
     Bare(BareArgs),
@@ -69,9 +72,18 @@ pub(crate) struct ServeArgs {
         default_value = "http://127.0.0.1:9090"
     )]
     pub(crate) upstream_url: String,
-    /// Redis URL for overflow jobs (accepted for the contract; unused by `serve`).
+    /// Redis URL (`redis://HOST:PORT`): when set, each committed order's confirmation job
+    /// runs in a small local pool while it has room and overflows into a Redis stream
+    /// otherwise, for `orders worker` to consume.
     #[arg(long, env = "ORDERS_REDIS_URL")]
     pub(crate) redis_url: Option<String>,
+    /// The Redis stream of confirmation jobs (its consumer group is `STREAM:workers`).
+    #[arg(long, env = "ORDERS_REDIS_STREAM", default_value = DEFAULT_STREAM)]
+    pub(crate) redis_stream: String,
+    /// Confirmations run locally at once, before the rest overflow into Redis (0: all go
+    /// to Redis).
+    #[arg(long, env = "ORDERS_CONFIRM_LOCAL", default_value_t = 16)]
+    pub(crate) confirm_local: usize,
     /// Write each order in its own transaction instead of through the batcher.
     #[arg(long, env = "ORDERS_NO_BATCH")]
     pub(crate) no_batch: bool,
@@ -114,6 +126,37 @@ pub(crate) struct ServeArgs {
     pub(crate) queue_capacity: usize,
 }
 
+/// The default confirmation stream.
+const DEFAULT_STREAM: &str = "orders:confirmations";
+
+/// Where confirmation jobs go (`--redis-url`, `--redis-stream`, `--confirm-local`).
+#[derive(Debug, Clone)]
+pub(crate) struct RedisConfig {
+    pub(crate) url: String,
+    pub(crate) stream: String,
+    /// Local pool size; 0 sends every job to the stream.
+    pub(crate) local: usize,
+}
+
+fn redis_config(url: &str, stream: &str, local: usize) -> anyhow::Result<RedisConfig> {
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("--redis-url {url:?}: not a URL"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        bail!("--redis-url {url:?}: expected redis://HOST:PORT or rediss://HOST:PORT");
+    }
+    if stream.is_empty() || stream.len() > 200 {
+        bail!("--redis-stream {stream:?}: must have 1 to 200 characters");
+    }
+    if local > 10_000 {
+        bail!("--confirm-local {local}: at most 10000");
+    }
+    Ok(RedisConfig {
+        url: url.to_owned(),
+        stream: stream.to_owned(),
+        local,
+    })
+}
+
 /// Storage chosen by `--database`.
 #[derive(Debug, Clone)]
 pub(crate) enum Database {
@@ -141,6 +184,7 @@ pub(crate) struct ServeConfig {
     pub(crate) header_timeout: Duration,
     pub(crate) max_batch: usize,
     pub(crate) queue_capacity: usize,
+    pub(crate) redis: Option<RedisConfig>,
 }
 
 /// Durations from flags are capped at a day: `u64::MAX` ms is refused rather than overflowing
@@ -164,6 +208,22 @@ fn non_zero(flag: &str, v: u32) -> anyhow::Result<std::num::NonZeroU32> {
     std::num::NonZeroU32::new(v).with_context(|| format!("--{flag} 0: must be at least 1"))
 }
 
+fn database(value: &str) -> anyhow::Result<Database> {
+    if let Some(path) = value.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            bail!("--database sqlite://: the path is empty (e.g. sqlite://orders.db)");
+        }
+        Ok(Database::Sqlite(PathBuf::from(path)))
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        value
+            .parse::<tokio_postgres::Config>()
+            .with_context(|| format!("--database {value:?}"))?;
+        Ok(Database::Postgres(value.to_owned()))
+    } else {
+        bail!("--database {value:?}: expected sqlite://PATH or postgres://...");
+    }
+}
+
 impl ServeArgs {
     pub(crate) fn validate(self) -> anyhow::Result<ServeConfig> {
         let admin_addr = socket("admin-addr", &self.admin_addr)?;
@@ -175,24 +235,7 @@ impl ServeArgs {
                  must bind a loopback address (127.0.0.1 or ::1); refusing to start"
             );
         }
-        let database = if let Some(path) = self.database.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                bail!("--database sqlite://: the path is empty (e.g. sqlite://orders.db)");
-            }
-            Database::Sqlite(PathBuf::from(path))
-        } else if self.database.starts_with("postgres://")
-            || self.database.starts_with("postgresql://")
-        {
-            self.database
-                .parse::<tokio_postgres::Config>()
-                .with_context(|| format!("--database {:?}", self.database))?;
-            Database::Postgres(self.database.clone())
-        } else {
-            bail!(
-                "--database {:?}: expected sqlite://PATH or postgres://...",
-                self.database
-            );
-        };
+        let database = database(&self.database)?;
         let upstream_url = self.upstream_url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&upstream_url)
             .with_context(|| format!("--upstream-url {:?}", self.upstream_url))?;
@@ -240,6 +283,11 @@ impl ServeArgs {
             header_timeout: millis("header-timeout", self.header_timeout)?,
             max_batch: self.max_batch,
             queue_capacity: self.queue_capacity,
+            redis: self
+                .redis_url
+                .as_deref()
+                .map(|url| redis_config(url, &self.redis_stream, self.confirm_local))
+                .transpose()?,
         })
     }
 }
@@ -281,6 +329,53 @@ impl UpstreamArgs {
             addr: socket("addr", &self.addr)?,
             fail_rate: self.fail_rate,
             delay_ms: self.delay_ms,
+        })
+    }
+}
+
+/// `orders worker`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerArgs {
+    /// Redis URL (`redis://HOST:PORT`), the same as the service's.
+    #[arg(long, env = "ORDERS_REDIS_URL")]
+    pub(crate) redis_url: String,
+    /// The stream to consume, the same as the service's.
+    #[arg(long, env = "ORDERS_REDIS_STREAM", default_value = DEFAULT_STREAM)]
+    pub(crate) redis_stream: String,
+    /// `sqlite://PATH` or `postgres://...`: the service's database.
+    #[arg(long, env = "ORDERS_DATABASE", default_value = "sqlite://orders.db")]
+    pub(crate) database: String,
+    /// Deliveries a confirmation gets before it goes to the dead-letter stream.
+    #[arg(long, env = "ORDERS_MAX_DELIVERIES", default_value_t = 5)]
+    pub(crate) max_deliveries: u32,
+    /// How long running confirmations may finish after SIGINT/SIGTERM before they are handed
+    /// back to the stream, in ms.
+    #[arg(long, env = "ORDERS_DRAIN_TIMEOUT", default_value_t = 10_000)]
+    pub(crate) drain_timeout: u64,
+}
+
+/// [`WorkerArgs`], validated.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerConfig {
+    pub(crate) redis: RedisConfig,
+    pub(crate) database: Database,
+    pub(crate) max_deliveries: u32,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl WorkerArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<WorkerConfig> {
+        if self.max_deliveries == 0 || self.max_deliveries > 1000 {
+            bail!(
+                "--max-deliveries {}: must be between 1 and 1000",
+                self.max_deliveries
+            );
+        }
+        Ok(WorkerConfig {
+            redis: redis_config(&self.redis_url, &self.redis_stream, 0)?,
+            database: database(&self.database)?,
+            max_deliveries: self.max_deliveries,
+            drain_timeout: millis("drain-timeout", self.drain_timeout)?,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::admin::Admin;
 use crate::config::ServeConfig;
+use crate::confirm::Confirmations;
 use crate::state::AppState;
 use crate::{app, net, storage};
 
@@ -24,7 +25,11 @@ pub(crate) fn run(cfg: ServeConfig) -> anyhow::Result<()> {
 
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let storage = storage::open(&cfg.database).await?;
-    let state = AppState::new(&cfg, storage.clone())?;
+    let confirmations = match &cfg.redis {
+        Some(redis) => Some(Confirmations::connect(redis, storage.clone()).await?),
+        None => None,
+    };
+    let state = AppState::new(&cfg, storage.clone(), confirmations.clone())?;
     let admission = app::admission(&cfg)?;
     let admin = Admin::new(state.clone(), admission.clone())?;
     let service = app::build(&cfg, state.clone(), admission);
@@ -71,6 +76,10 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     );
     state.0.writer.shutdown(FLUSH_GRACE).await;
+    // After the writer: every order it committed has had its confirmation sent.
+    if let Some(c) = &confirmations {
+        c.shutdown(FLUSH_GRACE).await;
+    }
     let store = storage.clone();
     tokio::task::spawn_blocking(move || store.shutdown(FLUSH_GRACE)).await?;
     admin.shutdown();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::breaker::Breaker;
 use crate::config::ServeConfig;
+use crate::confirm::Confirmations;
 use crate::metrics::HttpMetrics;
 use crate::storage::{Storage, User};
 use crate::writer::{OrderWriter, WriterConfig};
@@ -27,10 +28,19 @@ pub(crate) struct Shared {
     pub(crate) breaker: Breaker,
     pub(crate) writer: OrderWriter,
     pub(crate) metrics: Arc<HttpMetrics>,
+    /// Confirmation jobs (`--redis-url`), or `None`.
+    pub(crate) confirmations: Option<Arc<Confirmations>>,
+    /// How long a 201 waits for its confirmation job to be sent: the request's slack after
+    /// the writer's deadline, halved, so a slow Redis never turns a commit into a 504.
+    pub(crate) confirm_budget: Duration,
 }
 
 impl AppState {
-    pub(crate) fn new(cfg: &ServeConfig, storage: Arc<dyn Storage>) -> anyhow::Result<AppState> {
+    pub(crate) fn new(
+        cfg: &ServeConfig,
+        storage: Arc<dyn Storage>,
+        confirmations: Option<Arc<Confirmations>>,
+    ) -> anyhow::Result<AppState> {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.upstream_timeout.min(Duration::from_millis(250)))
             .timeout(cfg.upstream_timeout)
@@ -58,6 +68,8 @@ impl AppState {
             )?,
             storage,
             metrics: HttpMetrics::new(),
+            confirmations,
+            confirm_budget: cfg.request_timeout.mul_f64(0.125),
         })))
     }
 }

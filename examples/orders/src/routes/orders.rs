@@ -32,6 +32,9 @@ pub(crate) async fn create(
     let body = collect(req.into_body()).await?;
     let order = parse(&body)?;
     let id = state.0.writer.write(order, arrival).await?;
+    if let Some(confirmations) = &state.0.confirmations {
+        confirmations.send(id, state.0.confirm_budget).await;
+    }
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 
@@ -67,11 +70,22 @@ async fn collect(body: Body) -> Result<bytes::Bytes, AppError> {
 /// Syntax errors (bad JSON, bad UTF-8, a number no float holds) are 400; well-formed JSON with
 /// wrong, missing, unknown or out-of-range fields is 422. serde_json's depth limit (128)
 /// stands behind both, so no input can recurse the stack away.
+///
+/// serde's derived `Deserialize` also takes a struct as a sequence of its fields, so
+/// `[1,"book",2]` would parse; an order is a JSON object only, and anything else that parsed
+/// is 422 like every other well-formed body of the wrong shape.
 fn parse(body: &[u8]) -> Result<NewOrder, AppError> {
     let order: NewOrder = serde_json::from_slice(body).map_err(|err| match err.classify() {
         serde_json::error::Category::Data => AppError::Invalid(err.to_string()),
         _ => AppError::BadRequest(format!("malformed JSON: {err}")),
     })?;
+    // The parse succeeded, so the first byte past JSON whitespace opens an object or an array.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(AppError::Invalid("an order must be a JSON object".into()));
+    }
     if order.user_id <= 0 {
         return Err(AppError::Invalid("user_id must be positive".into()));
     }
@@ -125,5 +139,12 @@ mod tests {
         );
         assert_eq!(status(br#"{"user_id":1,"item":"book","quantity":0}"#), 422);
         assert_eq!(status(br#"{"user_id":1,"item":"book"}"#), 422);
+        // An array of the fields in order is not an order (serde would take it as a struct).
+        assert_eq!(status(br#"[1,"book",2]"#), 422);
+        assert_eq!(status(b" \n[1,\"book\",2]"), 422);
+        assert_eq!(
+            status(b" \r\n{\"user_id\":1,\"item\":\"book\",\"quantity\":2}"),
+            201
+        );
     }
 }

@@ -78,6 +78,9 @@ pub(crate) trait Storage: Send + Sync + 'static {
         orders: Vec<NewOrder>,
         claim: Option<Arc<Claim>>,
     ) -> StoreFuture<Vec<i64>>;
+    /// Records that `order_id`'s confirmation job ran: one `confirmations` row per order,
+    /// keyed by the order id, so a redelivered job changes nothing.
+    fn confirm(&self, order_id: i64) -> StoreFuture<()>;
     /// How many writes can run at once (`None`: let the batcher's adaptive limit find out).
     fn max_writers(&self) -> Option<usize>;
     /// The storage's pools, as JSON for `/debug/pools`.

@@ -72,7 +72,10 @@ impl PostgresStore {
                      id BIGINT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS orders (
                      id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL, item TEXT NOT NULL,
-                     quantity INT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+                     quantity INT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 CREATE TABLE IF NOT EXISTS confirmations (
+                     order_id BIGINT PRIMARY KEY,
+                     confirmed_at TIMESTAMPTZ NOT NULL DEFAULT now());",
             )
             .await
             .context("creating the schema")?;
@@ -156,6 +159,27 @@ impl Storage for PostgresStore {
                 Ok(result) => result,
                 Err(err) => Err(StoreError::Database(err.to_string())),
             }
+        })
+    }
+
+    fn confirm(&self, order_id: i64) -> StoreFuture<()> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let query = async {
+                let client = pool.get().await.map_err(pool_err)?;
+                let stmt = client
+                    .prepare_cached(
+                        "INSERT INTO confirmations (order_id) VALUES ($1)
+                         ON CONFLICT (order_id) DO NOTHING",
+                    )
+                    .await
+                    .map_err(db_err)?;
+                client.execute(&stmt, &[&order_id]).await.map_err(db_err)?;
+                Ok(())
+            };
+            tokio::time::timeout(QUERY_TIMEOUT, query)
+                .await
+                .unwrap_or(Err(StoreError::Timeout))
         })
     }
 

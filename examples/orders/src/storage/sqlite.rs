@@ -58,7 +58,10 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS orders (
                  id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, item TEXT NOT NULL,
                  quantity INTEGER NOT NULL,
-                 created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+                 created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             CREATE TABLE IF NOT EXISTS confirmations (
+                 order_id INTEGER PRIMARY KEY,
+                 confirmed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
         )
         .context("creating the schema")?;
         conn.execute(
@@ -179,6 +182,17 @@ impl Storage for SqliteStore {
             }
             tx.commit().map_err(to_store)?;
             Ok(ids)
+        })
+    }
+
+    fn confirm(&self, order_id: i64) -> StoreFuture<()> {
+        let conn = self.write_conn.clone();
+        run(&self.writer, move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.prepare_cached("INSERT OR IGNORE INTO confirmations (order_id) VALUES (?1)")
+                .and_then(|mut stmt| stmt.execute([order_id]))
+                .map_err(to_store)?;
+            Ok(())
         })
     }
 
