@@ -50,6 +50,8 @@ struct Tally {
     shed: u64,
     cancelled: u64,
     rejected: u64,
+    /// Of `rejected`: turned away because the batcher was closed.
+    closed: u64,
     committed_ids: Vec<u64>,
 }
 
@@ -117,9 +119,13 @@ async fn stress(policy: OnFailure, grace: Duration) {
                 offered_count.fetch_add(1, Ordering::SeqCst);
                 match offered {
                     Ok(r) => receipts.push((id, r)),
-                    Err(
-                        SubmitError::Full(i) | SubmitError::Closed(i) | SubmitError::Timeout(i),
-                    ) => {
+                    Err(SubmitError::Closed(i)) => {
+                        assert_eq!(i, id, "the item comes back untouched");
+                        let mut t = tally.lock().unwrap();
+                        t.rejected += 1;
+                        t.closed += 1;
+                    }
+                    Err(SubmitError::Full(i) | SubmitError::Timeout(i)) => {
                         assert_eq!(i, id, "the item comes back untouched");
                         tally.lock().unwrap().rejected += 1;
                     }
@@ -165,6 +171,9 @@ async fn stress(policy: OnFailure, grace: Duration) {
         tokio::task::yield_now().await;
     }
     let report = batcher.shutdown_timeout(grace).await;
+    // Every offer counted after this point but at most one per submitter (an offer that
+    // began before the close and was counted after it) was made on a closed batcher.
+    let offered_before_closed = offered_count.load(Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
     }
@@ -175,12 +184,17 @@ async fn stress(policy: OnFailure, grace: Duration) {
     assert_eq!((s.queued, s.in_flush), (0, 0), "{s:?}");
     assert_eq!(s.submitted, SUBMITTERS * PER_SUBMITTER);
     assert!(s.accepted >= SUBMITTERS * PER_SUBMITTER / 4, "{s:?}");
+    let t = tally.lock().unwrap();
+    // Not "at least a quarter rejected": how many offers the submitters make while the
+    // shutdown runs depends on scheduling (3388 of the required 4000 on a loaded machine).
+    let after_close = SUBMITTERS * PER_SUBMITTER - offered_before_closed;
     assert!(
-        s.rejected >= SUBMITTERS * PER_SUBMITTER / 4,
-        "closed: {s:?}"
+        t.closed + SUBMITTERS >= after_close,
+        "{} offers after the close, {} closed: {s:?}",
+        after_close,
+        t.closed
     );
     assert!(s.committed > 0 && s.failed > 0, "{s:?}");
-    let t = tally.lock().unwrap();
     assert_eq!(t.rejected, s.rejected, "{s:?}");
     assert_eq!(t.ok, s.committed, "{s:?}");
     assert_eq!(t.failed, s.failed, "{s:?}");

@@ -68,7 +68,8 @@ struct Options {
     #[arg(long, value_enum, default_value_t = WorkKind::Sleep)]
     work: WorkKind,
     /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, aimd, vegas,
-    /// gradient2, fixed_<N>, adaptive_tol<T> (the adaptive limit with tolerance T, e.g. 1.5).
+    /// gradient2, fixed_<N>, adaptive_tol<T>, adaptive_gain<G>, adaptive_tol<T>_gain<G> (the
+    /// adaptive limit with its tolerance and/or gain set, e.g. adaptive_tol1.5_gain0.25).
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,
     /// Offered requests per second (default: the preset's, for the work).

@@ -48,7 +48,7 @@ pub(crate) fn section(
     let adaptive: Vec<(usize, &StrategyResult)> = main
         .iter()
         .enumerate()
-        .filter(|(_, r)| ADAPTIVE.contains(&r.name.as_str()) || r.name.starts_with("adaptive_tol"))
+        .filter(|(_, r)| ADAPTIVE.contains(&r.name.as_str()) || r.name.starts_with("adaptive_"))
         .map(|(i, r)| (i, *r))
         .collect();
     let marks = |value: fn(&StrategyResult) -> f64| -> Vec<Line> {

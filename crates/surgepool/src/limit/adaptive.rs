@@ -42,10 +42,15 @@ const MIN_WINDOW_SAMPLES: u32 = 16;
 const MAX_NOISE_SAMPLES: u32 = 1024;
 /// The smallest hill-climbing step, as a share of the limit (at least 1).
 const STEP_FRACTION: f64 = 0.05;
-/// Share of the proportional goodput change a move must win (up) or may lose (down).
-const GAIN: f64 = 0.5;
+/// A latency cut is judged, and a flat latency is told from a rising one, by half the
+/// proportional change (the climber's own bar is the `gain` setting).
+const HALF: f64 = 0.5;
+/// A down-move never takes more than this share of the limit at once, however many moves
+/// were kept before it: its step doubles after each kept move, and a step as large as the
+/// limit would take it to the minimum in one move.
+const MAX_DOWN_STEP: f64 = 0.5;
 /// Longest pause, in windows, between moves once the climber sits on the knee.
-const MAX_HOLD: u32 = 8;
+const MAX_HOLD: u32 = 16;
 /// Limit kept after a window with too many drops.
 const DROP_BACKOFF: f64 = 0.9;
 /// The cut never takes away more than half the limit at once (Envoy and Netflix clamp the
@@ -136,12 +141,18 @@ pub(crate) struct Adaptive {
     probing_from: Option<usize>,
     /// The last latency cut: the limit before it and the RTT that caused it.
     last_cut: Option<(usize, f64)>,
+    /// A cut already failed to lower the latency once in the current run of cuts.
+    doubted: bool,
     /// The limit before the current run of consecutive cuts began.
     cuts_from: Option<usize>,
     /// The point a pending hill-climbing move started from.
     moved_from: Option<Point>,
     direction: Direction,
     step: usize,
+    /// While bisecting after a rejected large up-move: the limit that was rejected.
+    ceiling: Option<usize>,
+    /// Slow start: no move rejected and no cut yet.
+    starting: bool,
     hold: u32,
     hold_left: u32,
     rng: Rng,
@@ -159,11 +170,14 @@ impl Adaptive {
             next_probe: None,
             probing_from: None,
             last_cut: None,
+            doubted: false,
             cuts_from: None,
             moved_from: None,
             direction: Direction::Up,
             // Slow start: the first moves double the limit for as long as goodput follows.
             step: limit,
+            ceiling: None,
+            starting: true,
             hold: 1,
             hold_left: 0,
             rng: Rng::new(),
@@ -195,7 +209,14 @@ impl Adaptive {
         // instructions, and this runs for every finished task of a pool).
         let elapsed = || now.saturating_duration_since(w.start).as_secs_f64();
         match w.kind {
-            // One round: every slot turned over once, or a round's time passed (app limited).
+            // One round, counted from when the work admitted under an older, higher limit
+            // has drained to the new limit (`update` restarts the count until then): every
+            // slot turned over once, or a round's time passed (app limited). Until then the
+            // completions (their goodput, their RTT) belong to the old limit: after a cut
+            // from 600 to 2, two samples made a "round" and the next window's goodput came
+            // from the 600 jobs still running, so a move to the minimum looked free and was
+            // kept; and after a cut from 1000 to 777 the next window's RTTs were those of
+            // jobs admitted at 1000, so the cut looked useless and was undone.
             WindowKind::Settle => {
                 w.samples >= round_samples || (self.round > 0.0 && elapsed() >= 2.0 * self.round)
             }
@@ -204,9 +225,22 @@ impl Adaptive {
                 w.samples >= MIN_WINDOW_SAMPLES
                     && (w.samples >= round_samples
                         || (self.round > 0.0 && elapsed() >= 4.0 * self.round))
-                    && w.samples >= self.noise_samples(w)
+                    && (w.samples >= self.noise_samples(w) || self.queued(w))
             }
         }
+    }
+
+    /// Whether the window's latency is above tolerance beyond its noise: the latency guard
+    /// acts on it at once. The noise rule below is for the hill climber's goodput test; a
+    /// queue that two standard errors cannot explain needs no more samples (waiting for
+    /// them held the limit at the old knee for 1.4 s after the capacity halved: the RTTs
+    /// of a window that straddles the change vary so much that it asked for 1024).
+    fn queued(&self, w: &Window) -> bool {
+        let (Some(base), true) = (self.base, w.successes >= 2) else {
+            return false;
+        };
+        let rtt = w.rtt_sum / f64::from(w.successes);
+        rtt - 2.0 * w.std_error(rtt) > base * self.config.tolerance
     }
 
     /// Samples a measure window needs so that noise cannot pass for the goodput change the
@@ -224,7 +258,7 @@ impl Adaptive {
             Some(from) => (self.limit as f64 / from.limit as f64 - 1.0).abs(),
             None => self.step as f64 / self.limit.max(1) as f64,
         };
-        let effect = GAIN * change.max(STEP_FRACTION);
+        let effect = self.config.gain * change.max(STEP_FRACTION);
         (8.0 * cv * cv / (effect * effect)).min(f64::from(MAX_NOISE_SAMPLES)) as u32
     }
 
@@ -277,6 +311,7 @@ impl Adaptive {
             // route). Running at the minimum, no queue is ours: this RTT is the base.
             self.base = Some(rtt);
             self.last_cut = None;
+            self.doubted = false;
             self.moved_from = None;
             if let Some(from) = self.cuts_from.take() {
                 self.set_limit(from);
@@ -291,12 +326,20 @@ impl Adaptive {
                 // now, and this RTT, measured at a lower limit, is the new base.
                 // (If the RTT still *rose*, conditions are still changing under us: cut on.)
                 let shrink = w.limit as f64 / cut_from as f64;
-                let fell_short = rtt > cut_rtt * (1.0 - GAIN * (1.0 - shrink));
+                let fell_short = rtt > cut_rtt * (1.0 - HALF * (1.0 - shrink));
                 let still_rising = rtt > cut_rtt * STILL_RISING;
-                if shrink < 1.0 && fell_short && !still_rising {
+                if shrink < 1.0 && fell_short && !still_rising && !self.doubted {
+                    // Once is not proof: the window that caused the cut may have straddled
+                    // the change (half its RTTs from before), so `cut_rtt` understated the
+                    // queue. Cut once more and judge against this window's RTT. (Without
+                    // this second look, the first cut after the capacity halved was undone
+                    // and the limit sat at the old knee for another second.)
+                    self.doubted = true;
+                } else if shrink < 1.0 && fell_short && !still_rising {
                     // The cuts were a mistake: undo them all.
                     self.base = Some(rtt);
                     self.last_cut = None;
+                    self.doubted = false;
                     self.moved_from = None;
                     if let Some(from) = self.cuts_from.take() {
                         self.set_limit(from);
@@ -307,21 +350,35 @@ impl Adaptive {
             if let Some(from) = self.moved_from.filter(|from| from.limit < w.limit) {
                 // The climber's own step up raised the latency past tolerance: a rejected
                 // move (undo it and back off), not a sign that the system changed.
+                // Only while starting (or already bisecting) is a latency spike read as a
+                // transient worth bisecting: later it means the knee moved down (capacity
+                // dropped during the move), and the cut must not wait for a bisection.
                 self.moved_from = None;
                 self.set_limit(from.limit);
-                self.reject_move();
+                let bisect = self.starting || self.ceiling.is_some();
+                self.reject_move(if bisect { w.limit } else { from.limit });
                 return self.limit != before;
             }
             let gradient = (base / rtt).max(MIN_GRADIENT);
             let target = self.limit as f64 * gradient;
-            let smoothed =
-                self.limit as f64 * (1.0 - self.config.smoothing) + target * self.config.smoothing;
+            // The first cut of a run is smoothed (one window may be an outlier); a second
+            // window still above tolerance confirms the queue, so the next cut goes all the
+            // way to the target. (Smoothed throughout, the cuts stopped at 1.26x the new
+            // knee once the latency fell within tolerance, and the climber needed a second
+            // more to finish the job after the capacity halved.)
+            let share = if self.last_cut.is_some() {
+                1.0
+            } else {
+                self.config.smoothing
+            };
+            let smoothed = self.limit as f64 * (1.0 - share) + target * share;
             let new = whole(smoothed, 1, usize::MAX).min(self.limit.saturating_sub(1));
             self.set_limit(new);
             self.after_cut(before, rtt);
             return self.limit != before;
         }
         self.last_cut = None;
+        self.doubted = false;
         self.cuts_from = None;
 
         if self.next_probe.is_some_and(|at| now >= at) {
@@ -362,14 +419,33 @@ impl Adaptive {
         }
         self.last_cut = Some((before, rtt));
         self.moved_from = None;
+        self.ceiling = None;
+        self.starting = false;
         self.direction = Direction::Down;
         self.step = self.min_step();
         self.hold_left = 0;
     }
 
-    /// After a rejected move (already undone): flip direction, restart with a small step,
-    /// and wait longer each time before the next move (1, 2, 4, ... windows).
-    fn reject_move(&mut self) {
+    /// After a rejected move to `tried` (already undone). A large up-move (slow start's
+    /// doubling, or a step grown by kept moves) is bisected: the knee lies between here and
+    /// `tried`, so try half the step next, and remember `tried` as a ceiling that later
+    /// steps halve toward. Otherwise flip direction, restart with a small step, and wait
+    /// longer each time before the next move (1, 2, 4, ... windows).
+    ///
+    /// Before the bisection, one transient latency spike during slow start (a doubling
+    /// that admits hundreds of jobs at once) sent the limit from 256 back to 128, then
+    /// down by 5 %, then up again by 5 %, 10 %, 20 %...: about a second of lost goodput at
+    /// every such spike (the lab's sleep work, 50,000 req/s offered).
+    fn reject_move(&mut self, tried: usize) {
+        let half = tried.saturating_sub(self.limit) / 2;
+        self.starting = false;
+        if self.direction == Direction::Up && half >= 2 * self.min_step() {
+            self.step = half;
+            self.ceiling = Some(tried);
+            self.hold_left = 0;
+            return;
+        }
+        self.ceiling = None;
         self.direction = match self.direction {
             Direction::Up => Direction::Down,
             Direction::Down => Direction::Up,
@@ -387,8 +463,8 @@ impl Adaptive {
         };
         if let Some(from) = self.moved_from.take() {
             let change = here.limit as f64 / from.limit as f64 - 1.0;
-            // Up (change > 0): goodput must rise by at least GAIN x the proportional gain.
-            // Down (change < 0): goodput may fall by at most GAIN x the proportional loss.
+            // Up (change > 0): goodput must rise by at least `gain` x the proportional gain.
+            // Down (change < 0): goodput may fall by at most `gain` x the proportional loss.
             if change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0 {
                 // Untested: no caller came for the new slots while it was measured, so the
                 // window says nothing about the move. Keep it (it costs nothing while
@@ -396,7 +472,7 @@ impl Adaptive {
                 // until the limit binds again) instead of rejecting it, which held back
                 // callers that return in bursts (they honour `Retry-After`) for seconds.
             } else {
-                let mut kept = goodput >= from.goodput * (1.0 + GAIN * change);
+                let mut kept = goodput >= from.goodput * (1.0 + self.config.gain * change);
                 // An up-move whose goodput did not follow is still kept if the limit turned
                 // work away all along and the latency stayed clearly flat (it rose by less
                 // than half the move, two standard errors included): the move cost nothing,
@@ -404,14 +480,28 @@ impl Adaptive {
                 // while. Past the knee the latency rises with the limit, so this never
                 // keeps a move there.
                 if !kept && change > 0.0 && w.refused() > 0 {
-                    kept = rtt + 2.0 * w.std_error(rtt) <= from.rtt * (1.0 + GAIN * change);
+                    kept = rtt + 2.0 * w.std_error(rtt) <= from.rtt * (1.0 + HALF * change);
                 }
                 if !kept {
                     self.set_limit(from.limit);
-                    self.reject_move();
+                    self.reject_move(here.limit);
                     return;
                 }
-                self.step = self.step.saturating_mul(2).min(self.limit.max(1));
+                self.step = match self.ceiling {
+                    // Bisecting: halfway to the lowest rejected limit, until that is a
+                    // small step; then climb on from here as usual (the ceiling may have
+                    // been a transient, and conditions change).
+                    Some(ceiling) if change > 0.0 => {
+                        let half = ceiling.saturating_sub(self.limit) / 2;
+                        if half >= 2 * self.min_step() {
+                            half
+                        } else {
+                            self.ceiling = None;
+                            self.min_step()
+                        }
+                    }
+                    _ => self.step.saturating_mul(2).min(self.limit.max(1)),
+                };
                 self.hold = 1;
             }
         } else if self.hold_left > 0 {
@@ -429,7 +519,10 @@ impl Adaptive {
         }
         let target = match self.direction {
             Direction::Up => self.limit.saturating_add(self.step),
-            Direction::Down => self.limit.saturating_sub(self.step),
+            Direction::Down => {
+                let most = (self.limit as f64 * MAX_DOWN_STEP) as usize;
+                self.limit.saturating_sub(self.step.min(most.max(1)))
+            }
         };
         let before = self.limit;
         self.set_limit(target);
@@ -477,6 +570,11 @@ impl Algorithm for Adaptive {
             w.rtt_sq_sum += rtt * rtt;
         }
         w.max_in_flight = w.max_in_flight.max(sample.in_flight);
+        if w.kind == WindowKind::Settle && sample.in_flight > w.limit {
+            // Still draining to a lower limit: the settle round has not begun.
+            w.samples = 0;
+            w.start = now;
+        }
         w.refused_to = sample.refused;
         let w = *w;
         if !self.window_done(&w, now) {

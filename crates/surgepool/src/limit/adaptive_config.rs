@@ -22,6 +22,7 @@ pub(crate) struct AdaptiveConfig {
     pub(crate) max: usize,
     pub(crate) initial: Option<usize>,
     pub(crate) tolerance: f64,
+    pub(crate) gain: f64,
     pub(crate) smoothing: f64,
     pub(crate) probe_interval: Duration,
     pub(crate) probe_jitter: f64,
@@ -33,7 +34,8 @@ impl Default for AdaptiveConfig {
             min: 1,
             max: DEFAULT_MAX,
             initial: None,
-            tolerance: 1.25,
+            tolerance: 1.5,
+            gain: 0.5,
             smoothing: 0.5,
             probe_interval: Duration::from_secs(10),
             probe_jitter: 0.15,
@@ -59,6 +61,13 @@ impl AdaptiveConfig {
             1.0,
             MAX_TOLERANCE * (1.0 + f64::EPSILON),
             "must be a ratio in [1, 100]: how much slower than the base RTT is tolerated",
+        )?;
+        check_range(
+            "gain",
+            self.gain,
+            0.01,
+            1.0 + f64::EPSILON,
+            "must be in [0.01, 1]: the share of a move's proportional goodput change it must win",
         )?;
         check_range(
             "smoothing",
@@ -98,8 +107,9 @@ impl AdaptiveConfig {
 /// | `min` | 1 | the limit never goes below |
 /// | `max` | 10 000 | the limit never goes above |
 /// | `initial` | available parallelism | the limit before any sample |
-/// | `tolerance` | 1.25 | RTT / base RTT above which the limit is cut |
-/// | `smoothing` | 0.5 | share of a latency cut applied at once |
+/// | `tolerance` | 1.5 | RTT / base RTT above which the limit is cut |
+/// | `gain` | 0.5 | share of a move's proportional goodput change it must win |
+/// | `smoothing` | 0.5 | share of the first latency cut of a run applied at once |
 /// | `probe_interval` | 10 s | how often the base RTT is re-measured at half the limit |
 /// | `probe_jitter` | 0.15 | random extra delay of a re-measure, share of the interval |
 ///
@@ -158,8 +168,10 @@ impl AdaptiveBuilder {
         self
     }
 
-    /// The ratio of mean RTT to base RTT above which the limit is cut, `>= 1.0`
-    /// (default 1.25, Envoy's 25 % buffer). Lower reacts sooner and to more noise.
+    /// The ratio of mean RTT to base RTT above which the limit is cut, in `[1, 100]`
+    /// (default 1.5). Lower reacts sooner and to more noise, and settles lower where the
+    /// latency rises gradually before goodput stops growing (Envoy's 1.25 left about 10 %
+    /// of the lab's sleep-work goodput behind; see `limit/README.md`).
     ///
     /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn tolerance(mut self, ratio: f64) -> Self {
@@ -167,7 +179,21 @@ impl AdaptiveBuilder {
         self
     }
 
-    /// The share of a latency cut applied at once, in `(0, 1]` (default 0.5).
+    /// The hill climber's bar, in `[0.01, 1]` (default 0.5): a move of the limit by a share
+    /// `c` is kept only if goodput followed by at least `gain × c` (up: rose by that much;
+    /// down: fell by no more). The limit settles where one more slot buys `gain` of its
+    /// proportional share of goodput: lower settles higher, nearer where goodput stops
+    /// growing, at the price of more latency and longer measurements.
+    ///
+    /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
+    pub fn gain(mut self, gain: f64) -> Self {
+        self.config.gain = gain;
+        self
+    }
+
+    /// The share of the first latency cut of a run applied at once, in `(0, 1]` (default
+    /// 0.5). A second window in a row above tolerance confirms the queue, and its cut goes
+    /// all the way to the limit at which the queue would vanish.
     ///
     /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn smoothing(mut self, smoothing: f64) -> Self {

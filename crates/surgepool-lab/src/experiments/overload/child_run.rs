@@ -84,7 +84,7 @@ impl Admission {
                 Admission::Pool(pool(limit, SEED_QUEUE, None)?)
             }
             Strategy::Adaptive
-            | Strategy::AdaptiveTolerance(_)
+            | Strategy::AdaptiveTuned { .. }
             | Strategy::FixedN(_)
             | Strategy::Aimd
             | Strategy::Vegas

@@ -7,7 +7,7 @@ use crate::scenario_json::{Goal, ScenarioReport, StrategyResult};
 fn is_surgepool(name: &str) -> bool {
     matches!(name, "fixed" | "adaptive" | "aimd" | "vegas" | "gradient2")
         || name.starts_with("fixed_")
-        || name.starts_with("adaptive_tol")
+        || name.starts_with("adaptive_")
 }
 
 /// The goals that this run's strategies allow checking (a goal whose strategies did not run

@@ -47,9 +47,13 @@ pub(crate) enum Strategy {
     Adaptive,
     /// surgepool `Pool` with `Limit::fixed(n)` and the recommended queue (the sweep).
     FixedN(usize),
-    /// surgepool `Pool` with `Limit::adaptive_builder().tolerance(t)` (`t` in hundredths) and
-    /// the recommended queue: the default's latency knob, swept (`adaptive_tol<T>`).
-    AdaptiveTolerance(u32),
+    /// surgepool `Pool` with `Limit::adaptive_builder()`, its `tolerance` and/or `gain` set
+    /// (in hundredths; `None`: the default), and the recommended queue: the default's knobs,
+    /// swept (`adaptive_tol<T>`, `adaptive_gain<G>`, `adaptive_tol<T>_gain<G>`).
+    AdaptiveTuned {
+        tolerance: Option<u32>,
+        gain: Option<u32>,
+    },
     /// surgepool `Pool` with `Limit::aimd()` (Netflix's AIMD anchor) and the recommended queue.
     Aimd,
     /// surgepool `Pool` with `Limit::vegas()` (Netflix's Vegas anchor) and the recommended queue.
@@ -85,23 +89,21 @@ impl Strategy {
             "vegas" => Ok(Strategy::Vegas),
             "gradient2" => Ok(Strategy::Gradient2),
             other => {
-                if let Some(t) = other.strip_prefix("adaptive_tol") {
-                    return match t.parse::<f64>() {
-                        // The builder's range; hundredths are plenty for a sweep.
-                        Ok(t) if (1.0..=100.0).contains(&t) => {
-                            Ok(Strategy::AdaptiveTolerance((t * 100.0).round() as u32))
-                        }
-                        _ => Err(format!(
-                            "bad strategy `{other}`: adaptive_tol<T> takes a tolerance T in \
-                             [1, 100], e.g. adaptive_tol1.5"
-                        )),
-                    };
+                if let Some(knobs) = other.strip_prefix("adaptive_") {
+                    return parse_tuned(knobs).ok_or_else(|| {
+                        format!(
+                            "bad strategy `{other}`: expected adaptive_tol<T> (tolerance T in \
+                             [1, 100], e.g. adaptive_tol1.5), adaptive_gain<G> (G in [0.01, 1]) \
+                             or adaptive_tol<T>_gain<G>"
+                        )
+                    });
                 }
                 match other.strip_prefix("fixed_").map(str::parse::<usize>) {
                     Some(Ok(n)) if n >= 1 => Ok(Strategy::FixedN(n)),
                     _ => Err(format!(
                         "unknown strategy `{other}`: expected naive, fixed, tower, adaptive, \
-                         aimd, vegas, gradient2, fixed_<N> with N >= 1 or adaptive_tol<T>"
+                         aimd, vegas, gradient2, fixed_<N> with N >= 1, adaptive_tol<T> or \
+                         adaptive_gain<G>"
                     )),
                 }
             }
@@ -122,10 +124,16 @@ impl Strategy {
             Strategy::Fixed => Limit::fixed(SEED_LIMIT),
             Strategy::Adaptive => Limit::adaptive(),
             Strategy::FixedN(n) => Limit::fixed(n),
-            Strategy::AdaptiveTolerance(t) => Limit::adaptive_builder()
-                .tolerance(f64::from(t) / 100.0)
-                .build()
-                .ok()?,
+            Strategy::AdaptiveTuned { tolerance, gain } => {
+                let mut b = Limit::adaptive_builder();
+                if let Some(t) = tolerance {
+                    b = b.tolerance(f64::from(t) / 100.0);
+                }
+                if let Some(g) = gain {
+                    b = b.gain(f64::from(g) / 100.0);
+                }
+                b.build().ok()?
+            }
             Strategy::Aimd => Limit::aimd(),
             Strategy::Vegas => Limit::vegas(),
             Strategy::Gradient2 => Limit::gradient2(),
@@ -152,10 +160,16 @@ impl Strategy {
             ),
             Strategy::Adaptive => format!("surgepool Pool, Limit::adaptive(), {rec}"),
             Strategy::FixedN(n) => format!("surgepool Pool, Limit::fixed({n}), {rec}"),
-            Strategy::AdaptiveTolerance(t) => format!(
-                "surgepool Pool, Limit::adaptive_builder().tolerance({}), {rec}",
-                f64::from(t) / 100.0
-            ),
+            Strategy::AdaptiveTuned { tolerance, gain } => {
+                let mut knobs = String::new();
+                if let Some(t) = tolerance {
+                    knobs += &format!(".tolerance({})", f64::from(t) / 100.0);
+                }
+                if let Some(g) = gain {
+                    knobs += &format!(".gain({})", f64::from(g) / 100.0);
+                }
+                format!("surgepool Pool, Limit::adaptive_builder(){knobs}, {rec}")
+            }
             Strategy::Aimd => format!("surgepool Pool, Limit::aimd() (Netflix AIMD), {rec}"),
             Strategy::Vegas => format!("surgepool Pool, Limit::vegas() (Netflix Vegas), {rec}"),
             Strategy::Gradient2 => {
@@ -163,6 +177,28 @@ impl Strategy {
             }
         }
     }
+}
+
+/// `tol<T>`, `gain<G>` or `tol<T>_gain<G>` (after `adaptive_`), each within the builder's
+/// range; hundredths are plenty for a sweep.
+fn parse_tuned(knobs: &str) -> Option<Strategy> {
+    let (mut tolerance, mut gain) = (None, None);
+    for knob in knobs.split('_') {
+        let hundredths = |v: &str, lo: f64, hi: f64| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|v| (lo..=hi).contains(v))
+                .map(|v| (v * 100.0).round() as u32)
+        };
+        if let Some(t) = knob.strip_prefix("tol") {
+            tolerance = Some(hundredths(t, 1.0, 100.0)?);
+        } else if let Some(g) = knob.strip_prefix("gain") {
+            gain = Some(hundredths(g, 0.01, 1.0)?);
+        } else {
+            return None;
+        }
+    }
+    (tolerance.is_some() || gain.is_some()).then_some(Strategy::AdaptiveTuned { tolerance, gain })
 }
 
 impl fmt::Display for Strategy {
@@ -173,7 +209,16 @@ impl fmt::Display for Strategy {
             Strategy::Tower => f.write_str("tower"),
             Strategy::Adaptive => f.write_str("adaptive"),
             Strategy::FixedN(n) => write!(f, "fixed_{n}"),
-            Strategy::AdaptiveTolerance(t) => write!(f, "adaptive_tol{}.{:02}", t / 100, t % 100),
+            Strategy::AdaptiveTuned { tolerance, gain } => {
+                f.write_str("adaptive")?;
+                if let Some(t) = tolerance {
+                    write!(f, "_tol{}.{:02}", t / 100, t % 100)?;
+                }
+                if let Some(g) = gain {
+                    write!(f, "_gain{}.{:02}", g / 100, g % 100)?;
+                }
+                Ok(())
+            }
             Strategy::Aimd => f.write_str("aimd"),
             Strategy::Vegas => f.write_str("vegas"),
             Strategy::Gradient2 => f.write_str("gradient2"),
@@ -188,24 +233,49 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let anchors = [Strategy::Aimd, Strategy::Vegas, Strategy::Gradient2];
-        for s in DEFAULT
-            .into_iter()
-            .chain(anchors)
-            .chain([Strategy::FixedN(64), Strategy::AdaptiveTolerance(150)])
-        {
+        for s in DEFAULT.into_iter().chain(anchors).chain([
+            Strategy::FixedN(64),
+            Strategy::AdaptiveTuned {
+                tolerance: Some(150),
+                gain: None,
+            },
+            Strategy::AdaptiveTuned {
+                tolerance: None,
+                gain: Some(25),
+            },
+            Strategy::AdaptiveTuned {
+                tolerance: Some(200),
+                gain: Some(30),
+            },
+        ]) {
             assert_eq!(Strategy::parse(&s.to_string()), Ok(s));
         }
         assert!(Strategy::parse("fixed_0").is_err());
         assert!(Strategy::parse("spawn").is_err());
         assert_eq!(
             Strategy::parse("adaptive_tol1.5"),
-            Ok(Strategy::AdaptiveTolerance(150))
+            Ok(Strategy::AdaptiveTuned {
+                tolerance: Some(150),
+                gain: None
+            })
+        );
+        assert_eq!(
+            Strategy::parse("adaptive_tol2_gain0.3"),
+            Ok(Strategy::AdaptiveTuned {
+                tolerance: Some(200),
+                gain: Some(30)
+            })
         );
         for bad in [
             "adaptive_tol0.5",
             "adaptive_tolNaN",
             "adaptive_tol",
             "adaptive_tol1e9",
+            "adaptive_gain0",
+            "adaptive_gain2",
+            "adaptive_",
+            "adaptive_tol1.5_",
+            "adaptive_speed3",
         ] {
             assert!(Strategy::parse(bad).is_err(), "{bad}");
         }
