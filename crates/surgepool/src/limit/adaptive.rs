@@ -316,6 +316,7 @@ impl Adaptive {
             if let Some(from) = self.cuts_from.take() {
                 self.set_limit(from);
             }
+            self.restart_search();
             self.schedule_probe(now);
             return self.limit != before;
         }
@@ -344,6 +345,7 @@ impl Adaptive {
                     if let Some(from) = self.cuts_from.take() {
                         self.set_limit(from);
                     }
+                    self.restart_search();
                     return self.limit != before;
                 }
             }
@@ -410,6 +412,22 @@ impl Adaptive {
         let tolerated = base * self.config.tolerance;
         let drop_rtt = w.drop_rtt_sum / f64::from(w.dropped.max(1));
         drop_rtt > tolerated || rtt - 2.0 * w.std_error(rtt) > tolerated
+    }
+
+    /// After the base changed under us (the work got slower): the knee may have moved
+    /// far, up for waiting work (Little's law: three times the service time needs three
+    /// times the concurrency for the same goodput), so search again from here as slow
+    /// start does, doubling while goodput follows and bisecting when it stops. (Before,
+    /// the climber restarted at 5 % steps with holds: after the lab's service time tripled
+    /// it took 2 s to climb from 459 to 1000.)
+    fn restart_search(&mut self) {
+        self.moved_from = None;
+        self.ceiling = None;
+        self.starting = true;
+        self.direction = Direction::Up;
+        self.step = self.limit.max(1);
+        self.hold = 1;
+        self.hold_left = 0;
     }
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
