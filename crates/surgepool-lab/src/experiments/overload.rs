@@ -13,8 +13,9 @@
 //!
 //! `--sweep` adds `fixed_<N>` (powers of two) to find the best fixed limit for this machine;
 //! `--strategies` also takes the Netflix anchors `aimd`, `vegas` and `gradient2`, with the
-//! same queue as `adaptive`, so they are compared in the same run, and `adaptive_tol<T>`
-//! (`Limit::adaptive_builder().tolerance(T)`) to sweep the default's latency knob.
+//! same queue as `adaptive`, so they are compared in the same run, and `adaptive_tol<T>`,
+//! `adaptive_gain<G>` or `adaptive_tol<T>_gain<G>` (`Limit::adaptive_builder()` with its
+//! `tolerance` and/or `gain` set) to sweep the default's knobs.
 //!
 //! The headline figure is **SLO goodput** (`slo_goodput_rps`): completions per second whose
 //! latency from intended arrival is within `--slo-ms` (default 3 × the service time).
