@@ -448,12 +448,4 @@ async fn run(input: Input) {
     }
 }
 
-fuzz_target!(|input: Input| {
-    common::allow_intended_panics();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run(input));
-});
+fuzz_target!(|input: Input| common::run_paused(run(input)));

@@ -3,6 +3,7 @@
 #[allow(dead_code)]
 pub mod model;
 
+use std::future::Future;
 use std::panic;
 use std::sync::Once;
 
@@ -35,4 +36,18 @@ pub fn allow_intended_panics() {
 /// Panics with the payload [`allow_intended_panics`] lets through.
 pub fn intended_panic() -> ! {
     panic::panic_any(INTENDED)
+}
+
+// The blocking pool's target runs without a runtime.
+#[allow(dead_code)]
+/// Runs one input's future on a current-thread runtime with paused time (no input waits in
+/// real time, so none can hang the target), with the intended panics let through.
+pub fn run_paused<F: Future>(run: F) -> F::Output {
+    allow_intended_panics();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds");
+    runtime.block_on(run)
 }
