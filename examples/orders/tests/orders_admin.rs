@@ -89,13 +89,7 @@ async fn admin_is_loopback_only_and_profiles_are_gzip_pprof() {
     assert_eq!(second.status(), 409, "one profile at a time");
     let r = first.await.unwrap();
     assert_eq!(r.status(), 200);
-    let gz = r.bytes().await.unwrap();
-    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_end(&mut raw)
-        .unwrap();
-    let profile = pprof::protos::Profile::decode(&raw[..]).expect("a pprof protobuf");
+    let profile = gzip_pprof(&r.bytes().await.unwrap());
     assert!(!profile.sample_type.is_empty());
     assert!(!profile.string_table.is_empty());
     let _ = load.await;
@@ -124,16 +118,20 @@ async fn admin_is_loopback_only_and_profiles_are_gzip_pprof() {
     if cfg!(target_os = "linux") {
         // jemalloc's sampled heap, as a gzip-compressed pprof protobuf.
         assert_eq!(heap.status(), 200);
-        let gz = heap.bytes().await.unwrap();
-        assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
-        let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut raw)
-            .unwrap();
-        let profile = pprof::protos::Profile::decode(&raw[..]).expect("a pprof protobuf");
+        let profile = gzip_pprof(&heap.bytes().await.unwrap());
         assert!(!profile.sample_type.is_empty());
     } else {
         assert_eq!(heap.status(), 501);
         assert!(heap.text().await.unwrap().contains("jemalloc"));
     }
+}
+
+/// Decodes a gzip-compressed pprof protobuf, as `/debug/pprof/*` serve it.
+fn gzip_pprof(gz: &[u8]) -> pprof::protos::Profile {
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .unwrap();
+    pprof::protos::Profile::decode(&raw[..]).expect("a pprof protobuf")
 }

@@ -8,15 +8,8 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-async fn state(c: &reqwest::Client, p: &Proc) -> u64 {
-    let m = c
-        .get(p.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn state(p: &Proc) -> u64 {
+    let m = p.metrics_text().await;
     metric(&m, "orders_breaker_state")
 }
 
@@ -53,7 +46,7 @@ async fn breaker_opens_answers_fast_half_opens_and_closes() {
     for _ in 0..3 {
         assert_eq!(quote().await.status(), 503);
     }
-    assert_eq!(state(&c, &p).await, 1, "open after 3 failures");
+    assert_eq!(state(&p).await, 1, "open after 3 failures");
 
     // Open: 503 with Retry-After, without waiting for the 200 ms upstream.
     let start = Instant::now();
@@ -69,7 +62,7 @@ async fn breaker_opens_answers_fast_half_opens_and_closes() {
     // Still failing after the cooldown: the probe fails and the breaker re-opens.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(quote().await.status(), 503); // the probe, which failed
-    assert_eq!(state(&c, &p).await, 1, "a failed probe re-opens");
+    assert_eq!(state(&p).await, 1, "a failed probe re-opens");
 
     // The upstream recovers: after the cooldown the probe goes through, and the breaker
     // closes. While the probe is out the breaker is half-open and others get 503 at once.
@@ -81,22 +74,15 @@ async fn breaker_opens_answers_fast_half_opens_and_closes() {
         async move { c.get(url).send().await.unwrap().status().as_u16() }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(state(&c, &p).await, 2, "half-open while the probe is out");
+    assert_eq!(state(&p).await, 2, "half-open while the probe is out");
     assert_eq!(quote().await.status(), 503);
     assert_eq!(probe.await.unwrap(), 200);
-    assert_eq!(state(&c, &p).await, 0, "closed after a good probe");
+    assert_eq!(state(&p).await, 0, "closed after a good probe");
     assert_eq!(quote().await.status(), 200);
 
     // A slow upstream is a 504 (and a failure).
     control("fail_rate=0&delay_ms=2000").await;
     assert_eq!(quote().await.status(), 504);
-    let m = c
-        .get(p.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = p.metrics_text().await;
     assert_eq!(metric(&m, "orders_breaker_opened_total"), 2);
 }

@@ -152,14 +152,7 @@ async fn every_201_order_is_confirmed_once(redis: &RedisServer, dir: &TempDir, d
     // yet, so none may be confirmed when the service has stopped.
     let mut p = service_on(dir, &db_url, &["--redis-url", &url, "--confirm-local", "0"]);
     let mut ids = post_orders(&p).await;
-    let m = client()
-        .get(p.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = p.metrics_text().await;
     assert_eq!(
         metric(&m, "orders_confirmations_queued_total"),
         ORDERS as u64,

@@ -231,14 +231,7 @@ async fn rate_limit_burst_gets_429_with_retry_after() {
     // The burst is 10; at 5/s a few more may refill while the loop runs, never 30 more.
     assert!((10..30).contains(&ok), "ok {ok}");
     assert_eq!(ok + limited, 40);
-    let m = c
-        .get(p.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = p.metrics_text().await;
     assert_eq!(
         metric(
             &m,

@@ -67,14 +67,7 @@ async fn mixed_load_metrics_match_what_clients_saw() {
     assert!(seen
         .keys()
         .any(|(r, s)| *r == "/api/users/{id}" && *s == 404));
-    let m = client()
-        .get(p.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = p.metrics_text().await;
     let mut total_metrics = 0;
     for line in m
         .lines()

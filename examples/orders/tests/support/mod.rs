@@ -84,6 +84,18 @@ impl Proc {
         format!("http://{}{path}", self.admin.expect("no admin listener"))
     }
 
+    /// The admin listener's `/metrics` page (Prometheus text).
+    pub async fn metrics_text(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn sigterm(&self) {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
