@@ -5,8 +5,9 @@
 //!
 //! Samples are folded into windows of about one round trip (every slot turned over once,
 //! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`).
-//! After every change of the limit one *settle* window is thrown away, so each decision
-//! sees the system as the new limit shaped it; then a *measure* window gives the mean RTT
+//! After every change of the limit one *settle* window is thrown away (counted from when
+//! the work admitted under a higher limit has drained), so each decision sees the system
+//! as the new limit shaped it; then a *measure* window gives the mean RTT
 //! `r` and the goodput `x` (successes per second), and the controller decides, in order:
 //!
 //! 1. **Drops** (none succeeded, or more than 1 in 10 samples and they look like overload:
@@ -15,17 +16,19 @@
 //! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
 //! 3. **Latency guard**: if `r` exceeds `base × tolerance` by more than two standard
 //!    errors of the window's mean, cut toward `limit × base / r` (the limit at which
-//!    queueing would vanish), smoothed. If the previous cut did not lower the latency, the
-//!    latency is not ours (the work itself got slower): take `r` as the new base instead,
-//!    and undo the cuts. At the minimum, where a cut changes nothing, do so at once.
+//!    queueing would vanish): the first cut of a run smoothed, the next ones in full. If two
+//!    cuts in a row did not lower the latency, the latency is not ours (the work itself got
+//!    slower): take `r` as the new base instead, undo the cuts and search again from slow
+//!    start. At the minimum, where a cut changes nothing, do so at once.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low.
 //! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
-//!    (an increase must win at least half its proportional gain, a decrease may lose at most
-//!    half its proportional loss), double the step after a kept move (slow start when it keeps
-//!    winning), and after a rejected move go back, flip direction and hold for 1, 2, 4, 8
-//!    windows before trying again. An up-move nobody came for is kept untested, and one
+//!    (an increase must win at least `gain`, default ½, of its proportional gain, a decrease
+//!    may lose at most that share of its proportional loss), double the step after a kept
+//!    move (slow start when it keeps winning; a down-move takes at most half the limit),
+//!    bisect after a rejected large up-move, and after a rejected small move go back, flip
+//!    direction and hold for 1, 2, 4, 8, 16 windows before trying again. An up-move nobody came for is kept untested, and one
 //!    whose goodput did not follow is kept if work was refused and latency stayed flat
 //!    (callers honouring `Retry-After` come back later).
 
