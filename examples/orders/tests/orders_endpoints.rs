@@ -57,16 +57,7 @@ async fn check_endpoints(p: &Proc, _upstream: &Proc) -> BTreeSet<i64> {
     );
 
     // singleflight: 40 concurrent requests for one uncached id cost one query.
-    let metrics = |c: reqwest::Client| async move {
-        c.get(p.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = metric(&metrics(c.clone()).await, "orders_user_loads_total");
+    let before = metric(&p.metrics_text().await, "orders_user_loads_total");
     let calls: Vec<_> = (0..40)
         .map(|_| {
             let c = client();
@@ -77,7 +68,7 @@ async fn check_endpoints(p: &Proc, _upstream: &Proc) -> BTreeSet<i64> {
     for call in calls {
         assert_eq!(call.await.unwrap(), 200);
     }
-    let after = metric(&metrics(c.clone()).await, "orders_user_loads_total");
+    let after = metric(&p.metrics_text().await, "orders_user_loads_total");
     assert_eq!(
         after - before,
         1,
@@ -117,7 +108,7 @@ async fn check_endpoints(p: &Proc, _upstream: &Proc) -> BTreeSet<i64> {
     if let Ok(r) = r {
         assert_eq!(r.status(), 413);
     }
-    let m = metrics(c.clone()).await;
+    let m = p.metrics_text().await;
     assert_eq!(
         metric(
             &m,
@@ -158,7 +149,7 @@ async fn check_endpoints(p: &Proc, _upstream: &Proc) -> BTreeSet<i64> {
     assert_eq!(c.get(p.url("/nope")).send().await.unwrap().status(), 404);
 
     // metrics count what we saw; pools are JSON.
-    let m = metrics(c.clone()).await;
+    let m = p.metrics_text().await;
     assert_eq!(
         metric(
             &m,

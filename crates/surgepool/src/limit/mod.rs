@@ -336,6 +336,13 @@ mod tests {
                 Limit::adaptive_builder().tolerance(f64::NAN).build(),
                 "tolerance",
             ),
+            (Limit::adaptive_builder().gain(0.0).build(), "gain"),
+            (Limit::adaptive_builder().gain(1.5).build(), "gain"),
+            (Limit::adaptive_builder().gain(f64::NAN).build(), "gain"),
+            (
+                Limit::adaptive_builder().gain(f64::INFINITY).build(),
+                "gain",
+            ),
             (
                 Limit::adaptive_builder().smoothing(0.0).build(),
                 "smoothing",
