@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -77,6 +77,26 @@ impl Target {
     }
 }
 
+/// What every request of a run is: its method, its body and the body's content type.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestTemplate {
+    pub(crate) method: http::Method,
+    /// Sent as is (with a `content-length`); empty means no body.
+    pub(crate) body: Bytes,
+    pub(crate) content_type: Option<http::HeaderValue>,
+}
+
+impl Default for RequestTemplate {
+    /// `GET` with no body.
+    fn default() -> Self {
+        RequestTemplate {
+            method: http::Method::GET,
+            body: Bytes::new(),
+            content_type: None,
+        }
+    }
+}
+
 /// An open-loop run: `rate` requests per second for `duration`, on at most `connections`
 /// keep-alive connections.
 #[derive(Debug, Clone)]
@@ -93,6 +113,8 @@ pub(crate) struct OpenLoop {
     /// The latency SLO: 2xx responses within it of their intended send time are counted in
     /// [`LoadReport::ok_within_slo`].
     pub(crate) slo: Duration,
+    /// The request sent on the schedule (the warm-up is always a `GET`).
+    pub(crate) request: RequestTemplate,
 }
 
 /// What an open-loop run saw. Latencies are in microseconds.
@@ -169,6 +191,7 @@ fn micros(d: Duration) -> u64 {
 
 struct Plan {
     target: Target,
+    request: RequestTemplate,
     start: Instant,
     rate: f64,
     total: u64,
@@ -286,6 +309,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
     }));
     let plan = Arc::new(Plan {
         target: spec.target.clone(),
+        request: spec.request.clone(),
         start,
         rate: spec.rate,
         total,
@@ -334,7 +358,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
     Ok(report)
 }
 
-async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Empty<Bytes>>>) {
+async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Full<Bytes>>>) {
     let record = |f: &mut dyn FnMut(&mut Recorder)| {
         let mut r = plan.recorder.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut r);
@@ -352,7 +376,11 @@ async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Empty<Bytes>>>) {
             break;
         }
         record(&mut |r| r.sent(sent_at));
-        let outcome = tokio::time::timeout(plan.deadline, exchange(&mut conn, &plan.target)).await;
+        let outcome = tokio::time::timeout(
+            plan.deadline,
+            exchange(&mut conn, &plan.target, &plan.request),
+        )
+        .await;
         let done = Instant::now();
         let ending = match outcome {
             Ok(Ok(status)) => Ending::Status(status),
@@ -372,8 +400,9 @@ async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Empty<Bytes>>>) {
 
 /// One request and its whole response body on `conn`, (re)connecting when needed.
 async fn exchange(
-    conn: &mut Option<SendRequest<Empty<Bytes>>>,
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
     target: &Target,
+    template: &RequestTemplate,
 ) -> anyhow::Result<u16> {
     let reusable = match conn.as_mut() {
         // A keep-alive connection the server closed shows up here, not as a failed request.
@@ -385,9 +414,14 @@ async fn exchange(
     }
     let sender = conn.as_mut().expect("connected above");
     sender.ready().await?;
-    let request = http::Request::get(target.path.as_str())
-        .header(http::header::HOST, target.host.as_str())
-        .body(Empty::new())?;
+    let mut request = http::Request::builder()
+        .method(template.method.clone())
+        .uri(target.path.as_str())
+        .header(http::header::HOST, target.host.as_str());
+    if let Some(content_type) = &template.content_type {
+        request = request.header(http::header::CONTENT_TYPE, content_type);
+    }
+    let request = request.body(Full::new(template.body.clone()))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     response.into_body().collect().await?;
@@ -396,7 +430,7 @@ async fn exchange(
 
 /// Opens `n` connections, at most 32 handshakes at a time: gently, since a server's listen
 /// backlog may be as short as 128 and an overflow costs a 1 s SYN retransmit.
-async fn preconnect(target: &Target, n: usize) -> anyhow::Result<Vec<SendRequest<Empty<Bytes>>>> {
+async fn preconnect(target: &Target, n: usize) -> anyhow::Result<Vec<SendRequest<Full<Bytes>>>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
@@ -425,9 +459,9 @@ async fn preconnect(target: &Target, n: usize) -> anyhow::Result<Vec<SendRequest
 
 /// Sends one request on every connection, 32 at a time.
 async fn warm(
-    conns: Vec<SendRequest<Empty<Bytes>>>,
+    conns: Vec<SendRequest<Full<Bytes>>>,
     target: &Target,
-) -> anyhow::Result<Vec<SendRequest<Empty<Bytes>>>> {
+) -> anyhow::Result<Vec<SendRequest<Full<Bytes>>>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for conn in conns {
@@ -435,7 +469,7 @@ async fn warm(
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let mut conn = Some(conn);
-            exchange(&mut conn, &target).await?;
+            exchange(&mut conn, &target, &RequestTemplate::default()).await?;
             conn.context("the warm-up lost its connection")
         });
     }
@@ -446,7 +480,7 @@ async fn warm(
     Ok(warmed)
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -503,7 +537,12 @@ pub(crate) async fn closed_loop(spec: ClosedLoop) -> anyhow::Result<ClosedReport
                 let mut report = ClosedReport::default();
                 let mut conn = Some(conn);
                 while Instant::now() < end {
-                    match tokio::time::timeout(spec.deadline, exchange(&mut conn, &target)).await {
+                    match tokio::time::timeout(
+                        spec.deadline,
+                        exchange(&mut conn, &target, &RequestTemplate::default()),
+                    )
+                    .await
+                    {
                         Ok(Ok(status)) => *report.statuses.entry(status).or_default() += 1,
                         _ => {
                             conn = None;

@@ -35,6 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
+use hyper::body::Bytes;
 use serde_json::{json, Value};
 
 mod cpu;
@@ -47,7 +48,7 @@ mod server_child;
 use self::results::{median, print_growth, print_table, strategy_json, strategy_result};
 use self::runs::{drive, run_server, Run};
 use self::server_child::ServerChild;
-use crate::http_load::{self, ClosedLoop, LoadReport, OpenLoop, Target};
+use crate::http_load::{self, ClosedLoop, LoadReport, OpenLoop, RequestTemplate, Target};
 use crate::rss;
 use crate::scenario_json::{Machine, Scenario, ScenarioReport, StrategyResult};
 use crate::server::LayerChoice;
@@ -124,6 +125,15 @@ pub(crate) struct Args {
     /// starts (e.g. `/hello`), so the run does not measure first-use costs.
     #[arg(long)]
     warm_path: Option<String>,
+    /// With --target: the request method (`POST` with --body, say).
+    #[arg(long, default_value = "GET")]
+    method: http::Method,
+    /// With --target: the body every request carries (e.g. a JSON order).
+    #[arg(long)]
+    body: Option<String>,
+    /// With --target: the body's content type.
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
     /// Write the results as JSON (API.md's shape) to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -151,6 +161,26 @@ struct Plan {
 }
 
 impl Args {
+    /// The request `--target` runs send: `--method`, `--body`, `--content-type`.
+    fn request_template(&self) -> anyhow::Result<RequestTemplate> {
+        let content_type = match &self.body {
+            Some(_) => Some(
+                http::HeaderValue::from_str(&self.content_type).with_context(|| {
+                    format!(
+                        "--content-type {:?} is not a header value",
+                        self.content_type
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        Ok(RequestTemplate {
+            method: self.method.clone(),
+            body: self.body.clone().map(Bytes::from).unwrap_or_default(),
+            content_type,
+        })
+    }
+
     /// The SLO: `--slo-ms`, or 3 × the service time.
     fn slo(&self) -> anyhow::Result<Duration> {
         let ms = self.slo_ms.unwrap_or(3.0 * self.service_ms as f64);
@@ -242,6 +272,11 @@ impl Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let plan = args.plan()?;
+    ensure!(
+        args.target.is_some() || (args.method == http::Method::GET && args.body.is_none()),
+        "--method and --body need --target (the lab's own server is loaded with GET /work)"
+    );
+    args.request_template()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -283,16 +318,20 @@ async fn run_target(args: &Args, plan: &Plan, url: &str) -> anyhow::Result<Value
         deadline: Duration::from_millis(args.deadline_ms),
         warm_path: args.warm_path.clone(),
         slo: args.slo()?,
+        request: args.request_template()?,
     })
     .await?;
     let result = strategy_result("target", &report, None, &Value::Null, rps, args.slo()?);
     print_table(&[(&result, &report)]);
-    let base = format!("http://{}", target.host);
-    print_wrk(&base, &target, rps, plan, args.hello_connections);
+    if args.body.is_none() && args.method == http::Method::GET {
+        let base = format!("http://{}", target.host);
+        print_wrk(&base, &target, rps, plan, args.hello_connections);
+    }
     let scenario = json!({
         "preset": preset_name(args.preset), "target": target.url(), "offered_rps": rps,
         "duration_s": plan.duration.as_secs_f64(), "connections": plan.connections,
-        "deadline_ms": args.deadline_ms,
+        "deadline_ms": args.deadline_ms, "method": args.method.as_str(),
+        "body_bytes": args.body.as_ref().map_or(0, String::len),
     });
     Ok(json!({
         "scenario": scenario,
@@ -365,6 +404,7 @@ async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Value> {
         // layer would feed an adaptive limit samples of another endpoint's latency.
         warm_path: Some("/stats".to_owned()),
         slo,
+        request: RequestTemplate::default(),
     };
     // The bare server is warm already: its open loop follows the probes.
     let bare_run = drive(args, "bare", &mut bare, spec.clone()).await;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use surgepool::{BlockingHandle, BlockingPool, Limit, Pool, Snapshot, TaskError};
 use tokio::time::{timeout, Instant};
 
-use crate::http_load::{self, OpenLoop, Target};
+use crate::http_load::{self, OpenLoop, RequestTemplate, Target};
 use crate::server::{self, LayerChoice, ServerConfig};
 use crate::work::{spin_cpu, WorkKind};
 
@@ -392,6 +392,7 @@ pub(crate) async fn http(until: Instant, live: Arc<Live>) -> anyhow::Result<Part
             warm_path: Some("/hello".to_owned()),
             // 3 × the 5 ms service time, as the lab's other experiments judge it.
             slo: Duration::from_millis(15),
+            request: RequestTemplate::default(),
         })
         .await?;
         let answered: u64 = report.statuses.values().sum();
