@@ -47,7 +47,9 @@ pub(crate) fn build(
     admission: AdmissionLayer,
 ) -> impl tower::Service<
     Request<Incoming>,
-    Response = Response,
+    Response = Response<
+        impl http_body::Body<Data = bytes::Bytes, Error = impl Into<axum::BoxError>> + Send + 'static,
+    >,
     Error = std::convert::Infallible,
     Future = impl Send + 'static,
 > + Clone
@@ -57,13 +59,8 @@ pub(crate) fn build(
         ratelimit::RateLimit::new(cfg.rate_limit, cfg.rate_burst, cfg.trusted_proxies.clone());
     let http_metrics = state.0.metrics.clone();
     ServiceBuilder::new()
-        // One body type for every layer below (axum's middleware takes `Body`).
-        .map_request(|req: Request<Incoming>| req.map(Body::new))
         // Counts first, so the counts are what clients saw: every 429, 503 and 504 included.
-        .layer(axum::middleware::from_fn_with_state(
-            http_metrics,
-            metrics::record,
-        ))
+        .layer(metrics::RecordLayer(http_metrics))
         // A request id before tracing, so every log line of a request carries it; echoed back.
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .layer(TraceLayer::new_for_http())
@@ -73,10 +70,7 @@ pub(crate) fn build(
         .layer(CatchPanicLayer::custom(panic_response))
         // Rate limit before anything costs: a flood from one client is refused for the price
         // of a hash lookup, and never takes admission permits from the others.
-        .layer(axum::middleware::from_fn_with_state(
-            rate_limit,
-            ratelimit::limit,
-        ))
+        .layer(ratelimit::RateLimitLayer(rate_limit))
         .map_response(IntoResponse::into_response)
         // The whole-request deadline covers the body, the admission queue and the handler.
         .layer(TimeoutLayer::with_status_code(

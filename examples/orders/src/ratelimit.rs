@@ -8,10 +8,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::middleware::Next;
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
+
+use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -68,34 +70,71 @@ impl RateLimit {
     }
 }
 
-/// The middleware.
-pub(crate) async fn limit(
-    State(limit): State<Arc<RateLimit>>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let key = limit.key(peer, req.headers());
-    match limit.limiter.check_key(&key) {
-        Ok(()) => next.run(req).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
-                axum::Json(serde_json::json!({"error": "rate limit exceeded"})),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            response
+/// The rate-limit layer (a hand-written tower layer, like [`RecordLayer`]: no clone of the
+/// stack below and no boxed future per request).
+///
+/// [`RecordLayer`]: crate::metrics::RecordLayer
+#[derive(Debug, Clone)]
+pub(crate) struct RateLimitLayer(pub(crate) Arc<RateLimit>);
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Limited<S> {
+        Limited {
+            inner,
+            limit: self.0.clone(),
         }
     }
+}
+
+/// The service of [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Limited<S> {
+    inner: S,
+    limit: Arc<RateLimit>,
+}
+
+impl<S, B> tower::Service<Request<B>> for Limited<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let key = self.limit.key(peer, req.headers());
+        match self.limit.limiter.check_key(&key) {
+            Ok(()) => Either::Left(self.inner.call(req)),
+            Err(not_until) => Either::Right(ready(Ok(too_many(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )))),
+        }
+    }
+}
+
+/// 429 with `Retry-After` in whole seconds, at least 1.
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(serde_json::json!({"error": "rate limit exceeded"})),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    response
 }
 
 #[cfg(test)]
