@@ -103,7 +103,7 @@ pub(crate) fn admission(cfg: &ServeConfig) -> anyhow::Result<AdmissionLayer> {
         .build()?;
     Ok(AdmissionLayer::builder()
         .limit(limit)
-        .queue_capacity(64)
+        .queue_capacity(cfg.admission_queue)
         .deadline(cfg.request_timeout)
         .build()?)
 }

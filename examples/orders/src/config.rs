@@ -124,6 +124,10 @@ pub(crate) struct ServeArgs {
     /// Orders that may wait for a commit before 503.
     #[arg(long, env = "ORDERS_QUEUE_CAPACITY", default_value_t = 10_000)]
     pub(crate) queue_capacity: usize,
+    /// Requests that may wait for an admission permit (all routes) before 503. Short: at
+    /// saturation every queued request adds its wait to the admitted ones' latency.
+    #[arg(long, env = "ORDERS_ADMISSION_QUEUE", default_value_t = 16)]
+    pub(crate) admission_queue: usize,
 }
 
 /// The default confirmation stream.
@@ -184,6 +188,7 @@ pub(crate) struct ServeConfig {
     pub(crate) header_timeout: Duration,
     pub(crate) max_batch: usize,
     pub(crate) queue_capacity: usize,
+    pub(crate) admission_queue: usize,
     pub(crate) redis: Option<RedisConfig>,
 }
 
@@ -259,6 +264,12 @@ impl ServeArgs {
                 self.max_batch
             );
         }
+        if self.admission_queue > 1_000_000 {
+            bail!(
+                "--admission-queue {}: at most 1000000",
+                self.admission_queue
+            );
+        }
         if self.queue_capacity > 10_000_000 {
             bail!("--queue-capacity {}: at most 10000000", self.queue_capacity);
         }
@@ -283,6 +294,7 @@ impl ServeArgs {
             header_timeout: millis("header-timeout", self.header_timeout)?,
             max_batch: self.max_batch,
             queue_capacity: self.queue_capacity,
+            admission_queue: self.admission_queue,
             redis: self
                 .redis_url
                 .as_deref()
