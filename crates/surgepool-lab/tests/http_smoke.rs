@@ -234,3 +234,92 @@ fn serve_answers_then_drains_and_exits_on_sigterm() {
     assert!(status.contains("200"), "drained request: {status}");
     assert_eq!(body, "done");
 }
+
+/// A one-route HTTP/1.1 server on a free port: answers every request 201 and sends what it
+/// saw (method, content type, body) down the channel.
+fn recording_server() -> (String, std::sync::mpsc::Receiver<(String, String, String)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let method = line.split(' ').next().unwrap_or("").to_owned();
+                    let (mut length, mut content_type) = (0usize, String::new());
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            "content-type" => content_type = value.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let _ = tx.send((method, content_type, String::from_utf8(body).unwrap()));
+                    writer
+                        .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn http_target_sends_the_method_body_and_content_type_asked_for() {
+    let (addr, seen) = recording_server();
+    let path =
+        std::env::temp_dir().join(format!("surgepool-http-post-{}.json", std::process::id()));
+    let output = Command::new(LAB)
+        .args(["http", "--target", &format!("http://{addr}/api/orders")])
+        .args(["--rps", "40", "--duration-s", "0.5", "--connections", "2"])
+        .args(["--method", "POST", "--body", r#"{"item":"book"}"#])
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .expect("run surgepool-lab http --target");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "http --target failed:\n{stderr}");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(json["strategies"][0]["status_counts"]["201"], 20, "{json}");
+    assert_eq!(json["scenario"]["method"], "POST");
+    let requests: Vec<_> = seen.try_iter().collect();
+    assert_eq!(requests.len(), 20);
+    for (method, content_type, body) in requests {
+        assert_eq!(method, "POST");
+        assert_eq!(content_type, "application/json");
+        assert_eq!(body, r#"{"item":"book"}"#);
+    }
+}
+
+#[test]
+fn http_body_without_target_is_refused() {
+    let output = Command::new(LAB)
+        .args(["http", "--preset", "smoke", "--method", "POST"])
+        .output()
+        .expect("run surgepool-lab http");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--method and --body need --target"),
+        "{stderr}"
+    );
+}
