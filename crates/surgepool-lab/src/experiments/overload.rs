@@ -15,7 +15,9 @@
 //! `--strategies` also takes the Netflix anchors `aimd`, `vegas` and `gradient2`, with the
 //! same queue as `adaptive`, so they are compared in the same run, and `adaptive_tol<T>`,
 //! `adaptive_gain<G>` or `adaptive_tol<T>_gain<G>` (`Limit::adaptive_builder()` with its
-//! `tolerance` and/or `gain` set) to sweep the default's knobs.
+//! `tolerance` and/or `gain` set) to sweep the default's knobs, and `adaptive_metrics`
+//! (`adaptive` publishing surgepool's `metrics` to a Prometheus recorder) to see what the
+//! metrics cost.
 //!
 //! The headline figure is **SLO goodput** (`slo_goodput_rps`): completions per second whose
 //! latency from intended arrival is within `--slo-ms` (default 3 × the service time).
@@ -70,7 +72,8 @@ struct Options {
     work: WorkKind,
     /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, aimd, vegas,
     /// gradient2, fixed_<N>, adaptive_tol<T>, adaptive_gain<G>, adaptive_tol<T>_gain<G> (the
-    /// adaptive limit with its tolerance and/or gain set, e.g. adaptive_tol1.5_gain0.25).
+    /// adaptive limit with its tolerance and/or gain set, e.g. adaptive_tol1.5_gain0.25),
+    /// adaptive_metrics (adaptive, publishing metrics to a Prometheus recorder).
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,
     /// Offered requests per second (default: the preset's, for the work).

@@ -83,6 +83,12 @@ impl Admission {
                 let limit = strategy.limit().context("fixed is a pool")?;
                 Admission::Pool(pool(limit, SEED_QUEUE, None)?)
             }
+            Strategy::AdaptiveMetrics => {
+                let limit = strategy.limit().context("a pool strategy has a limit")?;
+                let pool = pool(limit, queue.capacity, queue.timeout)?;
+                publish_metrics(&pool)?;
+                Admission::Pool(pool)
+            }
             Strategy::Adaptive
             | Strategy::AdaptiveTuned { .. }
             | Strategy::FixedN(_)
@@ -364,5 +370,27 @@ pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
     };
     super::accounting::reconcile(&mut result, snapshot.as_ref());
     emit(&ChildLine::Result(Box::new(result)))?;
+    Ok(())
+}
+
+/// `adaptive_metrics`: a Prometheus recorder for this process, the pool published to it every
+/// 100 ms on the runtime (as `Publisher::spawn` runs in a service), and the exposition
+/// rendered every second on a thread of its own (a scrape), for the life of the child.
+fn publish_metrics(pool: &Pool) -> anyhow::Result<()> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    let task = surgepool::metrics::Publisher::new()
+        .pool(pool)
+        .spawn(Duration::from_millis(100));
+    // The child exits when its run ends; the publisher must live until then.
+    std::mem::forget(task);
+    thread::Builder::new()
+        .name("scrape".to_owned())
+        .spawn(move || loop {
+            thread::sleep(Duration::from_secs(1));
+            std::hint::black_box(prometheus.render());
+        })
+        .context("starting the scrape thread")?;
     Ok(())
 }

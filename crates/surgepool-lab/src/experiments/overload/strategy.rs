@@ -54,6 +54,11 @@ pub(crate) enum Strategy {
         tolerance: Option<u32>,
         gain: Option<u32>,
     },
+    /// `Adaptive` with surgepool's `metrics` feature at work: a Prometheus recorder installed,
+    /// a `metrics::Publisher` publishing the pool every 100 ms (ten times the usual rate) and
+    /// the exposition rendered every second, as a scrape would. Run beside `adaptive` to see
+    /// what the metrics cost.
+    AdaptiveMetrics,
     /// surgepool `Pool` with `Limit::aimd()` (Netflix's AIMD anchor) and the recommended queue.
     Aimd,
     /// surgepool `Pool` with `Limit::vegas()` (Netflix's Vegas anchor) and the recommended queue.
@@ -85,6 +90,7 @@ impl Strategy {
             "fixed" => Ok(Strategy::Fixed),
             "tower" => Ok(Strategy::Tower),
             "adaptive" => Ok(Strategy::Adaptive),
+            "adaptive_metrics" => Ok(Strategy::AdaptiveMetrics),
             "aimd" => Ok(Strategy::Aimd),
             "vegas" => Ok(Strategy::Vegas),
             "gradient2" => Ok(Strategy::Gradient2),
@@ -102,8 +108,8 @@ impl Strategy {
                     Some(Ok(n)) if n >= 1 => Ok(Strategy::FixedN(n)),
                     _ => Err(format!(
                         "unknown strategy `{other}`: expected naive, fixed, tower, adaptive, \
-                         aimd, vegas, gradient2, fixed_<N> with N >= 1, adaptive_tol<T> or \
-                         adaptive_gain<G>"
+                         aimd, vegas, gradient2, fixed_<N> with N >= 1, adaptive_tol<T>, \
+                         adaptive_gain<G> or adaptive_metrics"
                     )),
                 }
             }
@@ -122,7 +128,7 @@ impl Strategy {
         Some(match self {
             Strategy::Naive | Strategy::Tower => return None,
             Strategy::Fixed => Limit::fixed(SEED_LIMIT),
-            Strategy::Adaptive => Limit::adaptive(),
+            Strategy::Adaptive | Strategy::AdaptiveMetrics => Limit::adaptive(),
             Strategy::FixedN(n) => Limit::fixed(n),
             Strategy::AdaptiveTuned { tolerance, gain } => {
                 let mut b = Limit::adaptive_builder();
@@ -159,6 +165,10 @@ impl Strategy {
                 "tower LoadShed + ConcurrencyLimit({TOWER_LIMIT}) around service_fn, no queue"
             ),
             Strategy::Adaptive => format!("surgepool Pool, Limit::adaptive(), {rec}"),
+            Strategy::AdaptiveMetrics => format!(
+                "surgepool Pool, Limit::adaptive(), {rec}; metrics published every 100 ms to \
+                 a Prometheus recorder, rendered every 1 s"
+            ),
             Strategy::FixedN(n) => format!("surgepool Pool, Limit::fixed({n}), {rec}"),
             Strategy::AdaptiveTuned { tolerance, gain } => {
                 let mut knobs = String::new();
@@ -208,6 +218,7 @@ impl fmt::Display for Strategy {
             Strategy::Fixed => f.write_str("fixed"),
             Strategy::Tower => f.write_str("tower"),
             Strategy::Adaptive => f.write_str("adaptive"),
+            Strategy::AdaptiveMetrics => f.write_str("adaptive_metrics"),
             Strategy::FixedN(n) => write!(f, "fixed_{n}"),
             Strategy::AdaptiveTuned { tolerance, gain } => {
                 f.write_str("adaptive")?;
@@ -232,7 +243,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let anchors = [Strategy::Aimd, Strategy::Vegas, Strategy::Gradient2];
+        let anchors = [
+            Strategy::Aimd,
+            Strategy::Vegas,
+            Strategy::Gradient2,
+            Strategy::AdaptiveMetrics,
+        ];
         for s in DEFAULT.into_iter().chain(anchors).chain([
             Strategy::FixedN(64),
             Strategy::AdaptiveTuned {
