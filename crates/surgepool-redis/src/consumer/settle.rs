@@ -15,6 +15,43 @@ use crate::stats::Counters;
 /// The most outcomes settled per round trip.
 const SETTLE_BATCH: usize = 1000;
 
+/// How long an ack batch's receipt outlives a consumer that died before its next batch (the
+/// next batch deletes it otherwise).
+const RECEIPT_TTL: Duration = Duration::from_secs(3600);
+
+/// Names the receipt of each ack batch (`ack.lua`): unique per settler, so that a retry of a
+/// batch whose reply was lost finds its own receipt and no other.
+struct Receipts {
+    prefix: String,
+    seq: u64,
+    /// The receipt of the last batch whose reply arrived; the next batch deletes it.
+    previous: Option<String>,
+}
+
+impl Receipts {
+    fn new(shared: &Shared) -> Receipts {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Receipts {
+            prefix: format!(
+                "{}:ack:{}:{}:{nanos:x}",
+                shared.queue.inner.name,
+                shared.config.name,
+                std::process::id()
+            ),
+            seq: 0,
+            previous: None,
+        }
+    }
+
+    /// The receipt for a new batch.
+    fn next(&mut self) -> String {
+        self.seq += 1;
+        format!("{}:{}", self.prefix, self.seq)
+    }
+}
+
 /// How a job's run ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -37,6 +74,7 @@ pub(crate) async fn run(
     mut give_up: watch::Receiver<bool>,
 ) {
     let mut batch: Vec<Settle> = Vec::with_capacity(SETTLE_BATCH);
+    let mut receipts = Receipts::new(&shared);
     loop {
         let Some(first) = rx.recv().await else { return };
         batch.push(first);
@@ -47,8 +85,10 @@ pub(crate) async fn run(
             }
         }
         let mut backoff = BACKOFF_FIRST;
+        // One receipt for the batch and all its retries: a retry sends the same acks.
+        let receipt = receipts.next();
         while !batch.is_empty() {
-            if settle_batch(&shared, &mut batch).await {
+            if settle_batch(&shared, &mut batch, &receipt, &mut receipts.previous).await {
                 break;
             }
             tokio::select! {
@@ -61,7 +101,14 @@ pub(crate) async fn run(
 }
 
 /// Settles what it can; removes the settled from `batch`. `false` when Redis failed.
-async fn settle_batch(shared: &Shared, batch: &mut Vec<Settle>) -> bool {
+/// `receipt` names this batch's ack receipt; `previous` is the last one whose reply arrived
+/// (deleted by this call, then replaced by `receipt`).
+async fn settle_batch(
+    shared: &Shared,
+    batch: &mut Vec<Settle>,
+    receipt: &str,
+    previous: &mut Option<String>,
+) -> bool {
     let q = &shared.queue;
     let mut conn = q.inner.conn.clone();
     let acks: Vec<&str> = batch
@@ -71,7 +118,12 @@ async fn settle_batch(shared: &Shared, batch: &mut Vec<Settle>) -> bool {
         .collect();
     if !acks.is_empty() {
         let mut inv = scripts().ack.key(&q.inner.name);
-        inv.arg(&q.inner.group);
+        inv.key(receipt);
+        if let Some(previous) = previous.as_deref() {
+            inv.key(previous);
+        }
+        inv.arg(&q.inner.group)
+            .arg(u64::try_from(RECEIPT_TTL.as_millis()).unwrap_or(u64::MAX));
         for id in &acks {
             inv.arg(*id);
         }
@@ -82,6 +134,7 @@ async fn settle_batch(shared: &Shared, batch: &mut Vec<Settle>) -> bool {
                 return false;
             }
         };
+        *previous = Some(receipt.to_owned());
         let acked = flags.iter().filter(|f| **f == 1).count() as u64;
         Counters::add(&shared.counters.acked, acked);
         Counters::add(&shared.counters.stale, flags.len() as u64 - acked);
