@@ -188,7 +188,7 @@ fn record_profile(duration: Duration) -> Result<Vec<u8>, String> {
 
 /// The live heap, sampled by jemalloc (one sample per 512 KiB allocated on average, see
 /// `malloc_conf` in `main.rs`), as a gzip-compressed pprof protobuf.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
 async fn heap() -> Response {
     let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
         return no_heap_profile("jemalloc's profiling is not enabled in this process");
@@ -214,7 +214,7 @@ async fn heap() -> Response {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", feature = "jemalloc")))]
 async fn heap() -> Response {
     no_heap_profile("this build uses the system allocator, whose heap cannot be sampled")
 }

@@ -54,6 +54,7 @@ pub(crate) fn build(
     Future = impl Send + 'static,
 > + Clone
        + Send
+       + Sync
        + 'static {
     let rate_limit =
         ratelimit::RateLimit::new(cfg.rate_limit, cfg.rate_burst, cfg.trusted_proxies.clone());

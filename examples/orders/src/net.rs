@@ -57,12 +57,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
-        .max_buf_size(MAX_BUF)
-        .max_headers(MAX_HEADERS);
+    let builder = http1(limits.header_read);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -98,6 +93,17 @@ where
     tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_ok()
+}
+
+/// hyper's HTTP/1 server as every listener configures it.
+pub(crate) fn http1(header_read: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read)
+        .max_buf_size(MAX_BUF)
+        .max_headers(MAX_HEADERS);
+    builder
 }
 
 /// Binds `addr` and prints `{label} http://ADDR` once bound (tests and scripts parse it).
