@@ -48,7 +48,13 @@ fn soak_smoke_run_loses_nothing_and_writes_json_and_report() {
     let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["async_pool", "blocking_pool", "pool_churn", "http_layer"]
+        [
+            "async_pool",
+            "blocking_pool",
+            "pool_churn",
+            "http_layer",
+            "batcher"
+        ]
     );
     for p in parts {
         let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {p}"));
@@ -64,6 +70,11 @@ fn soak_smoke_run_loses_nothing_and_writes_json_and_report() {
         n_cycles(parts, "pool_churn") > 1,
         "pools were created in a loop"
     );
+    let batcher = &parts[4];
+    for k in ["completed", "failed"] {
+        // Items committed, and bad items (poison, short output, panic) failed alone.
+        assert!(batcher[k].as_u64().unwrap() > 0, "{k} in {batcher}");
+    }
     assert_eq!(html.matches("<svg").count(), 4, "RSS, fds, threads, tasks");
 }
 

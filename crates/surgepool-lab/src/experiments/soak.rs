@@ -1,11 +1,12 @@
 //! `surgepool-lab soak`: a mixed workload for minutes (`--minutes N`, default 10; `--quick`
-//! is 1), to show that nothing leaks and nothing is lost. See `soak/workload.rs` for the
-//! load; once a second the process's RSS, open file descriptors and threads are sampled.
+//! is 1), to show that nothing leaks and nothing is lost. See `soak/workload.rs` and
+//! `soak/batcher.rs` for the load; once a second the process's RSS, open file descriptors and threads are sampled.
 //!
 //! Reported: the slope of RSS over the second half (bytes per minute, with its standard
 //! error: flat means within noise), fd and thread ranges per half, tasks `lost` (must be
-//! 0) and snapshots that broke the accounting identities (must be 0). The run fails (exit
-//! code 1) when anything was lost or an identity broke, after writing its outputs.
+//! 0), snapshots that broke the accounting identities (must be 0) and wrong outcomes (must
+//! be 0). The run fails (exit code 1) when anything was lost, an identity broke or an
+//! outcome was wrong, after writing its outputs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use serde::Serialize;
 use crate::machine::Machine;
 use crate::table::{Align, Table};
 
+mod batcher;
 mod report;
 mod sample;
 mod workload;
@@ -63,6 +65,9 @@ pub(crate) struct SoakReport {
     pub(crate) lost: u64,
     pub(crate) identities_violations: u64,
     pub(crate) snapshots_checked: u64,
+    /// Outcomes that contradict their input (the batcher: an item committed with another's
+    /// output, a good item failed by a poison one): must be 0.
+    pub(crate) wrong_outcomes: u64,
     pub(crate) parts: Vec<PartResult>,
     pub(crate) goals: Vec<Goal>,
     pub(crate) series: Vec<Point>,
@@ -92,7 +97,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("building the runtime")?;
     println!(
-        "soak: {} s of mixed load (async pool, blocking pool, pool churn, tower layer over HTTP)",
+        "soak: {} s of mixed load (async pool, blocking pool, pool churn, tower layer over HTTP, batcher)",
         duration.as_secs()
     );
     let started = std::time::Instant::now();
@@ -124,12 +129,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             let live = Live::new(done.clone());
             tokio::task::spawn_blocking(move || workload::blocking_pool(until, live))
         };
-        let (a, c, h) = tokio::join!(
+        let (a, c, h, b) = tokio::join!(
             workload::async_pool(until, Live::new(done.clone())),
             workload::churn(until, Live::new(done.clone())),
             workload::http(until, Live::new(done.clone())),
+            batcher::batcher(until, Live::new(done.clone())),
         );
-        anyhow::Ok(vec![a?, blocking.await??, c?, h?])
+        anyhow::Ok(vec![a?, blocking.await??, c?, h?, b?])
     })?;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
@@ -147,10 +153,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         println!("report: {}", path.display());
     }
     anyhow::ensure!(
-        soak.lost == 0 && soak.identities_violations == 0,
-        "{} tasks lost, {} snapshots broke an identity",
+        soak.lost == 0 && soak.identities_violations == 0 && soak.wrong_outcomes == 0,
+        "{} tasks lost, {} snapshots broke an identity, {} wrong outcomes",
         soak.lost,
-        soak.identities_violations
+        soak.identities_violations,
+        soak.wrong_outcomes
     );
     Ok(())
 }
@@ -191,6 +198,7 @@ fn summarize(elapsed: Duration, parts: Vec<PartResult>, series: Vec<Point>) -> S
     };
     let lost = parts.iter().map(|p| p.lost).sum();
     let identities_violations = parts.iter().map(|p| p.identities_violations).sum();
+    let wrong_outcomes = parts.iter().map(|p| p.wrong_outcomes).sum();
     let mut soak = SoakReport {
         machine: Machine::detect(),
         duration_s: elapsed.as_secs_f64(),
@@ -204,6 +212,7 @@ fn summarize(elapsed: Duration, parts: Vec<PartResult>, series: Vec<Point>) -> S
         lost,
         identities_violations,
         snapshots_checked: parts.iter().map(|p| p.snapshots_checked).sum(),
+        wrong_outcomes,
         parts,
         goals: Vec::new(),
         series,
@@ -226,6 +235,12 @@ fn goals(soak: &SoakReport, slope: Option<Slope>) -> Vec<Goal> {
                 "{} of {} snapshots broke one",
                 soak.identities_violations, soak.snapshots_checked
             ),
+        },
+        Goal {
+            goal: "every outcome is the right one (batcher: own output, only bad items fail)"
+                .into(),
+            met: soak.wrong_outcomes == 0,
+            measured: format!("{} wrong", soak.wrong_outcomes),
         },
     ];
     goals.push(match slope {

@@ -255,6 +255,11 @@ impl<T> BlockingHandle<T> {
 
     /// `true` once the closure has an outcome.
     ///
+    /// The pool counts an outcome in its [snapshot](crate::BlockingPool::snapshot) just
+    /// before it hands it to the handle: once `is_finished` is `true` (or `join` returned),
+    /// the snapshot counts the closure; a snapshot may count it an instant before
+    /// `is_finished` turns `true`.
+    ///
     /// See the [example on `BlockingHandle`](BlockingHandle#examples).
     pub fn is_finished(&self) -> bool {
         self.completion.completion().is_done()

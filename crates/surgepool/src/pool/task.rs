@@ -255,6 +255,11 @@ impl<T: Send + 'static> TaskHandle<T> {
 
     /// `true` once the task has an outcome (its result may already have been taken).
     ///
+    /// The pool counts an outcome in its [snapshot](crate::Pool::snapshot) just before it
+    /// hands it to the handle: once `is_finished` is `true` (or the handle resolved), the
+    /// snapshot counts the task; a snapshot may count it an instant before `is_finished`
+    /// turns `true`.
+    ///
     /// See the [example on `TaskHandle`](TaskHandle#examples).
     pub fn is_finished(&self) -> bool {
         self.task.completion().is_done()

@@ -3,6 +3,8 @@
 //! spawns, bursts that make it shed), a long-lived `BlockingPool`, pools created and shut
 //! down in a loop, and the tower layer under an open-loop HTTP load on loopback.
 //!
+//! The batcher's part is in `batcher.rs`.
+//!
 //! Every part counts what it saw end; `lost` is what the pool accepted and never accounted
 //! for, or a handle that never resolved. Snapshots of the long-lived pools are checked
 //! against the identities ten times a second.
@@ -24,7 +26,7 @@ use crate::work::{spin_cpu, WorkKind};
 pub(crate) const INTENDED_PANIC: &str = "soak: intended panic";
 
 /// A handle not resolved after this is counted as lost.
-const HANDLE_BOUND: Duration = Duration::from_secs(30);
+pub(crate) const HANDLE_BOUND: Duration = Duration::from_secs(30);
 
 /// What one part of the workload saw, at its end.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,6 +46,8 @@ pub(crate) struct PartResult {
     /// Snapshots checked against the identities, and how many broke one.
     pub(crate) snapshots_checked: u64,
     pub(crate) identities_violations: u64,
+    /// Outcomes that contradict their input (the batcher's part checks each one).
+    pub(crate) wrong_outcomes: u64,
     /// Pools built and shut down (the churn part), HTTP requests offered (the http part).
     pub(crate) cycles: u64,
 }
@@ -70,17 +74,27 @@ impl Live {
 
     /// Checks a snapshot against API.md's identities.
     pub(crate) fn check(&self, s: &Snapshot) -> bool {
-        self.snapshots.fetch_add(1, Ordering::Relaxed);
         let ok = s.submitted == s.accepted + s.rejected
             && s.accepted == s.completed + s.panicked + s.cancelled + s.shed + s.queued + s.running;
-        if !ok {
-            self.violations.fetch_add(1, Ordering::Relaxed);
-            eprintln!("soak: identities broken: {s:?}");
-        }
+        self.record_check(ok, || format!("{s:?}"));
         ok
     }
 
-    fn take_checks(&self) -> (u64, u64, u64) {
+    /// Counts one snapshot checked, and prints it when it broke an identity.
+    pub(crate) fn record_check(&self, ok: bool, snapshot: impl FnOnce() -> String) {
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.violations.fetch_add(1, Ordering::Relaxed);
+            eprintln!("soak: identities broken: {}", snapshot());
+        }
+    }
+
+    /// Counts a handle or receipt that did not resolve within [`HANDLE_BOUND`].
+    pub(crate) fn unresolved(&self) {
+        self.unresolved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn take_checks(&self) -> (u64, u64, u64) {
         (
             self.snapshots.swap(0, Ordering::Relaxed),
             self.violations.swap(0, Ordering::Relaxed),
@@ -106,6 +120,7 @@ fn result(name: &str, s: &Snapshot, live: &Live) -> PartResult {
         lost: s.accepted.abs_diff(ended) + s.queued + s.running + unresolved,
         snapshots_checked,
         identities_violations,
+        wrong_outcomes: 0,
         cycles: 0,
     }
 }
@@ -116,7 +131,7 @@ async fn waiting(ms: u64) {
     drop(std::hint::black_box(buffer));
 }
 
-fn intended_panic() -> ! {
+pub(crate) fn intended_panic() -> ! {
     std::panic::panic_any(INTENDED_PANIC)
 }
 
@@ -124,9 +139,11 @@ fn intended_panic() -> ! {
 fn collect<T: Send + 'static>(handle: surgepool::TaskHandle<T>, live: Arc<Live>) {
     tokio::spawn(async move {
         match timeout(HANDLE_BOUND, handle).await {
-            Ok(_) => live.done.fetch_add(1, Ordering::Relaxed),
-            Err(_) => live.unresolved.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(_) => {
+                live.done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => live.unresolved(),
+        }
     });
 }
 
