@@ -1,5 +1,7 @@
 //! Once a second: the process's resident memory, open file descriptors and threads, read
-//! from `/proc/self`; and the slope of RSS over the run's second half, with its noise.
+//! from `/proc/self`; and the slope of RSS over the run's second half: least squares with
+//! its standard error, and Theil–Sen (the median of the slopes between every two points),
+//! which a transient spike (a burst's buffers, returned a few seconds later) cannot tilt.
 
 use std::fs;
 use std::time::Instant;
@@ -40,6 +42,37 @@ pub(crate) struct Slope {
     pub(crate) stderr_per_min: f64,
     /// Points the fit used.
     pub(crate) points: usize,
+    /// The Theil–Sen slope, per minute: the median of the slopes between every two points
+    /// (at most [`THEIL_SEN_POINTS`] of them, evenly spaced). Robust to outliers: up to
+    /// about 29% of the points may be anywhere without moving it far.
+    pub(crate) theil_sen_per_min: f64,
+}
+
+/// Theil–Sen looks at every pair: more points than this are thinned, evenly.
+const THEIL_SEN_POINTS: usize = 1000;
+
+/// The median of the pairwise slopes of `points` (x ascending).
+fn theil_sen(points: &[(f64, f64)]) -> f64 {
+    let step = points.len().div_ceil(THEIL_SEN_POINTS).max(1);
+    let thin: Vec<(f64, f64)> = points.iter().step_by(step).copied().collect();
+    let mut slopes: Vec<f64> = Vec::with_capacity(thin.len() * thin.len() / 2);
+    for (i, a) in thin.iter().enumerate() {
+        for b in &thin[i + 1..] {
+            if b.0 > a.0 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0));
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return 0.0;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let mid = slopes.len() / 2;
+    if slopes.len() % 2 == 1 {
+        slopes[mid]
+    } else {
+        (slopes[mid - 1] + slopes[mid]) / 2.0
+    }
 }
 
 /// The slope of `value` over the second half of `series` (the first half is warm-up: pools
@@ -73,7 +106,19 @@ pub(crate) fn second_half_slope(series: &[Point], value: fn(&Point) -> f64) -> O
         per_min: slope,
         stderr_per_min: stderr,
         points: n,
+        theil_sen_per_min: theil_sen(&half),
     })
+}
+
+/// The 95th percentile of `value` over `series` (0 when empty): what a count mostly stays
+/// under, leaving out a transient (a thread that exists for one sample).
+pub(crate) fn p95(series: &[Point], value: fn(&Point) -> u64) -> u64 {
+    let mut v: Vec<u64> = series.iter().map(value).collect();
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[(v.len() - 1) * 95 / 100]
 }
 
 /// Smallest and largest of `value` over the second half of `series`.
@@ -111,7 +156,42 @@ mod tests {
         values.extend((0..8).map(|i| 1000.0 + 10.0 * f64::from(i)));
         let s = second_half_slope(&series(&values), |p| p.rss_bytes as f64).unwrap();
         assert!((s.per_min - 600.0).abs() < 1e-6, "{s:?}");
+        assert!((s.theil_sen_per_min - 600.0).abs() < 1e-6, "{s:?}");
         assert!(s.stderr_per_min < 1e-6, "{s:?}");
+    }
+
+    #[test]
+    fn a_transient_spike_tilts_least_squares_but_not_theil_sen() {
+        // Flat at 1 MB, with a 3 MB spike over 30 of the last 60 of 300 points: the soak's
+        // 10-minute run of 2026-12-03 had one like it (a burst's buffers).
+        let values: Vec<f64> = (0..600)
+            .map(|i| 1e6 + if (510..540).contains(&i) { 3e6 } else { 0.0 })
+            .collect();
+        let s = second_half_slope(&series(&values), |p| p.rss_bytes as f64).unwrap();
+        assert!(
+            s.per_min > 64.0 * 1024.0,
+            "least squares sees growth: {s:?}"
+        );
+        assert_eq!(s.theil_sen_per_min, 0.0, "{s:?}");
+        // A real leak, under the same spike, is still seen.
+        let leak: Vec<f64> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 100.0 * i as f64)
+            .collect();
+        let s = second_half_slope(&series(&leak), |p| p.rss_bytes as f64).unwrap();
+        assert!((s.theil_sen_per_min - 6000.0).abs() < 1.0, "{s:?}");
+    }
+
+    #[test]
+    fn p95_leaves_out_a_transient() {
+        let mut pts = series(&[0.0; 100]);
+        for p in &mut pts {
+            p.threads = 7;
+        }
+        pts[50].threads = 9;
+        assert_eq!(p95(&pts, |p| p.threads), 7);
+        assert_eq!(p95(&[], |p| p.threads), 0);
     }
 
     #[test]
