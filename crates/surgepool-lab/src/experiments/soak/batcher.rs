@@ -16,7 +16,7 @@ use surgepool::batch::{BatchSnapshot, Batcher, OnFailure};
 use surgepool::Limit;
 use tokio::time::{timeout, Instant};
 
-use super::workload::{intended_panic, Live, PartResult, HANDLE_BOUND};
+use super::workload::{intended_panic, Arrivals, Live, PartResult, HANDLE_BOUND};
 
 /// Items the flush refuses: the transaction rolls back.
 fn poison(item: u64) -> bool {
@@ -75,16 +75,10 @@ pub(crate) async fn batcher(until: Instant, live: Arc<Live>) -> anyhow::Result<P
             }
         })
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut arrivals = Arrivals::new();
     let mut item: u64 = 0;
-    let mut last_burst = Instant::now();
     while Instant::now() < until {
-        tick.tick().await;
-        let burst = last_burst.elapsed() >= Duration::from_secs(5);
-        if burst {
-            last_burst = Instant::now();
-        }
-        for _ in 0..if burst { 3000 } else { 2 } {
+        for _ in 0..arrivals.next().await {
             item += 1;
             let Ok(receipt) = batcher.try_submit(item) else {
                 continue;

@@ -147,6 +147,33 @@ fn collect<T: Send + 'static>(handle: surgepool::TaskHandle<T>, live: Arc<Live>)
     });
 }
 
+/// The arrivals of the long-lived parts: 2 every millisecond (~2000 a second), and a burst
+/// of 3000 every 5 s, more than the queues hold.
+pub(crate) struct Arrivals {
+    tick: tokio::time::Interval,
+    last_burst: Instant,
+}
+
+impl Arrivals {
+    pub(crate) fn new() -> Arrivals {
+        Arrivals {
+            tick: tokio::time::interval(Duration::from_millis(1)),
+            last_burst: Instant::now(),
+        }
+    }
+
+    /// Waits for the next millisecond; how many to submit now.
+    pub(crate) async fn next(&mut self) -> u64 {
+        self.tick.tick().await;
+        if self.last_burst.elapsed() >= Duration::from_secs(5) {
+            self.last_burst = Instant::now();
+            3000
+        } else {
+            2
+        }
+    }
+}
+
 /// The long-lived async pool: ~2000 tasks a second, a burst of 3000 every 5 s.
 pub(crate) async fn async_pool(until: Instant, live: Arc<Live>) -> anyhow::Result<PartResult> {
     let pool = Pool::builder()
@@ -159,16 +186,10 @@ pub(crate) async fn async_pool(until: Instant, live: Arc<Live>) -> anyhow::Resul
         let pool = pool.clone();
         move || pool.snapshot()
     });
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut arrivals = Arrivals::new();
     let mut i: u64 = 0;
-    let mut last_burst = Instant::now();
     while Instant::now() < until {
-        tick.tick().await;
-        let burst = last_burst.elapsed() >= Duration::from_secs(5);
-        if burst {
-            last_burst = Instant::now();
-        }
-        for _ in 0..if burst { 3000 } else { 2 } {
+        for _ in 0..arrivals.next().await {
             i += 1;
             submit_one(&pool, i, &live);
         }
