@@ -132,7 +132,8 @@ impl Harness {
     /// Sends `input` as one connection and returns what came back.
     ///
     /// # Panics
-    /// When the exchange hangs (see [`HANG`]): that is a bug the fuzzer must report.
+    /// When one exchange takes longer than 20 s (every timeout of the service is shorter):
+    /// that is a hang, a bug the fuzzer must report.
     pub fn exchange(&self, input: &[u8]) -> Exchange {
         let methods = Arc::new(Mutex::new(Vec::new()));
         let seen = methods.clone();
