@@ -51,7 +51,6 @@ pub struct Harness {
     rt: tokio::runtime::Runtime,
     service: Service,
     state: AppState,
-    storage: Arc<dyn storage::Storage>,
     header_read: Duration,
     dir: PathBuf,
 }
@@ -110,20 +109,19 @@ impl Harness {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (state, storage, service) = rt.block_on(async {
+        let (state, service) = rt.block_on(async {
             let storage = storage::open(&cfg.database).await?;
-            let state = AppState::new(&cfg, storage.clone(), None)?;
+            let state = AppState::new(&cfg, storage, None)?;
             let admission = app::admission(&cfg)?;
             let service = ServiceBuilder::new()
                 .map_response(|r: Response<_>| r.map(Body::new))
                 .service(app::build(&cfg, state.clone(), admission));
-            anyhow::Ok((state, storage, BoxCloneSyncService::new(service)))
+            anyhow::Ok((state, BoxCloneSyncService::new(service)))
         })?;
         Ok(Harness {
             rt,
             service,
             state,
-            storage,
             header_read: cfg.header_timeout,
             dir,
         })
@@ -212,7 +210,7 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let writer = &self.state.0.writer;
         self.rt.block_on(writer.shutdown(Duration::from_secs(1)));
-        self.storage.shutdown(Duration::from_secs(1));
+        self.state.0.storage.shutdown(Duration::from_secs(1));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
