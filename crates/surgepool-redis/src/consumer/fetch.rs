@@ -47,6 +47,7 @@ pub(crate) async fn run(
     let mut cursor = "0-0".to_owned();
     let reclaim_every = shared.config.lease_floor / 4;
     let mut next_reclaim = Instant::now();
+    let mut demand = Demand::new(shared.config.max_fetch);
     loop {
         if *stop.borrow() {
             return;
@@ -56,7 +57,7 @@ pub(crate) async fn run(
             p = shared.limiter.acquire() => p,
             _ = stop.changed() => return,
         };
-        let permits = gather(&shared, first).await;
+        let permits = gather(&shared, first, demand.cap).await;
 
         let mut permits = permits;
         let mut failed = false;
@@ -76,8 +77,10 @@ pub(crate) async fn run(
             }
         }
         if !permits.is_empty() && !failed {
-            match read(&shared, &mut conn, permits.len()).await {
+            let asked = permits.len();
+            match read(&shared, &mut conn, asked).await {
                 Ok(entries) => {
+                    demand.after_read(asked, entries.len());
                     for e in entries {
                         Counters::add(&shared.counters.fetched, 1);
                         dispatch(&shared, &pool, &settle, e, &mut permits);
@@ -103,15 +106,45 @@ pub(crate) async fn run(
     }
 }
 
-/// Takes every free permit, up to `max_fetch`. While fewer than half the limit are free and
+/// How many jobs the next fetch may ask for: twice what the stream gave last time, doubling
+/// while reads come back full, at most `max_fetch`.
+///
+/// The permits of a fetch are held while the read waits (`BLOCK`), and a job that finishes
+/// meanwhile reports them to the limit as in flight. Before this cap, an idle consumer held
+/// *every* free permit through each blocking read, so the limit looked used up all the time
+/// (and each failed `try_acquire` counted as a refusal): the adaptive limit grew to 2048
+/// with 11 jobs running (the lab's `fleet` at 2,400 jobs/s), and when the downstream
+/// slowed, the next reads took hundreds of jobs at once.
+#[derive(Debug)]
+struct Demand {
+    cap: usize,
+    max: usize,
+}
+
+impl Demand {
+    fn new(max_fetch: usize) -> Demand {
+        let max = max_fetch.max(1);
+        Demand { cap: max, max }
+    }
+
+    /// After a read that asked for `asked` entries and got `got`.
+    fn after_read(&mut self, asked: usize, got: usize) {
+        self.cap = got.min(asked).saturating_mul(2).clamp(1, self.max);
+    }
+}
+
+/// Takes free permits, up to `cap` (see [`Demand`]). While fewer than half the limit are free and
 /// jobs of the last fetch are still finishing, waits a moment for them (at most
 /// `GATHER_WAIT` per permit): otherwise short jobs would be fetched one per round trip, as
 /// each permit comes back alone (a low watermark, like Kafka's `fetch.min.bytes`).
-async fn gather(shared: &Shared, first: Permit) -> Vec<Permit> {
-    let max = shared.config.max_fetch;
+///
+/// It takes a permit only while one is free, so that it never counts as a refused caller:
+/// running out of permits here is not demand turned away.
+async fn gather(shared: &Shared, first: Permit, cap: usize) -> Vec<Permit> {
+    let max = cap.clamp(1, shared.config.max_fetch.max(1));
     let mut permits = vec![first];
     loop {
-        while permits.len() < max {
+        while permits.len() < max && shared.limiter.in_flight() < shared.limiter.limit() {
             match shared.limiter.try_acquire() {
                 Some(p) => permits.push(p),
                 None => break,
@@ -367,5 +400,30 @@ pub(crate) fn as_string(v: Value) -> Option<String> {
         Value::SimpleString(s) => Some(s),
         Value::Int(i) => Some(i.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Demand;
+
+    #[test]
+    fn demand_doubles_while_reads_come_back_full_and_follows_short_ones() {
+        let mut d = Demand::new(1000);
+        assert_eq!(d.cap, 1000, "a fresh consumer may meet a backlog");
+        d.after_read(1000, 3);
+        assert_eq!(d.cap, 6, "a short read: twice what the stream held");
+        d.after_read(6, 0);
+        assert_eq!(d.cap, 1, "an empty read still asks for one");
+        d.after_read(1, 1);
+        assert_eq!(d.cap, 2);
+        d.after_read(2, 2);
+        assert_eq!(d.cap, 4, "full reads double");
+        d.after_read(800, 800);
+        assert_eq!(d.cap, 1000, "never past max_fetch");
+        let mut huge = Demand::new(usize::MAX);
+        huge.after_read(usize::MAX, usize::MAX);
+        assert_eq!(huge.cap, usize::MAX, "no overflow");
+        assert_eq!(Demand::new(0).cap, 1);
     }
 }
