@@ -37,6 +37,9 @@ enum Command {
     Http(experiments::http::Args),
     /// Seed 001's external queue: a spike and a slowdown with a local pool overflowing into Redis Streams.
     Fleet(experiments::fleet::Args),
+    /// One consumer process of `fleet` (the lab starts it).
+    #[command(hide = true)]
+    FleetConsumer(experiments::fleet::ConsumerArgs),
     /// Seed 001: batched inserts on SQLite and PostgreSQL, by hand and through `Batcher`.
     Batch(experiments::batch::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Overload(args) => experiments::overload::run(args),
         Command::Http(args) => experiments::http::run(args),
         Command::Fleet(args) => experiments::fleet::run(args),
+        Command::FleetConsumer(args) => experiments::fleet::run_consumer(args),
         Command::Serve(args) => experiments::serve::run(args),
         Command::Report(args) => experiments::latest_report::run(args),
         Command::Soak(args) => experiments::soak::run(args),

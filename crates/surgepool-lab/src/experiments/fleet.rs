@@ -13,32 +13,40 @@
 //! | `slowdown` | `overflow_adaptive`    | the downstream slows 3× halfway: adaptive consumers fetch less |
 //! | `slowdown` | `overflow_fixed_<N>`   | the same with `Limit::fixed(N)` per consumer: in-flight work piles up |
 //!
-//! The consumers are tasks in this process, one `Consumer` (own connection, own name) each,
-//! standing in for machines; they share the process's two tokio workers with the producer.
-//! Latency is measured from each job's intended arrival (no coordinated omission);
-//! duplicates are job ids that ran twice, `lost` are accepted jobs that neither ran, nor
-//! were dead-lettered, nor are still waiting in Redis at the end.
+//! The consumers are processes (this binary re-run as `surgepool-lab fleet-consumer`, one
+//! `Consumer` each with its own connections and name), standing in for machines. The
+//! downstream is a loopback TCP service in the lab's process (`downstream.rs`), which the
+//! producer's local pool calls directly and the consumers over one connection each; it
+//! records each job's completion. Latency is measured from each job's intended arrival to
+//! the end of its downstream call (no coordinated omission); duplicates are job ids that
+//! ran twice, `lost` are accepted jobs that neither ran, nor were dead-lettered, nor are
+//! still waiting in Redis at the end.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use surgepool::{Limit, Pool, SubmitError};
 use surgepool_redis::server::RedisServer;
-use surgepool_redis::{Consumer, Job, Overflow, Queue, Source};
+use surgepool_redis::{Job, Overflow, Queue, Source};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+mod downstream;
 mod output;
+mod process;
 mod sim;
 
+pub(crate) use self::process::{run as run_consumer, ConsumerArgs};
+use self::process::{Proc, Report};
 use self::sim::{encode, Ctx, Quantiles};
 
 /// Arguments of `surgepool-lab fleet`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Consumers draining the stream (each a `Consumer` with its own connection and name).
+    /// Consumer processes draining the stream (each a `Consumer` with its own connections and name).
     #[arg(long, default_value_t = 2)]
     consumers: usize,
     /// Offered jobs per second during the spike.
@@ -192,9 +200,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let server = RedisServer::start_with_fsync(&args.fsync)
         .with_context(|| format!("redis-server did not start (appendfsync {})", args.fsync))?;
     eprintln!(
-        "fleet: redis-server on port {} (appendonly yes, appendfsync {}); consumers are tasks in this process",
+        "fleet: redis-server on port {} (appendonly yes, appendfsync {}); {} consumer processes per run",
         server.port(),
-        args.fsync
+        args.fsync,
+        args.consumers,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(crate::machine::cores().clamp(1, 4))
@@ -256,10 +265,10 @@ async fn run_row(
     let label = format!("{}/{}", scenario.name(), strategy.name());
     let bar = output::progress(&label, jobs);
 
-    // The overflow path and its consumers (none for local_only).
+    // The overflow path and its consumer processes (none for local_only).
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut fleet: Option<(Overflow, Queue, Vec<Consumer>)> = None;
-    let mut runs = JoinSet::new();
+    let mut fleet: Option<(Overflow, Queue, Vec<Proc>)> = None;
+    let mut serving = None;
     if !matches!(strategy, Strategy::LocalOnly) {
         let name = format!("fleet-{index}");
         let queue = Queue::builder(url, &name)
@@ -272,40 +281,35 @@ async fn run_row(
             let c = c.clone();
             async move { c.handle(job.payload(), job.source() == Source::Local).await }
         });
-        let mut consumers = Vec::new();
+        let (addr, server) = downstream::serve(ctx.clone()).await?;
+        serving = Some(server);
+        let limit = match strategy {
+            Strategy::Fixed(n) => format!("fixed:{n}"),
+            _ => "adaptive".to_owned(),
+        };
+        let mut procs = Vec::new();
         for i in 0..args.consumers {
-            // Each consumer opens its own connection, as a separate machine would.
-            let q = Queue::builder(url, &name).connect().await?;
-            let c = ctx.clone();
-            let limit = match strategy {
-                Strategy::Fixed(n) => Limit::fixed(n),
-                _ => Limit::adaptive(),
-            };
-            let consumer = Consumer::builder(q, move |job: Job| {
-                let c = c.clone();
-                async move { c.handle(job.payload(), false).await }
-            })
-            .limit(limit)
-            .name(format!("c{i}"))
-            .drain_grace(Duration::from_secs(5))
-            .build()
-            .context("consumer")?;
-            let cons = consumer.clone();
-            let mut rx = stop_rx.clone();
-            runs.spawn(async move {
-                cons.run_until(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-            });
-            consumers.push(consumer);
+            procs.push(Proc::spawn(url, &name, &format!("c{i}"), &limit, addr)?);
         }
-        fleet = Some((overflow, queue, consumers));
+        // Each process reports once it is connected; arrivals start when all have.
+        let ready_by = Instant::now() + Duration::from_secs(30);
+        while procs.iter().any(|p| p.report().limit == 0) {
+            if Instant::now() >= ready_by {
+                bail!("the consumer processes did not report within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fleet = Some((overflow, queue, procs));
     }
 
     // The sampler: backlog and in-flight work every 100 ms.
     let sampler = {
-        let fleet = fleet.as_ref().map(|(_, q, c)| (q.clone(), c.clone()));
+        let fleet = fleet.as_ref().map(|(_, q, procs)| {
+            (
+                q.clone(),
+                procs.iter().map(Proc::reports).collect::<Vec<_>>(),
+            )
+        });
         let ctx = ctx.clone();
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
@@ -319,9 +323,9 @@ async fn run_row(
                 }
                 let t_s = ctx.start.elapsed().as_secs_f64();
                 let (backlog, in_flight, limit) = match &fleet {
-                    Some((q, cs)) => {
+                    Some((q, reports)) => {
                         let backlog = q.fleet().await.map(|f| f.waiting()).unwrap_or(0);
-                        let snaps = cs.iter().map(Consumer::snapshot);
+                        let snaps = reports.iter().map(|r| *lock(r));
                         let (f, l) = snaps.fold((0, 0), |(f, l), s| (f + s.in_flight, l + s.limit));
                         (backlog, f, l)
                     }
@@ -411,23 +415,30 @@ async fn run_row(
     }
     let elapsed = ctx.start.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
-    while let Some(r) = runs.join_next().await {
-        if let Ok(Err(e)) = r {
-            eprintln!("fleet: a consumer stopped with an error: {e}");
-        }
-    }
     let series = sampler.await.unwrap_or_default();
     bar.finish_and_clear();
 
     let (mut consumer_acked, mut dead, mut redis_errors, mut waiting) = (0, 0, 0, 0);
-    if let Some((_, queue, consumers)) = &fleet {
-        for c in consumers {
-            let s = c.snapshot();
-            consumer_acked += s.acked;
-            dead += s.dead;
-            redis_errors += s.redis_errors;
+    if let Some((_, queue, procs)) = fleet.take() {
+        // Each process drains (5 s grace) and exits; its last report is final.
+        let reports = tokio::task::spawn_blocking(move || {
+            procs
+                .into_iter()
+                .map(|p| p.stop(Duration::from_secs(30)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .context("stopping the consumer processes")?;
+        for r in reports {
+            let r: Report = r?;
+            consumer_acked += r.acked;
+            dead += r.dead;
+            redis_errors += r.redis_errors;
         }
         waiting = queue.fleet().await.map(|f| f.waiting()).unwrap_or(0);
+    }
+    if let Some(server) = serving {
+        server.abort();
     }
     let (distinct, duplicates) = ctx.distinct_and_duplicates();
     let local_done = ctx.local_done.load(Ordering::Relaxed);
@@ -464,4 +475,8 @@ async fn run_row(
         drain_s,
         series,
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -143,7 +143,7 @@ pub(super) fn write_json(path: &Path, args: &Args, rows: &[Row]) -> anyhow::Resu
         "experiment": "fleet",
         "scenario": {
             "consumers": args.consumers,
-            "consumers_are": "tasks in the lab process",
+            "consumers_are": "processes (surgepool-lab fleet-consumer), one tokio worker each",
             "spike_rps": args.spike_rps,
             "spike_secs": args.spike_secs,
             "slowdown_rps": args.slowdown_rps,
