@@ -132,7 +132,20 @@ fn tiny_fleet_run_accounts_for_every_job() {
             !r["series"].as_array().unwrap().is_empty(),
             "no samples: {r}"
         );
+        // The consumers are 2 processes, each reporting its own limit.
+        let consumers = if r["strategy"] == "local_only" { 0 } else { 2 };
+        for sample in r["series"].as_array().unwrap() {
+            let limits = sample["limits"].as_array().expect("limits per consumer");
+            assert_eq!(limits.len(), consumers, "{sample}");
+        }
     }
+    assert!(
+        doc["scenario"]["consumers_are"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("processes")),
+        "{}",
+        doc["scenario"]
+    );
     assert!(
         u(&rows[0], "shed") > 0,
         "the local pool alone must shed the spike: {}",

@@ -128,7 +128,7 @@ impl Strategy {
 }
 
 /// One sample of the fleet, every 100 ms.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 struct Sample {
     t_s: f64,
     /// Jobs waiting in Redis (stream + retry set).
@@ -137,6 +137,8 @@ struct Sample {
     in_flight: u64,
     /// The consumers' limits, summed (what the next fetches may take).
     limit: u64,
+    /// Each consumer process's limit (the sum is `limit`).
+    limits: Vec<u64>,
     /// Completions per second over the last interval (local and consumed).
     done_per_s: f64,
     /// The highest latency from intended arrival among the last interval's completions, ms.
@@ -322,15 +324,16 @@ async fn run_row(
                     _ = rx.wait_for(|s| *s) => break,
                 }
                 let t_s = ctx.start.elapsed().as_secs_f64();
-                let (backlog, in_flight, limit) = match &fleet {
+                let (backlog, in_flight, limits) = match &fleet {
                     Some((q, reports)) => {
                         let backlog = q.fleet().await.map(|f| f.waiting()).unwrap_or(0);
-                        let snaps = reports.iter().map(|r| *lock(r));
-                        let (f, l) = snaps.fold((0, 0), |(f, l), s| (f + s.in_flight, l + s.limit));
-                        (backlog, f, l)
+                        let snaps: Vec<Report> = reports.iter().map(|r| *lock(r)).collect();
+                        let in_flight = snaps.iter().map(|s| s.in_flight).sum();
+                        (backlog, in_flight, snaps.iter().map(|s| s.limit).collect())
                     }
-                    None => (0, 0, 0),
+                    None => (0, 0, Vec::new()),
                 };
+                let limit = limits.iter().sum();
                 let done = ctx.completed.load(Ordering::Relaxed);
                 let dt = (t_s - last_t).max(1e-3);
                 let done_per_s = done.saturating_sub(last_done) as f64 / dt;
@@ -340,6 +343,7 @@ async fn run_row(
                     backlog,
                     in_flight,
                     limit,
+                    limits,
                     done_per_s,
                     max_latency_ms: ctx.take_window_max_us() as f64 / 1000.0,
                 });
