@@ -52,6 +52,9 @@ pub struct Snapshot {
     pub redis_errors: u64,
     /// Jobs moved from the retry set back into the stream by this consumer's mover.
     pub moved: u64,
+    /// `XREADGROUP` calls that returned at least one entry: `(fetched - reclaimed) / reads`
+    /// is the mean fetch size.
+    pub reads: u64,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +68,7 @@ pub(crate) struct Counters {
     pub(crate) stale: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) moved: AtomicU64,
+    pub(crate) reads: AtomicU64,
 }
 
 impl Counters {

@@ -67,6 +67,10 @@ async fn push_and_consume_every_job_once() {
     );
     let snap = consumer.snapshot();
     assert_eq!(snap.fetched, 501);
+    assert!(
+        (1..=501).contains(&snap.reads),
+        "each read that got entries is counted once: {snap:?}"
+    );
     assert_consumer_identity(&snap);
     let fleet = queue.fleet().await.unwrap();
     assert_eq!(

@@ -139,6 +139,8 @@ struct Sample {
     limit: u64,
     /// Each consumer process's limit (the sum is `limit`).
     limits: Vec<u64>,
+    /// Entries per XREADGROUP over the last interval, all consumers (0: no read got any).
+    fetch_size: f64,
     /// Completions per second over the last interval (local and consumed).
     done_per_s: f64,
     /// The highest latency from intended arrival among the last interval's completions, ms.
@@ -317,6 +319,7 @@ async fn run_row(
         tokio::spawn(async move {
             let mut series = Vec::new();
             let (mut last_t, mut last_done) = (0.0, 0);
+            let (mut last_read, mut last_reads) = (0u64, 0u64);
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tokio::select! {
@@ -324,14 +327,27 @@ async fn run_row(
                     _ = rx.wait_for(|s| *s) => break,
                 }
                 let t_s = ctx.start.elapsed().as_secs_f64();
-                let (backlog, in_flight, limits) = match &fleet {
+                let (backlog, in_flight, limits, fetch_size) = match &fleet {
                     Some((q, reports)) => {
                         let backlog = q.fleet().await.map(|f| f.waiting()).unwrap_or(0);
                         let snaps: Vec<Report> = reports.iter().map(|r| *lock(r)).collect();
                         let in_flight = snaps.iter().map(|s| s.in_flight).sum();
-                        (backlog, in_flight, snaps.iter().map(|s| s.limit).collect())
+                        let read: u64 = snaps.iter().map(|s| s.read).sum();
+                        let reads: u64 = snaps.iter().map(|s| s.reads).sum();
+                        let (d_read, d_reads) = (
+                            read.saturating_sub(last_read),
+                            reads.saturating_sub(last_reads),
+                        );
+                        (last_read, last_reads) = (read, reads);
+                        let size = if d_reads == 0 {
+                            0.0
+                        } else {
+                            d_read as f64 / d_reads as f64
+                        };
+                        let limits = snaps.iter().map(|s| s.limit).collect();
+                        (backlog, in_flight, limits, size)
                     }
-                    None => (0, 0, Vec::new()),
+                    None => (0, 0, Vec::new(), 0.0),
                 };
                 let limit = limits.iter().sum();
                 let done = ctx.completed.load(Ordering::Relaxed);
@@ -344,6 +360,7 @@ async fn run_row(
                     in_flight,
                     limit,
                     limits,
+                    fetch_size,
                     done_per_s,
                     max_latency_ms: ctx.take_window_max_us() as f64 / 1000.0,
                 });

@@ -81,6 +81,9 @@ pub(crate) async fn run(
             match read(&shared, &mut conn, asked).await {
                 Ok(entries) => {
                     demand.after_read(asked, entries.len());
+                    if !entries.is_empty() {
+                        Counters::add(&shared.counters.reads, 1);
+                    }
                     for e in entries {
                         Counters::add(&shared.counters.fetched, 1);
                         dispatch(&shared, &pool, &settle, e, &mut permits);

@@ -146,6 +146,7 @@ impl Consumer {
             lease_ms: u64::try_from(self.shared.lease().as_millis()).unwrap_or(u64::MAX),
             redis_errors: Counters::get(&c.redis_errors),
             moved: Counters::get(&c.moved),
+            reads: Counters::get(&c.reads),
         }
     }
 

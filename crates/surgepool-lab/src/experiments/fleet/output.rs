@@ -174,13 +174,18 @@ pub(super) fn write_report(dir: &Path, rows: &[Row]) -> anyhow::Result<PathBuf> 
          td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}</style></head><body>\
          <h1>surgepool-lab fleet</h1>",
     );
-    let metrics: [Metric; 5] = [
+    let metrics: [Metric; 6] = [
         ("Backlog in Redis", "jobs", |s| s.backlog as f64),
         ("Consumers' in-flight work", "jobs", |s| s.in_flight as f64),
         (
             "Consumers' limit (summed): the most the next fetches take",
             "permits",
             |s| s.limit as f64,
+        ),
+        (
+            "Fetch size: entries per XREADGROUP, all consumers, per 100 ms",
+            "entries",
+            |s| s.fetch_size,
         ),
         ("Completions per second", "jobs/s", |s| s.done_per_s),
         (

@@ -23,6 +23,9 @@ pub(super) struct Report {
     pub(super) limit: u64,
     pub(super) acked: u64,
     pub(super) dead: u64,
+    /// Deliveries read with XREADGROUP (fetched minus reclaimed), and the reads that got any.
+    pub(super) read: u64,
+    pub(super) reads: u64,
     pub(super) redis_errors: u64,
     /// Jobs handed back at its drain.
     pub(super) handed_back: u64,
@@ -118,6 +121,8 @@ fn print_report(consumer: &Consumer, handed_back: u64, last: bool) {
         limit: s.limit,
         acked: s.acked,
         dead: s.dead,
+        read: s.fetched.saturating_sub(s.reclaimed),
+        reads: s.reads,
         redis_errors: s.redis_errors,
         handed_back,
         last,
