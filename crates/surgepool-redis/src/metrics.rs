@@ -12,6 +12,7 @@ impl Snapshot {
     /// |---|---|---|
     /// | `surgepool_redis_jobs_total` | counter | `pool`, `outcome` = `fetched`, `acked`, `retried`, `dead`, `reclaimed`, `handed_back`, `stale` |
     /// | `surgepool_redis_errors_total` | counter | `pool` |
+    /// | `surgepool_redis_reads_total` | counter | `pool`: `XREADGROUP` calls that got entries (`fetched - reclaimed` over it is the mean fetch size) |
     /// | `surgepool_in_flight`, `surgepool_limit` | gauge | `pool` |
     /// | `surgepool_redis_lease_seconds` | gauge | `pool` |
     ///
@@ -41,6 +42,7 @@ impl Snapshot {
         }
         counter!("surgepool_redis_errors_total", "pool" => pool.clone())
             .absolute(self.redis_errors);
+        counter!("surgepool_redis_reads_total", "pool" => pool.clone()).absolute(self.reads);
         gauge!("surgepool_in_flight", "pool" => pool.clone()).set(self.in_flight as f64);
         gauge!("surgepool_limit", "pool" => pool.clone()).set(self.limit as f64);
         gauge!("surgepool_redis_lease_seconds", "pool" => pool).set(self.lease_ms as f64 / 1e3);
@@ -65,6 +67,7 @@ mod tests {
             limit: 8,
             lease_ms: 5_000,
             redis_errors: 3,
+            reads: 4,
             ..Snapshot::default()
         };
         let recorder = DebuggingRecorder::new();
@@ -88,6 +91,7 @@ mod tests {
                 ("surgepool_redis_jobs_total", Some("handed_back")) => DebugValue::Counter(1),
                 ("surgepool_redis_jobs_total", Some(_)) => DebugValue::Counter(0),
                 ("surgepool_redis_errors_total", None) => DebugValue::Counter(3),
+                ("surgepool_redis_reads_total", None) => DebugValue::Counter(4),
                 ("surgepool_in_flight", None) => DebugValue::Gauge(0.0.into()),
                 ("surgepool_limit", None) => DebugValue::Gauge(8.0.into()),
                 ("surgepool_redis_lease_seconds", None) => DebugValue::Gauge(5.0.into()),
@@ -96,6 +100,6 @@ mod tests {
             assert_eq!(value, expected, "{}", key.name());
             seen += 1;
         }
-        assert_eq!(seen, 11);
+        assert_eq!(seen, 12);
     }
 }
