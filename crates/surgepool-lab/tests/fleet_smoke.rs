@@ -166,3 +166,24 @@ fn tiny_fleet_run_accounts_for_every_job() {
     assert!(html.contains("<svg"), "the report has charts");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad settings are clear errors before anything starts (no redis-server needed: the checks
+/// come first), and a huge `--consumers` never starts that many processes.
+#[test]
+fn bad_fleet_settings_are_clear_errors() {
+    for (args, says) in [
+        (&["--consumers", "0"][..], "must be at least 1"),
+        (&["--consumers", "100000"][..], "--consumers is at most 64"),
+        (&["--spike-secs", "NaN"][..], "within 0..3600 seconds"),
+        (&["--service-ms", "0"][..], "must be at least 1"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_surgepool-lab"))
+            .arg("fleet")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

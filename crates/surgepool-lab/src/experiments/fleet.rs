@@ -43,10 +43,14 @@ pub(crate) use self::process::{run as run_consumer, ConsumerArgs};
 use self::process::{Proc, Report};
 use self::sim::{encode, Ctx, Quantiles};
 
+/// The most consumer processes one run starts.
+const MAX_CONSUMERS: usize = 64;
+
 /// Arguments of `surgepool-lab fleet`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Consumer processes draining the stream (each a `Consumer` with its own connections and name).
+    /// Consumer processes draining the stream (each a `Consumer` with its own connections and
+    /// name), at most 64.
     #[arg(long, default_value_t = 2)]
     consumers: usize,
     /// Offered jobs per second during the spike.
@@ -183,6 +187,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if args.consumers == 0 || args.local_limit == 0 || args.fixed == 0 {
         bail!("--consumers, --local-limit and --fixed must be at least 1");
     }
+    if args.consumers > MAX_CONSUMERS {
+        bail!("--consumers is at most {MAX_CONSUMERS} (each is a process on this machine)");
+    }
     if !(args.spike_secs.is_finite()
         && args.slowdown_secs.is_finite()
         && args.drain_secs.is_finite())
@@ -298,6 +305,9 @@ async fn run_row(
         // Each process reports once it is connected; arrivals start when all have.
         let ready_by = Instant::now() + Duration::from_secs(30);
         while procs.iter().any(|p| p.report().limit == 0) {
+            if procs.iter_mut().any(Proc::has_exited) {
+                bail!("a consumer process exited at start (its error is above)");
+            }
             if Instant::now() >= ready_by {
                 bail!("the consumer processes did not report within 30 s");
             }

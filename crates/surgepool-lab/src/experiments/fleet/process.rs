@@ -183,6 +183,11 @@ impl Proc {
         *lock(&self.latest)
     }
 
+    /// Whether the process has already ended (before it was asked to stop: a failure).
+    pub(super) fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Its latest report, shared: for a sampler that outlives this borrow.
     pub(super) fn reports(&self) -> Arc<Mutex<Report>> {
         self.latest.clone()
