@@ -78,6 +78,16 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
     );
     hello_ok(&p);
 
+    // More headers than hyper's bound (100), each small: 431 or a closed connection.
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let req = format!("GET /api/hello HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    let text = raw(p.addr, req.as_bytes(), Duration::from_secs(5));
+    assert!(
+        text.is_empty() || status_of(&text) == Some(431),
+        "{text:.200}"
+    );
+    hello_ok(&p);
+
     // A 100 MB body, declared: 413 before it is read. Undeclared (chunked): 413 or closed.
     let mut s = TcpStream::connect(p.addr).unwrap();
     s.write_all(b"POST /api/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n").unwrap();
