@@ -9,15 +9,18 @@
 set -euo pipefail
 rounds=$1
 shift
+servers=()
+for server in "$@"; do servers+=("$(realpath "$server")"); done
+first=${servers[0]}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 for round in $(seq 1 "$rounds"); do
-  for server in bare "$@"; do
+  for server in bare "${servers[@]}"; do
     if [ "$server" = bare ]; then
-      "$1" bare --addr 127.0.0.1:8081 >/dev/null 2>&1 &
+      "$first" bare --addr 127.0.0.1:8081 >/dev/null 2>&1 &
       url=http://127.0.0.1:8081/api/hello
     else
       rm -rf "$work"/data*
