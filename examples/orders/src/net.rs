@@ -322,6 +322,73 @@ mod tests {
         drop(writer.await.unwrap());
     }
 
+    /// A service that is not ready at first: readiness alternates per clone, and the
+    /// shared count says how many calls went through which copy.
+    #[derive(Clone)]
+    struct Flaky {
+        ready: bool,
+        fail: bool,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl tower::Service<u32> for Flaky {
+        type Response = u32;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<u32, &'static str>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.fail {
+                return Poll::Ready(Err("broken"));
+            }
+            if self.ready {
+                return Poll::Ready(Ok(()));
+            }
+            // Ready on the next poll, which must come from a real waker.
+            self.ready = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+
+        fn call(&mut self, req: u32) -> Self::Future {
+            assert!(self.ready, "called before it said ready");
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::future::ready(Ok(req * 2))
+        }
+    }
+
+    /// A ready stack is called in place; one that is not ready gets each request a clone
+    /// driven to readiness; one whose readiness fails answers with that error.
+    #[tokio::test]
+    async fn conn_service_calls_in_place_and_waits_for_readiness_on_a_clone() {
+        use hyper::service::Service as _;
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ready = ConnService::new(Flaky {
+            ready: true,
+            fail: false,
+            calls: calls.clone(),
+        });
+        assert_eq!(ready.call(1).await, Ok(2));
+        assert_eq!(ready.call(2).await, Ok(4));
+        let not_ready = ConnService::new(Flaky {
+            ready: false,
+            fail: false,
+            calls: calls.clone(),
+        });
+        // The first call finds the shared copy not ready (and makes it ready): a clone
+        // serves it. The second finds it ready and calls it in place.
+        assert_eq!(not_ready.call(3).await, Ok(6));
+        assert_eq!(not_ready.call(4).await, Ok(8));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 4);
+        let broken = ConnService::new(Flaky {
+            ready: true,
+            fail: true,
+            calls: calls.clone(),
+        });
+        assert_eq!(broken.call(5).await, Err("broken"));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
+
     /// A connection that keeps moving bytes stays open however long it lives.
     #[tokio::test(start_paused = true)]
     async fn idle_io_keeps_a_busy_connection() {
