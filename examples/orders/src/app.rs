@@ -1,22 +1,18 @@
 //! The router and the layer stack, in one `ServiceBuilder`, outermost first.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http::{HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use surgepool::Limit;
 use surgepool_tower::AdmissionLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
@@ -61,11 +57,9 @@ pub(crate) fn build(
     let http_metrics = state.0.metrics.clone();
     ServiceBuilder::new()
         // Counts first, so the counts are what clients saw: every 429, 503 and 504 included.
-        .layer(metrics::RecordLayer(http_metrics))
-        // A request id before tracing, so every log line of a request carries it; echoed back.
-        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
-        .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::x_request_id())
+        // It also sets the request id (`x-request-id`, echoed on the answer) before tracing.
+        .layer(metrics::RecordLayer::new(http_metrics))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // A panic anywhere below becomes a 500 for this request only; the layers above still
         // count and log it.
         .layer(CatchPanicLayer::custom(panic_response))
@@ -87,7 +81,6 @@ pub(crate) fn build(
         // Adaptive admission innermost: the limit it learns is the handlers' own latency,
         // not that of a slow client or a rate-limited burst.
         .layer(admission)
-        .map_response(IntoResponse::into_response)
         .map_request(|req: Request<_>| req.map(Body::new))
         .service(router(state))
 }
@@ -109,21 +102,22 @@ pub(crate) fn admission(cfg: &ServeConfig) -> anyhow::Result<AdmissionLayer> {
         .build()?)
 }
 
+/// The span of one request: method, URI and the request id set by the metrics layer, so
+/// every line a request logs names it. At DEBUG, like tower-http's default span; when DEBUG
+/// is off, the fields are not even formatted.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri(),
+        id = ?req.headers().get(&metrics::X_REQUEST_ID),
+    )
+}
+
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         axum::Json(serde_json::json!({"error": "internal error"})),
     )
         .into_response()
-}
-
-/// Request ids from a counter: unique per process, no RNG, no uuid dependency.
-#[derive(Debug, Clone, Default)]
-struct Counter(std::sync::Arc<AtomicU64>);
-
-impl MakeRequestId for Counter {
-    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<RequestId> {
-        let id = self.0.fetch_add(1, Ordering::Relaxed);
-        Some(RequestId::new(HeaderValue::from(id)))
-    }
 }

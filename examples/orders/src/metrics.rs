@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 
 /// Route labels; a path that matches none is `other`.
 pub(crate) const ROUTES: [&str; 5] = [
@@ -81,13 +81,31 @@ impl HttpMetrics {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arrival(pub(crate) tokio::time::Instant);
 
-/// The counting layer; it also stamps each request's [`Arrival`].
+/// The counting layer; it also stamps each request's [`Arrival`] and gives it a request id.
+///
+/// The request id is the `x-request-id` header: the client's if it sent one, else the next
+/// number of a process-wide counter (unique per process, no RNG). It is echoed on the answer
+/// unless the answer carries one already. Done here rather than with tower-http's
+/// `SetRequestIdLayer` and `PropagateRequestIdLayer`, which are two more layers (a call, a
+/// future and a header lookup each) around every request.
 ///
 /// A hand-written tower layer rather than `axum::middleware::from_fn`: `from_fn` clones the
 /// whole stack below it and boxes a future per request, and as the outermost layer that was
 /// a measurable share of `/api/hello`'s cost.
 #[derive(Debug, Clone)]
-pub(crate) struct RecordLayer(pub(crate) Arc<HttpMetrics>);
+pub(crate) struct RecordLayer {
+    metrics: Arc<HttpMetrics>,
+    ids: Arc<AtomicU64>,
+}
+
+impl RecordLayer {
+    pub(crate) fn new(metrics: Arc<HttpMetrics>) -> RecordLayer {
+        RecordLayer {
+            metrics,
+            ids: Arc::default(),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for RecordLayer {
     type Service = Record<S>;
@@ -95,7 +113,8 @@ impl<S> tower::Layer<S> for RecordLayer {
     fn layer(&self, inner: S) -> Record<S> {
         Record {
             inner,
-            metrics: self.0.clone(),
+            metrics: self.metrics.clone(),
+            ids: self.ids.clone(),
         }
     }
 }
@@ -105,7 +124,11 @@ impl<S> tower::Layer<S> for RecordLayer {
 pub(crate) struct Record<S> {
     inner: S,
     metrics: Arc<HttpMetrics>,
+    ids: Arc<AtomicU64>,
 }
+
+/// The request id header, set on requests without one and echoed on every answer.
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl<S, B, RB> tower::Service<Request<B>> for Record<S>
 where
@@ -122,10 +145,19 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         req.extensions_mut()
             .insert(Arrival(tokio::time::Instant::now()));
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = HeaderValue::from(self.ids.fetch_add(1, Ordering::Relaxed));
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
         let route = HttpMetrics::route(req.uri().path());
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         RecordFuture {
             inner: self.inner.call(req),
+            id: Some(id),
             counted: InFlight {
                 metrics: self.metrics.clone(),
                 route,
@@ -140,6 +172,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct RecordFuture<F> {
         #[pin]
         inner: F,
+        id: Option<HeaderValue>,
         counted: InFlight,
     }
 }
@@ -163,12 +196,77 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
+        let mut result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
             this.counted
                 .metrics
                 .count(this.counted.route, response.status().as_u16());
+            if let Some(id) = this.id.take() {
+                response
+                    .headers_mut()
+                    .entry(X_REQUEST_ID.clone())
+                    .or_insert(id);
+            }
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+
+    /// Answers 200 with the request's id as the body; with `own`, the answer carries an id of
+    /// its own.
+    fn echo(
+        own: bool,
+    ) -> impl tower::Service<Request<()>, Response = Response<String>, Error = ()> + Clone {
+        tower::service_fn(move |req: Request<()>| async move {
+            let seen = req.headers()[&X_REQUEST_ID].to_str().unwrap().to_owned();
+            let mut response = Response::new(seen);
+            if own {
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), HeaderValue::from_static("inner"));
+            }
+            Ok::<_, ()>(response)
+        })
+    }
+
+    #[tokio::test]
+    async fn requests_get_an_id_that_is_echoed_and_a_client_id_is_kept() {
+        let metrics = HttpMetrics::new();
+        let layer = RecordLayer::new(metrics.clone());
+        let svc = layer.layer(echo(false));
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let res = svc.clone().oneshot(Request::new(())).await.unwrap();
+            assert_eq!(res.headers()[&X_REQUEST_ID], res.body().as_str());
+            ids.push(res.into_body());
+        }
+        assert_eq!(ids, ["0", "1"]);
+        let req = Request::builder()
+            .header(&X_REQUEST_ID, "client-7")
+            .body(())
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            (
+                res.headers()[&X_REQUEST_ID].to_str().unwrap(),
+                res.body().as_str()
+            ),
+            ("client-7", "client-7")
+        );
+        // An answer that set its own id keeps it.
+        let res = layer
+            .layer(echo(true))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(res.headers()[&X_REQUEST_ID], "inner");
+        assert_eq!(res.headers().get_all(&X_REQUEST_ID).iter().count(), 1);
+        assert_eq!(metrics.in_flight.load(Ordering::Relaxed), 0);
     }
 }
