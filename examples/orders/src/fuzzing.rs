@@ -28,7 +28,6 @@ use clap::Parser as _;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -151,8 +150,9 @@ impl Harness {
         builder.half_close(true);
         let output = self.rt.block_on(async {
             let (client, server) = tokio::io::duplex(64 * 1024);
+            // The adapter the listeners use (one copy of the stack per connection).
             let conn =
-                builder.serve_connection(TokioIo::new(server), TowerToHyperService::new(service));
+                builder.serve_connection(TokioIo::new(server), net::ConnService::new(service));
             let (mut rd, mut wr) = tokio::io::split(client);
             let send = async {
                 // The server may close early (a refused head): the rest is not wanted.
