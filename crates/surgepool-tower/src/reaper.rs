@@ -248,8 +248,8 @@ impl Slot {
 }
 
 /// The reaper task: sleeps until the oldest parked permit's deadline, releases what expired
-/// as drops, and exits when nothing was parked for a [`linger`] or the layer is gone. It holds the layer only
-/// weakly, so a dropped layer is not kept alive for a whole timeout.
+/// as drops, and exits when nothing was parked for a [`linger`] or the layer is gone. It
+/// holds the layer only weakly, so a dropped layer is not kept alive for a whole timeout.
 async fn reap(guard: ReaperGuard) {
     let (shared, id) = (guard.0.clone(), guard.1);
     let mut expired = Vec::new();
@@ -301,12 +301,17 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn stale_entries_are_compacted_and_live_ones_reaped() {
-        let shared = Arc::new(crate::shared::tests::shared(
+    /// A layer's state with room for 1,000 permits and a 10 s body timeout.
+    fn layer_with_10s_bodies() -> Arc<Shared> {
+        Arc::new(crate::shared::tests::shared(
             Limiter::new(Limit::fixed(1_000)).unwrap(),
             Duration::from_secs(10),
-        ));
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_entries_are_compacted_and_live_ones_reaped() {
+        let shared = layer_with_10s_bodies();
         let limiter = shared.limiter.clone();
         // Many bodies that end in time: the FIFO stays small.
         for _ in 0..10_000 {
@@ -334,10 +339,7 @@ mod tests {
     /// than end and be spawned again by the next response.
     #[tokio::test(start_paused = true)]
     async fn one_reaper_serves_a_stream_of_short_bodies() {
-        let shared = Arc::new(crate::shared::tests::shared(
-            Limiter::new(Limit::fixed(1_000)).unwrap(),
-            Duration::from_secs(10),
-        ));
+        let shared = layer_with_10s_bodies();
         let limiter = shared.limiter.clone();
         let mut ids = std::collections::HashSet::new();
         for _ in 0..100 {

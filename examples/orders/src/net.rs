@@ -331,6 +331,20 @@ mod tests {
         calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
 
+    impl Flaky {
+        fn new(
+            ready: bool,
+            fail: bool,
+            calls: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        ) -> Flaky {
+            Flaky {
+                ready,
+                fail,
+                calls: calls.clone(),
+            }
+        }
+    }
+
     impl tower::Service<u32> for Flaky {
         type Response = u32;
         type Error = &'static str;
@@ -363,28 +377,16 @@ mod tests {
     async fn conn_service_calls_in_place_and_waits_for_readiness_on_a_clone() {
         use hyper::service::Service as _;
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let ready = ConnService::new(Flaky {
-            ready: true,
-            fail: false,
-            calls: calls.clone(),
-        });
+        let ready = ConnService::new(Flaky::new(true, false, &calls));
         assert_eq!(ready.call(1).await, Ok(2));
         assert_eq!(ready.call(2).await, Ok(4));
-        let not_ready = ConnService::new(Flaky {
-            ready: false,
-            fail: false,
-            calls: calls.clone(),
-        });
+        let not_ready = ConnService::new(Flaky::new(false, false, &calls));
         // The first call finds the shared copy not ready (and makes it ready): a clone
         // serves it. The second finds it ready and calls it in place.
         assert_eq!(not_ready.call(3).await, Ok(6));
         assert_eq!(not_ready.call(4).await, Ok(8));
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 4);
-        let broken = ConnService::new(Flaky {
-            ready: true,
-            fail: true,
-            calls: calls.clone(),
-        });
+        let broken = ConnService::new(Flaky::new(true, true, &calls));
         assert_eq!(broken.call(5).await, Err("broken"));
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 4);
     }
