@@ -280,7 +280,7 @@ fn clients(knee: usize) -> usize {
 
 /// CPU-like work (knee = cores): the default settles on the core count. Budget: 5 000
 /// samples (≈ 6 s at k = 8, 3 s at k = 16, 25 s at k = 2, where jobs are 20 ms and only two
-/// run at once). Measured (tolerance 1.5): median exactly k for k = 2, 8, 16, within 10 %
+/// run at once). Measured (tolerance 1.75, as with 1.5): median exactly k for k = 2, 8, 16, within 10 %
 /// for 89 %, 76 %, 84 % of the time (the rest are its probes one step either side).
 #[tokio::test(start_paused = true)]
 async fn adaptive_settles_on_the_core_count_for_cpu_work() {
@@ -321,8 +321,8 @@ async fn adaptive_finds_thousands_for_waiting_work_within_seconds() {
 /// acts on a rise larger than two standard errors of the window's mean, and a measure window
 /// grows until its goodput's noise is well below the effect of the move under test
 /// (`8 cv² / effect²` samples, at most 1024), so noise is read neither as a queue nor as a
-/// goodput change. Measured (one seed, tolerance 1.5): median 2, 16 and 1011 (k = 2, 16,
-/// 1000), 89–96 % of the time within 10 %; lowest 1, 8, 863.
+/// goodput change. Measured (one seed, tolerance 1.75): median 2, 16 and 1001 (k = 2, 16,
+/// 1000), 78–99 % of the time within 10 %; lowest 1, 8, 851.
 #[tokio::test(start_paused = true)]
 async fn adaptive_is_not_fooled_by_noisy_service_times() {
     for (knee, secs, band) in [(2usize, 30.0, 0.10), (16, 30.0, 0.10), (1000, 6.0, 0.10)] {
@@ -343,8 +343,8 @@ async fn adaptive_is_not_fooled_by_noisy_service_times() {
 
 /// The capacity halves mid-run (k = 16 → 8 at 15 s; k = 1000 → 500 at 6 s): the latency
 /// guard cuts at once. Stated: within 10 % of the new knee within 1 s, and settled there
-/// (median within 10 %) from 2 s after the change. Measured: 0.14 s (1000) and 0.72 s (16)
-/// to first reach the band.
+/// (median within 10 %) from 2 s after the change. Measured (tolerance 1.75): 0.26 s (1000;
+/// 0.14 s with 1.5) and 0.71 s (16) to first reach the band.
 #[tokio::test(start_paused = true)]
 async fn adaptive_follows_when_capacity_halves() {
     for (knee, change, secs) in [(16usize, 15.0, 25.0), (1000, 6.0, 12.0)] {
