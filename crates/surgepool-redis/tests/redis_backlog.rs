@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::oneshot;
 
 use support::*;
 
@@ -37,20 +36,12 @@ async fn a_backlog_of_100k_jobs_pushed_before_any_consumer_is_consumed() {
     .limit(surgepool::Limit::fixed(1000))
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("the backlog consumed", || async {
         consumer.snapshot().acked == BACKLOG as u64
     })
     .await;
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
     assert_eq!(ran.load(Ordering::Relaxed), BACKLOG as u64);
     let fleet = queue.fleet().await.unwrap();
     assert_eq!((fleet.in_stream, fleet.pending), (0, 0));

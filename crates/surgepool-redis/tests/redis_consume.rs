@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use surgepool::Limit;
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::oneshot;
 
 use support::*;
 
@@ -46,17 +45,9 @@ async fn push_and_consume_every_job_once() {
     .limit(Limit::adaptive())
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("501 acks", || async { consumer.snapshot().acked == 501 }).await;
-    stop.send(()).unwrap();
-    let report = run.await.unwrap().unwrap();
+    let report = run.stop().await.unwrap();
     assert_eq!(report.handed_back, 0);
 
     let seen = seen.lock().unwrap().clone();
@@ -105,14 +96,7 @@ async fn ack_only_after_success() {
     .limit(Limit::fixed(10))
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("10 running", || async { *started.lock().unwrap() == 10 }).await;
 
     // Running, not finished: nothing acked, every entry still pending in Redis.
@@ -125,8 +109,7 @@ async fn ack_only_after_success() {
     wait_for("10 acks", || async { consumer.snapshot().acked == 10 }).await;
     let fleet = queue.fleet().await.unwrap();
     assert_eq!((fleet.in_stream, fleet.pending), (0, 0));
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
     assert_consumer_identity(&consumer.snapshot());
 }
 
@@ -156,21 +139,13 @@ async fn failures_retry_with_backoff_then_dead_letter() {
     .max_deliveries(3)
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("3 acks and 1 dead", || async {
         let s = consumer.snapshot();
         s.acked == 3 && s.dead == 1
     })
     .await;
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(

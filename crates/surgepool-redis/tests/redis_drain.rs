@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use surgepool::Limit;
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::oneshot;
 
 use support::*;
 
@@ -43,20 +42,12 @@ async fn drain_hands_back_unfinished_jobs_at_once() {
     .drain_grace(Duration::from_millis(200))
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let d = draining.clone();
-    let run = tokio::spawn(async move {
-        d.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&draining);
     wait_for("15 started, 5 acked", || async {
         started.load(Ordering::SeqCst) == 15 && draining.snapshot().acked == 5
     })
     .await;
-    stop.send(()).unwrap();
-    let report = run.await.unwrap().unwrap();
+    let report = run.stop().await.unwrap();
     assert!(report.timed_out);
     assert_eq!(
         (report.cancelled, report.handed_back, report.left_pending),
@@ -84,20 +75,12 @@ async fn drain_hands_back_unfinished_jobs_at_once() {
     .lease_bounds(Duration::from_secs(3600), Duration::from_secs(3600))
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let n = next.clone();
-    let run = tokio::spawn(async move {
-        n.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&next);
     wait_for("10 acked elsewhere", || async {
         next.snapshot().acked == 10
     })
     .await;
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
     let all_first = deliveries.lock().unwrap().iter().all(|(_, d)| *d == 1);
     assert!(all_first, "the interrupted run is not held against it");
     assert_eq!(next.snapshot().reclaimed, 0);
@@ -134,14 +117,7 @@ async fn trimming_deletes_acked_entries_and_never_pending_ones() {
     .limit(Limit::fixed(100))
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("50 acked, 50 held", || async {
         consumer.snapshot().acked == 50 && held.load(Ordering::SeqCst) == 50
     })
@@ -170,8 +146,7 @@ async fn trimming_deletes_acked_entries_and_never_pending_ones() {
 
     gate.add_permits(10_000);
     wait_for("150 acked", || async { consumer.snapshot().acked == 150 }).await;
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
     let len: u64 = redis::cmd("XLEN")
         .arg("trim")
         .query_async(&mut conn)

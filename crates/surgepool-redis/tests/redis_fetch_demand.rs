@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use surgepool::Limit;
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::oneshot;
 
 use support::*;
 
@@ -30,14 +29,7 @@ async fn a_trickle_of_jobs_does_not_grow_the_adaptive_limit() {
     .limit(Limit::adaptive())
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     // One job at a time: the demand is one slot, whatever the timing.
     const JOBS: u64 = 400;
     let mut highest = 0;
@@ -49,8 +41,7 @@ async fn a_trickle_of_jobs_does_not_grow_the_adaptive_limit() {
         .await;
         highest = highest.max(consumer.snapshot().limit);
     }
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
     let snap = consumer.snapshot();
     assert_eq!(snap.acked, JOBS);
     assert_consumer_identity(&snap);

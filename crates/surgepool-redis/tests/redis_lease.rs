@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use surgepool::Limit;
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::oneshot;
 
 use support::*;
 
@@ -60,20 +59,12 @@ async fn dead_consumers_jobs_are_reclaimed_after_the_lease() {
     }))
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let r = rescuer.clone();
-    let task = tokio::spawn(async move {
-        r.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let task = start(&rescuer);
     wait_for("20 reclaimed and acked", || async {
         rescuer.snapshot().acked == 20
     })
     .await;
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    task.stop().await.unwrap();
 
     let snap = rescuer.snapshot();
     assert_eq!(snap.reclaimed, 20);
@@ -113,17 +104,9 @@ async fn a_job_that_kills_its_workers_is_dead_lettered() {
     .max_deliveries(2)
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let t = third.clone();
-    let task = tokio::spawn(async move {
-        t.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let task = start(&third);
     wait_for("dead-lettered", || async { third.snapshot().dead == 1 }).await;
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    task.stop().await.unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 0, "never run a third time");
     let dead = queue.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use surgepool::{Limit, Pool};
 use surgepool_redis::{Consumer, Job, Overflow, OverflowError, PushError, Queue, Routed, Source};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
 use support::*;
 
@@ -102,20 +102,12 @@ async fn overflow_runs_locally_then_queues_then_sheds_at_the_bound() {
     let consumer = fast(Consumer::builder(queue.clone(), handler))
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("the backlog drained", || async {
         consumer.snapshot().acked == 5
     })
     .await;
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 7, "one handler, both paths");
     // Below the bound again: overflow queues once more.
     let hold = Arc::new(Semaphore::new(0));

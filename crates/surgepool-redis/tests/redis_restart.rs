@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use surgepool::Limit;
 use surgepool_redis::{Consumer, Job};
-use tokio::sync::oneshot;
 
 use support::*;
 
@@ -39,14 +38,7 @@ async fn redis_restart_mid_run_loses_nothing() {
     .limit(Limit::adaptive())
     .build()
     .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = consumer.clone();
-    let run = tokio::spawn(async move {
-        c.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let run = start(&consumer);
     wait_for("some progress", || async {
         consumer.snapshot().acked >= 300
     })
@@ -64,8 +56,7 @@ async fn redis_restart_mid_run_loses_nothing() {
         }
     })
     .await;
-    stop.send(()).unwrap();
-    run.await.unwrap().unwrap();
+    run.stop().await.unwrap();
 
     let snap = consumer.snapshot();
     assert!(snap.redis_errors > 0, "the outage was seen: {snap:?}");

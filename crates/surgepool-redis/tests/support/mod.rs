@@ -7,7 +7,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use surgepool_redis::server::RedisServer;
-use surgepool_redis::{ConsumerBuilder, Queue, Snapshot};
+use surgepool_redis::{Consumer, ConsumerBuilder, DrainReport, Queue, RedisError, Snapshot};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// Longest any awaited condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -65,4 +67,33 @@ pub async fn assert_fleet_identity(queue: &Queue, acked: u64) {
         acked + fleet.dead + fleet.waiting(),
         "pushed = acked + dead + waiting: {fleet:?}"
     );
+}
+
+/// A consumer running `run_until` on a task of its own, until [`Running::stop`].
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<DrainReport, RedisError>>,
+}
+
+/// Starts `consumer` on a task of its own; it runs until [`Running::stop`].
+pub fn start(consumer: &Consumer) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let consumer = consumer.clone();
+    let task = tokio::spawn(async move {
+        consumer
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Running { stop, task }
+}
+
+impl Running {
+    /// Signals the stop and waits for the drain: its report, or the error the run ended with.
+    pub async fn stop(self) -> Result<DrainReport, RedisError> {
+        // An error here means the run already ended: its task holds the outcome.
+        let _ = self.stop.send(());
+        self.task.await.expect("the consumer's task panicked")
+    }
 }
