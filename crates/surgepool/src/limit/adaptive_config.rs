@@ -1,5 +1,5 @@
 //! The settings of [`Limit::adaptive`] and their builder; the controller itself is in
-//! `adaptive.rs`.
+//! `adaptive/`.
 
 use std::time::Duration;
 

@@ -1,0 +1,171 @@
+//! The hill climber (step 5 of the decision): move the limit by a step, keep the move only
+//! if goodput followed it, and how the search goes on after a kept move, a rejected one, a
+//! cut or a new base.
+
+use super::window::Window;
+use super::{Adaptive, HALF};
+
+/// A down-move never takes more than this share of the limit at once, however many moves
+/// were kept before it: its step doubles after each kept move, and a step as large as the
+/// limit would take it to the minimum in one move.
+const MAX_DOWN_STEP: f64 = 0.5;
+/// Longest pause, in windows, between moves once the climber sits on the knee.
+const MAX_HOLD: u32 = 16;
+
+/// A limit and the goodput measured under it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Point {
+    pub(super) limit: usize,
+    goodput: f64,
+    /// Mean RTT, seconds.
+    rtt: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Up,
+    Down,
+}
+
+impl Adaptive {
+    /// After the base changed under us (the work got slower): the knee may have moved
+    /// far, up for waiting work (Little's law: three times the service time needs three
+    /// times the concurrency for the same goodput), so search again from here as slow
+    /// start does, doubling while goodput follows and bisecting when it stops. (Before,
+    /// the climber restarted at 5 % steps with holds: after the lab's service time tripled
+    /// it took 2 s to climb from 459 to 1000.)
+    pub(super) fn restart_search(&mut self) {
+        self.moved_from = None;
+        self.ceiling = None;
+        self.starting = true;
+        self.direction = Direction::Up;
+        self.step = self.limit.max(1);
+        self.hold = 1;
+        self.hold_left = 0;
+    }
+
+    /// After a rejected move to `tried` (already undone). A large up-move (slow start's
+    /// doubling, or a step grown by kept moves) is bisected: the knee lies between here and
+    /// `tried`, so try half the step next, and remember `tried` as a ceiling that later
+    /// steps halve toward. Otherwise flip direction, restart with a small step, and wait
+    /// longer each time before the next move (1, 2, 4, ... windows).
+    ///
+    /// Before the bisection, one transient latency spike during slow start (a doubling
+    /// that admits hundreds of jobs at once) sent the limit from 256 back to 128, then
+    /// down by 5 %, then up again by 5 %, 10 %, 20 %...: about a second of lost goodput at
+    /// every such spike (the lab's sleep work, 50,000 req/s offered).
+    pub(super) fn reject_move(&mut self, tried: usize) {
+        let half = tried.saturating_sub(self.limit) / 2;
+        self.starting = false;
+        if self.direction == Direction::Up && half >= 2 * self.min_step() {
+            self.step = half;
+            self.ceiling = Some(tried);
+            self.hold_left = 0;
+            return;
+        }
+        self.ceiling = None;
+        self.direction = match self.direction {
+            Direction::Up => Direction::Down,
+            Direction::Down => Direction::Up,
+        };
+        self.step = self.min_step();
+        self.hold_left = self.hold;
+        self.hold = (self.hold * 2).min(MAX_HOLD);
+    }
+
+    pub(super) fn climb(&mut self, w: &Window, goodput: f64, rtt: f64) {
+        let here = Point {
+            limit: self.limit,
+            goodput,
+            rtt,
+        };
+        if let Some(from) = self.moved_from.take() {
+            if !self.judge_move(w, from, here) {
+                return;
+            }
+        } else if self.hold_left > 0 {
+            self.hold_left -= 1;
+            return;
+        }
+        self.make_move(w, here);
+    }
+
+    /// Judges the pending move from `from` to `here` by the window `w` measured under it:
+    /// keeps it (and sets the next step), or undoes and rejects it and returns `false`.
+    fn judge_move(&mut self, w: &Window, from: Point, here: Point) -> bool {
+        let change = here.limit as f64 / from.limit as f64 - 1.0;
+        // Up (change > 0): goodput must rise by at least `gain` x the proportional gain.
+        // Down (change < 0): goodput may fall by at most `gain` x the proportional loss.
+        if change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0 {
+            // Untested: no caller came for the new slots while it was measured, so the
+            // window says nothing about the move. Keep it (it costs nothing while
+            // unused, and at most one step sits above the demand: the next move waits
+            // until the limit binds again) instead of rejecting it, which held back
+            // callers that return in bursts (they honour `Retry-After`) for seconds.
+            return true;
+        }
+        let mut kept = here.goodput >= from.goodput * (1.0 + self.config.gain * change);
+        // An up-move whose goodput did not follow is still kept if the limit turned
+        // work away all along and the latency stayed clearly flat (it rose by less
+        // than half the move, two standard errors included): the move cost nothing,
+        // and goodput could not follow because refused callers went away for a
+        // while. Past the knee the latency rises with the limit, so this never
+        // keeps a move there.
+        if !kept && change > 0.0 && w.refused() > 0 {
+            kept = here.rtt + 2.0 * w.std_error(here.rtt) <= from.rtt * (1.0 + HALF * change);
+        }
+        if !kept {
+            self.set_limit(from.limit);
+            self.reject_move(here.limit);
+            return false;
+        }
+        self.step = match self.ceiling {
+            // Bisecting: halfway to the lowest rejected limit, until that is a
+            // small step; then climb on from here as usual (the ceiling may have
+            // been a transient, and conditions change).
+            Some(ceiling) if change > 0.0 => {
+                let half = ceiling.saturating_sub(self.limit) / 2;
+                if half >= 2 * self.min_step() {
+                    half
+                } else {
+                    self.ceiling = None;
+                    self.min_step()
+                }
+            }
+            _ => self.step.saturating_mul(2).min(self.limit.max(1)),
+        };
+        self.hold = 1;
+        true
+    }
+
+    /// Moves the limit one step from `here` in the current direction, if the limit binds.
+    fn make_move(&mut self, w: &Window, here: Point) {
+        // Only move while the limit is what holds the work back: when callers bring less
+        // than the limit ("app limited"), goodput says nothing about the limit.
+        // Refusals count too: callers that were turned away and come back later leave the
+        // limit looking unused.
+        let binding = w.max_in_flight.saturating_add(w.limit / 10) >= w.limit || w.refused() > 0;
+        if !binding {
+            return;
+        }
+        let target = match self.direction {
+            Direction::Up => self.limit.saturating_add(self.step),
+            Direction::Down => {
+                let most = (self.limit as f64 * MAX_DOWN_STEP) as usize;
+                self.limit.saturating_sub(self.step.min(most.max(1)))
+            }
+        };
+        let before = self.limit;
+        self.set_limit(target);
+        if self.limit == before {
+            // At a bound: try the other way next time.
+            self.direction = match self.direction {
+                Direction::Up => Direction::Down,
+                Direction::Down => Direction::Up,
+            };
+            self.step = self.min_step();
+        } else {
+            self.moved_from = Some(here);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The decision on a finished measure window (steps 1 to 4 of the module doc: drops, the
+//! base RTT and its periodic re-measure, the latency guard) before it hands over to the
+//! hill climber.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::climb::Direction;
+use super::window::Window;
+use super::{Adaptive, HALF};
+use crate::limit::adaptive_config::MAX_PROBE_INTERVAL;
+use crate::limit::algorithm::whole;
+
+/// Limit kept after a window with too many drops.
+const DROP_BACKOFF: f64 = 0.9;
+/// The cut never takes away more than half the limit at once (Envoy and Netflix clamp the
+/// gradient at 0.5 for the same reason: one outlier window must not collapse the limit).
+const MIN_GRADIENT: f64 = 0.5;
+
+/// After a cut, an RTT above this × the RTT that caused the cut means latency is still
+/// climbing (a change in progress), not that the work got slower.
+const STILL_RISING: f64 = 1.05;
+
+impl Adaptive {
+    fn schedule_probe(&mut self, now: Instant) {
+        let jitter = 1.0 + self.config.probe_jitter * self.rng.next_f64();
+        // Saturating throughout, although the builder bounds the interval: a clock near its
+        // end must not panic inside a pool's `finish`. No representable instant: never.
+        let delay = Duration::try_from_secs_f64(self.config.probe_interval.as_secs_f64() * jitter)
+            .unwrap_or(MAX_PROBE_INTERVAL);
+        // (With no such instant the next decision simply tries again.)
+        self.next_probe = now.checked_add(delay);
+    }
+
+    /// Acts on a finished measure window; returns `true` when the limit changed.
+    pub(super) fn decide(&mut self, w: &Window, now: Instant) -> bool {
+        let before = self.limit;
+        let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
+        if w.successes == 0 {
+            // Nothing got through: overload reported by the caller, back off like AIMD.
+            self.back_off(before);
+            return self.limit != before;
+        }
+        let rtt = w.rtt_sum / f64::from(w.successes);
+        let goodput = f64::from(w.successes) / elapsed.max(1e-9);
+        if u64::from(w.dropped) * 10 > u64::from(w.samples) && self.drops_mean_overload(w, rtt) {
+            // Overload reported by the caller (timeouts, 503s): back off like AIMD.
+            self.back_off(before);
+            return self.limit != before;
+        }
+        self.round = rtt;
+
+        if let Some(restore) = self.probing_from.take() {
+            // This window ran at half the limit: its RTT is the new base.
+            self.base = Some(rtt);
+            self.set_limit(restore);
+            self.schedule_probe(now);
+            self.moved_from = None;
+            return self.limit != before;
+        }
+        let base = match self.base {
+            Some(base) if base <= rtt => base,
+            _ => {
+                self.base = Some(rtt);
+                rtt
+            }
+        };
+        if self.next_probe.is_none() {
+            self.schedule_probe(now);
+        }
+
+        // Two standard errors of the window's mean: with noisy service times a window's
+        // mean strays by this much without any queue, and must not be read as one.
+        let spread = 2.0 * w.std_error(rtt);
+        if rtt - spread > base * self.config.tolerance && self.limit <= self.config.min {
+            // At the minimum a cut changes nothing, so "did the last cut lower the latency"
+            // can never be asked, and a base learned on cheaper work would pin the limit
+            // here for good (the review: limit 1 for 20+ s after a warm-up on a cheap
+            // route). Running at the minimum, no queue is ours: this RTT is the base.
+            self.rebase(rtt);
+            self.schedule_probe(now);
+            return self.limit != before;
+        }
+        if rtt - spread > base * self.config.tolerance {
+            self.latency_guard(w, rtt, base, before);
+            return self.limit != before;
+        }
+        self.last_cut = None;
+        self.doubted = false;
+        self.cuts_from = None;
+
+        if self.next_probe.is_some_and(|at| now >= at) && self.start_probe(rtt, now) {
+            return true;
+        }
+
+        self.climb(w, goodput, rtt);
+        self.limit != before
+    }
+
+    /// Overload reported by the caller (nothing got through, or drops that mean overload):
+    /// back off like AIMD from the limit `before` the decision.
+    fn back_off(&mut self, before: usize) {
+        self.set_limit(whole(self.limit as f64 * DROP_BACKOFF, 1, usize::MAX));
+        self.after_cut(before, self.round);
+    }
+
+    /// The periodic re-measure of the base is due: halve the limit for one window and
+    /// return `true`, or, when it cannot go lower, take `rtt` as the base at once and
+    /// schedule the next re-measure.
+    fn start_probe(&mut self, rtt: f64, now: Instant) -> bool {
+        let half = (self.limit / 2).max(self.config.min);
+        if half < self.limit {
+            self.probing_from = Some(self.limit);
+            self.set_limit(half);
+            self.moved_from = None;
+            return true;
+        }
+        self.base = Some(rtt);
+        self.schedule_probe(now);
+        false
+    }
+
+    /// The latency guard, for a window whose mean RTT `rtt` exceeds `base × tolerance`
+    /// beyond its noise (and a limit above the minimum): undo the cuts if they did not
+    /// lower the latency, reject the climber's own step up if that raised it, or else cut
+    /// toward the limit at which queueing would vanish.
+    fn latency_guard(&mut self, w: &Window, rtt: f64, base: f64, before: usize) {
+        if let Some((cut_from, cut_rtt)) = self.last_cut {
+            // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
+            // proportion if queueing caused it. It did not: the work itself is slower
+            // now, and this RTT, measured at a lower limit, is the new base.
+            // (If the RTT still *rose*, conditions are still changing under us: cut on.)
+            let shrink = w.limit as f64 / cut_from as f64;
+            let fell_short = rtt > cut_rtt * (1.0 - HALF * (1.0 - shrink));
+            let still_rising = rtt > cut_rtt * STILL_RISING;
+            if shrink < 1.0 && fell_short && !still_rising && !self.doubted {
+                // Once is not proof: the window that caused the cut may have straddled
+                // the change (half its RTTs from before), so `cut_rtt` understated the
+                // queue. Cut once more and judge against this window's RTT. (Without
+                // this second look, the first cut after the capacity halved was undone
+                // and the limit sat at the old knee for another second.)
+                self.doubted = true;
+            } else if shrink < 1.0 && fell_short && !still_rising {
+                // The cuts were a mistake: undo them all.
+                self.rebase(rtt);
+                return;
+            }
+        }
+        if let Some(from) = self.moved_from.filter(|from| from.limit < w.limit) {
+            // The climber's own step up raised the latency past tolerance: a rejected
+            // move (undo it and back off), not a sign that the system changed.
+            // Only while starting (or already bisecting) is a latency spike read as a
+            // transient worth bisecting: later it means the knee moved down (capacity
+            // dropped during the move), and the cut must not wait for a bisection.
+            self.moved_from = None;
+            self.set_limit(from.limit);
+            let bisect = self.starting || self.ceiling.is_some();
+            self.reject_move(if bisect { w.limit } else { from.limit });
+            return;
+        }
+        self.cut(rtt, base, before);
+    }
+
+    /// Cuts the limit toward `limit × base / rtt`, by at least one.
+    fn cut(&mut self, rtt: f64, base: f64, before: usize) {
+        let gradient = (base / rtt).max(MIN_GRADIENT);
+        let target = self.limit as f64 * gradient;
+        // The first cut of a run is smoothed (one window may be an outlier); a second
+        // window still above tolerance confirms the queue, so the next cut goes all the
+        // way to the target. (Smoothed throughout, the cuts stopped at 1.26x the new
+        // knee once the latency fell within tolerance, and the climber needed a second
+        // more to finish the job after the capacity halved.)
+        let share = if self.last_cut.is_some() {
+            1.0
+        } else {
+            self.config.smoothing
+        };
+        let smoothed = self.limit as f64 * (1.0 - share) + target * share;
+        let new = whole(smoothed, 1, usize::MAX).min(self.limit.saturating_sub(1));
+        self.set_limit(new);
+        self.after_cut(before, rtt);
+    }
+
+    /// The latency is not ours (the work itself got slower): take `rtt` as the new base,
+    /// undo the current run of cuts and search again from slow start.
+    fn rebase(&mut self, rtt: f64) {
+        self.base = Some(rtt);
+        self.last_cut = None;
+        self.doubted = false;
+        self.moved_from = None;
+        if let Some(from) = self.cuts_from.take() {
+            self.set_limit(from);
+        }
+        self.restart_search();
+    }
+
+    /// Whether a window's drops say "overload": they were slow (timeouts: the mean drop took
+    /// longer than the tolerated RTT) or the successes queued. Fast drops with a flat latency
+    /// are errors or clients that left (a 1 s burst of fast 5xx, or 1 client in 8
+    /// disconnecting at 10 ms, cut the limit by 10 % a window, from the knee to a few
+    /// dozen). Those are left to the hill climber, which counts only successes as goodput,
+    /// so a limit whose extra work only fails still stops growing.
+    fn drops_mean_overload(&self, w: &Window, rtt: f64) -> bool {
+        let Some(base) = self.base else {
+            return true;
+        };
+        let tolerated = base * self.config.tolerance;
+        let drop_rtt = w.drop_rtt_sum / f64::from(w.dropped.max(1));
+        drop_rtt > tolerated || rtt - 2.0 * w.std_error(rtt) > tolerated
+    }
+
+    /// After a cut: forget the hill climber's reference and continue downwards, gently.
+    fn after_cut(&mut self, before: usize, rtt: f64) {
+        if self.last_cut.is_none() {
+            self.cuts_from = Some(before);
+        }
+        self.last_cut = Some((before, rtt));
+        self.moved_from = None;
+        self.ceiling = None;
+        self.starting = false;
+        self.direction = Direction::Down;
+        self.step = self.min_step();
+        self.hold_left = 0;
+    }
+}

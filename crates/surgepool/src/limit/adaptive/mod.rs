@@ -1,0 +1,187 @@
+//! The default controller behind [`Limit::adaptive`]: a latency gradient against a
+//! periodically re-measured minimum RTT (Envoy's adaptive concurrency filter) that guards a
+//! throughput hill climber (the .NET thread pool's idea), started by TCP-style slow start.
+//! `limit/README.md` gives the formulas, the reasons and the sources.
+//!
+//! Samples are folded into windows of about one round trip (every slot turned over once,
+//! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`).
+//! After every change of the limit one *settle* window is thrown away (counted from when
+//! the work admitted under a higher limit has drained), so each decision sees the system
+//! as the new limit shaped it; then a *measure* window gives the mean RTT
+//! `r` and the goodput `x` (successes per second), and the controller decides, in order:
+//!
+//! 1. **Drops** (none succeeded, or more than 1 in 10 samples and they look like overload:
+//!    slow, or with queued successes): back off ×0.9. Fast drops with flat latency (5xx,
+//!    clients gone) are left to the climber.
+//! 2. **Base RTT** re-measure window ended: `base = r`, restore the limit.
+//! 3. **Latency guard**: if `r` exceeds `base × tolerance` by more than two standard
+//!    errors of the window's mean, cut toward `limit × base / r` (the limit at which
+//!    queueing would vanish): the first cut of a run smoothed, the next ones in full. If two
+//!    cuts in a row did not lower the latency, the latency is not ours (the work itself got
+//!    slower): take `r` as the new base instead, undo the cuts and search again from slow
+//!    start. At the minimum, where a cut changes nothing, do so at once.
+//! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
+//!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
+//!    stuck at an old low.
+//! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
+//!    (an increase must win at least `gain`, default ½, of its proportional gain, a decrease
+//!    may lose at most that share of its proportional loss), double the step after a kept
+//!    move (slow start when it keeps winning; a down-move takes at most half the limit),
+//!    bisect after a rejected large up-move, and after a rejected small move go back, flip
+//!    direction and hold for 1, 2, 4, 8, 16 windows before trying again. An up-move nobody came for is kept untested, and one
+//!    whose goodput did not follow is kept if work was refused and latency stayed flat
+//!    (callers honouring `Retry-After` come back later).
+//!
+//! [`MIN_WINDOW_SAMPLES`]: window::MIN_WINDOW_SAMPLES
+
+mod climb;
+mod decide;
+mod window;
+
+use tokio::time::Instant;
+
+use super::adaptive_config::AdaptiveConfig;
+use super::algorithm::{Algorithm, Rng, Sample};
+use climb::{Direction, Point};
+use window::{Window, WindowKind};
+
+/// The smallest hill-climbing step, as a share of the limit (at least 1).
+const STEP_FRACTION: f64 = 0.05;
+/// A latency cut is judged, and a flat latency is told from a rising one, by half the
+/// proportional change (the climber's own bar is the `gain` setting).
+const HALF: f64 = 0.5;
+
+/// The live state of the default controller.
+#[derive(Debug)]
+pub(crate) struct Adaptive {
+    config: AdaptiveConfig,
+    limit: usize,
+    window: Option<Window>,
+    /// Mean RTT of the last measure window, seconds: the length of a round.
+    round: f64,
+    /// The base (no-queue) RTT, seconds.
+    base: Option<f64>,
+    /// When the next periodic re-measure of the base starts.
+    next_probe: Option<Instant>,
+    /// While re-measuring the base: the limit to restore afterwards.
+    probing_from: Option<usize>,
+    /// The last latency cut: the limit before it and the RTT that caused it.
+    last_cut: Option<(usize, f64)>,
+    /// A cut already failed to lower the latency once in the current run of cuts.
+    doubted: bool,
+    /// The limit before the current run of consecutive cuts began.
+    cuts_from: Option<usize>,
+    /// The point a pending hill-climbing move started from.
+    moved_from: Option<Point>,
+    direction: Direction,
+    step: usize,
+    /// While bisecting after a rejected large up-move: the limit that was rejected.
+    ceiling: Option<usize>,
+    /// Slow start: no move rejected and no cut yet.
+    starting: bool,
+    hold: u32,
+    hold_left: u32,
+    rng: Rng,
+}
+
+impl Adaptive {
+    pub(crate) fn new(config: AdaptiveConfig) -> Self {
+        let limit = config.initial();
+        Adaptive {
+            config,
+            limit,
+            window: None,
+            round: 0.0,
+            base: None,
+            next_probe: None,
+            probing_from: None,
+            last_cut: None,
+            doubted: false,
+            cuts_from: None,
+            moved_from: None,
+            direction: Direction::Up,
+            // Slow start: the first moves double the limit for as long as goodput follows.
+            step: limit,
+            ceiling: None,
+            starting: true,
+            hold: 1,
+            hold_left: 0,
+            rng: Rng::new(),
+        }
+    }
+
+    fn min_step(&self) -> usize {
+        ((self.limit as f64 * STEP_FRACTION) as usize).max(1)
+    }
+
+    fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(self.config.min, self.config.max);
+    }
+}
+
+impl Algorithm for Adaptive {
+    fn update(&mut self, sample: &Sample) -> usize {
+        let now = sample.now;
+        let limit = self.limit;
+        let w = self.window.get_or_insert_with(|| Window {
+            kind: WindowKind::Measure,
+            limit,
+            start: now.checked_sub(sample.rtt).unwrap_or(now),
+            samples: 0,
+            successes: 0,
+            dropped: 0,
+            rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
+            max_in_flight: 0,
+            refused_from: sample.refused,
+            refused_to: sample.refused,
+        });
+        // Saturating: a window of 4 billion samples cannot happen in practice, but a count
+        // must never panic inside a pool's `finish`.
+        w.samples = w.samples.saturating_add(1);
+        if sample.dropped {
+            w.dropped = w.dropped.saturating_add(1);
+            w.drop_rtt_sum += sample.rtt.as_secs_f64();
+        } else {
+            w.successes = w.successes.saturating_add(1);
+            let rtt = sample.rtt.as_secs_f64();
+            w.rtt_sum += rtt;
+            w.rtt_sq_sum += rtt * rtt;
+        }
+        w.max_in_flight = w.max_in_flight.max(sample.in_flight);
+        if w.kind == WindowKind::Settle && sample.in_flight > w.limit {
+            // Still draining to a lower limit: the settle round has not begun.
+            w.samples = 0;
+            w.start = now;
+        }
+        w.refused_to = sample.refused;
+        let w = *w;
+        if !self.window_done(&w, now) {
+            return self.limit;
+        }
+        let changed = match w.kind {
+            WindowKind::Settle => false,
+            WindowKind::Measure => self.decide(&w, now),
+        };
+        self.window = Some(Window {
+            kind: if changed {
+                WindowKind::Settle
+            } else {
+                WindowKind::Measure
+            },
+            limit: self.limit,
+            start: now,
+            samples: 0,
+            successes: 0,
+            dropped: 0,
+            rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
+            max_in_flight: 0,
+            refused_from: sample.refused,
+            refused_to: sample.refused,
+        });
+        self.limit
+    }
+}
