@@ -1,6 +1,6 @@
 //! Deterministic simulations of every limit algorithm against a server with a hidden
-//! capacity (paused tokio time; a discrete-event loop drives `Limiter::try_acquire` and
-//! releases each permit when its simulated service time has passed on tokio's clock).
+//! capacity (paused tokio time; the harness, shared with `limit_robustness.rs`, is in
+//! `sim/mod.rs`).
 //!
 //! The server: `K` jobs run at full speed; past the knee they share the capacity, so a job
 //! admitted with `n` in flight takes `S × max(1, n / K)` (processor sharing, as CPU work on
@@ -14,274 +14,22 @@
 //! within the band. Run with `SIM_TRACE=1 cargo test --test limit_simulation -- --nocapture`
 //! to print the trajectories.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::time::Duration;
+mod sim;
 
-use surgepool::limit::{Limit, Limiter, Permit};
-use tokio::time::Instant;
-
-const S: Duration = Duration::from_millis(20);
-
-/// xorshift64*: deterministic noise for the simulated server.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// The hidden server: its knee and service time, both allowed to change with time.
-struct Server {
-    knee: Box<dyn Fn(f64) -> f64>,
-    service: Box<dyn Fn(f64) -> Duration>,
-    noise: Noise,
-    /// Relative amplitude of the service-time noise (0.1: ±10 %).
-    noise_amp: f64,
-    /// If set, a job admitted with more than this × knee in flight is rejected at once
-    /// (a fast 503): the loss signal AIMD is built for.
-    reject_above: Option<f64>,
-}
-
-impl Server {
-    fn new(knee: usize) -> Server {
-        Server {
-            knee: Box::new(move |_| knee as f64),
-            service: Box::new(|_| S),
-            noise: Noise(0x1234_5678_9ABC_DEF1),
-            noise_amp: 0.1,
-            reject_above: None,
-        }
-    }
-
-    /// The job's service time, or `None` when the server rejects it.
-    fn rtt(&mut self, t: f64, in_flight: usize) -> Option<Duration> {
-        let load = in_flight as f64 / (self.knee)(t);
-        if self.reject_above.is_some_and(|r| load > r) {
-            return None;
-        }
-        let noise = 1.0 + self.noise_amp * (2.0 * self.noise.next() - 1.0);
-        Some((self.service)(t).mul_f64(load.max(1.0) * noise))
-    }
-}
-
-/// One point of the limit's trajectory.
-#[derive(Clone, Copy, Debug)]
-struct Point {
-    t: f64,
-    samples: u64,
-    limit: usize,
-}
-
-struct Sim {
-    limiter: Limiter,
-    server: Server,
-    /// A client that waits longer than this gives up: its permit is released as dropped.
-    timeout: Option<Duration>,
-    clients: usize,
-    trace: Vec<Point>,
-    samples: u64,
-}
-
-impl Sim {
-    fn new(limit: Limit, server: Server, clients: usize) -> Sim {
-        Sim {
-            limiter: Limiter::new(limit).unwrap(),
-            server,
-            timeout: None,
-            clients,
-            trace: Vec::new(),
-            samples: 0,
-        }
-    }
-
-    /// Runs the closed loop for `secs` of virtual time.
-    async fn run(&mut self, secs: f64) {
-        let start = Instant::now();
-        let mut heap: BinaryHeap<Reverse<(Duration, u64, usize)>> = BinaryHeap::new();
-        let mut slots: Vec<Option<(Permit, bool)>> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let mut waiting = self.clients;
-        let mut seq = 0u64;
-        let mut next_record = 0.0;
-        let end = Duration::from_secs_f64(secs);
-        loop {
-            let now = start.elapsed();
-            let t = now.as_secs_f64();
-            // Admit every waiting client the limit allows.
-            while waiting > 0 {
-                let Some(permit) = self.limiter.try_acquire() else {
-                    break;
-                };
-                waiting -= 1;
-                let in_flight = self.limiter.in_flight();
-                let (mut rtt, mut dropped) = match self.server.rtt(t, in_flight) {
-                    Some(rtt) => (rtt, false),
-                    None => (Duration::from_millis(1), true),
-                };
-                if let Some(timeout) = self.timeout {
-                    if rtt > timeout {
-                        rtt = timeout;
-                        dropped = true;
-                    }
-                }
-                let slot = free.pop().unwrap_or_else(|| {
-                    slots.push(None);
-                    slots.len() - 1
-                });
-                slots[slot] = Some((permit, dropped));
-                seq += 1;
-                heap.push(Reverse((
-                    now + rtt.max(Duration::from_micros(1)),
-                    seq,
-                    slot,
-                )));
-            }
-            while t >= next_record {
-                self.trace.push(Point {
-                    t: next_record,
-                    samples: self.samples,
-                    limit: self.limiter.limit(),
-                });
-                next_record += 0.01;
-            }
-            let Some(&Reverse((at, _, _))) = heap.peek() else {
-                panic!("nothing in flight")
-            };
-            if at > end {
-                break;
-            }
-            if at > now {
-                tokio::time::advance(at - now).await;
-            }
-            // Finish every job due by now.
-            while let Some(&Reverse((at, _, slot))) = heap.peek() {
-                if at > start.elapsed() {
-                    break;
-                }
-                heap.pop();
-                let (permit, dropped) = slots[slot].take().unwrap();
-                free.push(slot);
-                if dropped {
-                    permit.dropped();
-                } else {
-                    permit.success();
-                }
-                self.samples += 1;
-                waiting += 1;
-            }
-        }
-        // Release what is still in flight (as ignored: the run is over, not the server).
-        for (permit, _) in slots.into_iter().flatten() {
-            permit.ignore();
-        }
-        assert_eq!(self.limiter.in_flight(), 0);
-        if std::env::var_os("SIM_TRACE").is_some() {
-            for p in self.trace.iter().step_by(10) {
-                println!("t={:7.2}s samples={:9} limit={}", p.t, p.samples, p.limit);
-            }
-        }
-    }
-
-    /// Samples (finished jobs) seen by time `t`.
-    fn samples_at(&self, t: f64) -> u64 {
-        self.trace
-            .iter()
-            .take_while(|p| p.t <= t)
-            .last()
-            .map_or(0, |p| p.samples)
-    }
-
-    /// The virtual time at which the `n`-th job finished.
-    fn time_of_sample(&self, n: u64) -> f64 {
-        self.trace
-            .iter()
-            .find(|p| p.samples >= n)
-            .unwrap_or_else(|| panic!("the run ended before {n} samples"))
-            .t
-    }
-
-    /// The limit from the `n`-th sample to `to` seconds: its median, and the share of the
-    /// time it spent within `band` (relative) of `target`.
-    fn settled(&self, name: &str, after_samples: u64, to: f64, target: f64, band: f64) -> Settled {
-        let from = self.time_of_sample(after_samples);
-        let mut limits: Vec<usize> = self
-            .trace
-            .iter()
-            .filter(|p| p.t >= from && p.t <= to)
-            .map(|p| p.limit)
-            .collect();
-        assert!(!limits.is_empty(), "{name}: no trace in [{from}, {to}]");
-        let within = limits
-            .iter()
-            .filter(|&&l| (l as f64 - target).abs() <= band * target)
-            .count() as f64
-            / limits.len() as f64;
-        limits.sort_unstable();
-        let settled = Settled {
-            median: limits[limits.len() / 2],
-            lowest: limits[0],
-            within,
-        };
-        println!(
-            "{name}: after {after_samples} samples ({from:.2} s) to {to} s: median limit {} (lowest {}, target {target}), {:.0}% of the time within {:.0}%",
-            settled.median,
-            settled.lowest,
-            within * 100.0,
-            band * 100.0
-        );
-        settled
-    }
-
-    /// The first time at or after `from` seconds that the limit is within `band` of `target`.
-    fn first_within(&self, from: f64, target: f64, band: f64) -> Option<f64> {
-        self.trace
-            .iter()
-            .find(|p| p.t >= from && (p.limit as f64 - target).abs() <= band * target)
-            .map(|p| p.t)
-    }
-}
-
-/// Where the limit sat over a span of a run.
-#[derive(Debug)]
-struct Settled {
-    median: usize,
-    lowest: usize,
-    within: f64,
-}
-
-impl Settled {
-    fn assert_near(&self, name: &str, target: f64, band: f64) {
-        let err = (self.median as f64 - target).abs() / target;
-        assert!(
-            err <= band,
-            "{name}: median limit {} is {:.0}% from {target} (allowed {:.0}%)",
-            self.median,
-            err * 100.0,
-            band * 100.0
-        );
-    }
-}
+use sim::{clients, Server, Sim, S};
+use surgepool::limit::Limit;
 
 fn cpu(knee: usize) -> Server {
     Server::new(knee)
-}
-
-/// Clients in the closed loop: far more than the knee, so the limit always binds.
-fn clients(knee: usize) -> usize {
-    knee * 3 + 50
 }
 
 // ---- the default: Limit::adaptive() ------------------------------------------------------
 
 /// CPU-like work (knee = cores): the default settles on the core count. Budget: 5 000
 /// samples (≈ 6 s at k = 8, 3 s at k = 16, 25 s at k = 2, where jobs are 20 ms and only two
-/// run at once). Measured (tolerance 1.75, as with 1.5): median exactly k for k = 2, 8, 16, within 10 %
-/// for 89 %, 76 %, 84 % of the time (the rest are its probes one step either side).
+/// run at once). Measured (tolerance 1.75, as with 1.5): median exactly k for k = 2, 8,
+/// 16, within 10 % for 89 %, 76 %, 84 % of the time (the rest are its probes one step
+/// either side).
 #[tokio::test(start_paused = true)]
 async fn adaptive_settles_on_the_core_count_for_cpu_work() {
     for (knee, budget, secs, min_within) in [

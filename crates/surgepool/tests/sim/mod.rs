@@ -1,0 +1,336 @@
+//! The simulation harness of `limit_simulation.rs` and `limit_robustness.rs`: a
+//! discrete-event loop on paused tokio time drives `Limiter::try_acquire` for a closed loop
+//! of clients and releases each permit when its simulated service time has passed on
+//! tokio's clock.
+//!
+//! The server: `K` jobs run at full speed; past the knee they share the capacity, so a job
+//! admitted with `n` in flight takes `S × max(1, n / K)` (processor sharing, as CPU work on
+//! `K` cores), with ±10 % noise. Knee and service time may change with time; the server may
+//! also reject above a load (a fast 503), fail a share of jobs fast (a 5xx) or lose a share
+//! of its clients before they get the answer. Clients may give up after a timeout, or,
+//! refused, come back after a `Retry-After` instead of at the next release.
+//!
+//! Every draw of the noise happens in the same order as before the two harnesses were one,
+//! so the simulations' figures (quoted in `limit/README.md` and the tests' docs) stand.
+//! `SIM_TRACE=1 cargo test --test limit_simulation -- --nocapture` prints trajectories.
+#![allow(dead_code, unreachable_pub)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use surgepool::limit::{Limit, Limiter, Permit};
+use tokio::time::Instant;
+
+/// The unloaded service time.
+pub const S: Duration = Duration::from_millis(20);
+
+/// xorshift64*: deterministic noise for the simulated server.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What happens to one admitted job.
+enum Fate {
+    /// Served in this time.
+    Served(Duration),
+    /// Rejected or failed fast after this time: released as dropped.
+    Failed(Duration),
+    /// The client went away after this time, before the answer: the permit is dropped,
+    /// as a cancelled request future drops it.
+    Gone(Duration),
+}
+
+/// A time-dependent share or rate.
+pub type Share = Box<dyn Fn(f64) -> f64>;
+
+/// The hidden server: its knee and service time, both allowed to change with time.
+pub struct Server {
+    pub knee: Share,
+    pub service: Box<dyn Fn(f64) -> Duration>,
+    pub noise: Noise,
+    /// Relative amplitude of the service-time noise (0.1: ±10 %).
+    pub noise_amp: f64,
+    /// If set, a job admitted with more than this × knee in flight is rejected at once
+    /// (a fast 503): the loss signal AIMD is built for.
+    pub reject_above: Option<f64>,
+    /// If set, the share of jobs failing fast (a 5xx in 1 ms) at time `t`; one draw per job.
+    pub errors: Option<Share>,
+    /// If set, the share of clients that disconnect after 10 ms at time `t` (one draw per
+    /// job that takes longer than that).
+    pub disconnects: Option<Share>,
+}
+
+impl Server {
+    pub fn new(knee: usize) -> Server {
+        Server {
+            knee: Box::new(move |_| knee as f64),
+            service: Box::new(|_| S),
+            noise: Noise(0x1234_5678_9ABC_DEF1),
+            noise_amp: 0.1,
+            reject_above: None,
+            errors: None,
+            disconnects: None,
+        }
+    }
+
+    fn fate(&mut self, t: f64, in_flight: usize) -> Fate {
+        let load = in_flight as f64 / (self.knee)(t);
+        if self.reject_above.is_some_and(|r| load > r) {
+            return Fate::Failed(Duration::from_millis(1));
+        }
+        let noise = 1.0 + self.noise_amp * (2.0 * self.noise.next() - 1.0);
+        let rtt = (self.service)(t).mul_f64(load.max(1.0) * noise);
+        if let Some(errors) = &self.errors {
+            if self.noise.next() < errors(t) {
+                return Fate::Failed(Duration::from_millis(1));
+            }
+        }
+        let gone_after = Duration::from_millis(10);
+        if let Some(disconnects) = &self.disconnects {
+            if rtt > gone_after && self.noise.next() < disconnects(t) {
+                return Fate::Gone(gone_after);
+            }
+        }
+        Fate::Served(rtt)
+    }
+}
+
+/// One point of the limit's trajectory.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub t: f64,
+    pub samples: u64,
+    pub limit: usize,
+}
+
+pub struct Sim {
+    pub limiter: Limiter,
+    pub server: Server,
+    /// A client that waits longer than this gives up: its permit is released as dropped.
+    pub timeout: Option<Duration>,
+    /// Refused clients come back after this long (they honour `Retry-After`) instead of
+    /// trying again at the next release.
+    pub retry_after: Option<Duration>,
+    pub clients: usize,
+    pub trace: Vec<Point>,
+    pub samples: u64,
+}
+
+/// How a finished job releases its permit.
+#[derive(Clone, Copy)]
+enum Release {
+    Success,
+    Dropped,
+    Gone,
+}
+
+impl Sim {
+    pub fn new(limit: Limit, server: Server, clients: usize) -> Sim {
+        Sim {
+            limiter: Limiter::new(limit).unwrap(),
+            server,
+            timeout: None,
+            retry_after: None,
+            clients,
+            trace: Vec::new(),
+            samples: 0,
+        }
+    }
+
+    /// Runs the closed loop for `secs` of virtual time.
+    pub async fn run(&mut self, secs: f64) {
+        let start = Instant::now();
+        // (finish time, seq, slot); a slot holds the permit and how it is released.
+        let mut heap: BinaryHeap<Reverse<(Duration, u64, usize)>> = BinaryHeap::new();
+        let mut slots: Vec<Option<(Permit, Release)>> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let (mut waiting, mut seq, mut next_record) = (self.clients, 0u64, 0.0);
+        // Clients away until a given time (honouring Retry-After), soonest first.
+        let mut away: BinaryHeap<Reverse<Duration>> = BinaryHeap::new();
+        let end = Duration::from_secs_f64(secs);
+        loop {
+            let now = start.elapsed();
+            let t = now.as_secs_f64();
+            while away.peek().is_some_and(|&Reverse(at)| at <= now) {
+                away.pop();
+                waiting += 1;
+            }
+            // Admit every waiting client the limit allows.
+            while waiting > 0 {
+                let Some(permit) = self.limiter.try_acquire() else {
+                    if let Some(retry) = self.retry_after {
+                        // Each comes back after 1 to 1.5 × Retry-After (its own jitter).
+                        for _ in 0..std::mem::take(&mut waiting) {
+                            let back = retry.mul_f64(1.0 + 0.5 * self.server.noise.next());
+                            away.push(Reverse(now + back));
+                        }
+                    }
+                    break;
+                };
+                waiting -= 1;
+                let (rtt, release) = match self.server.fate(t, self.limiter.in_flight()) {
+                    Fate::Served(rtt) => match self.timeout {
+                        Some(timeout) if rtt > timeout => (timeout, Release::Dropped),
+                        _ => (rtt, Release::Success),
+                    },
+                    Fate::Failed(rtt) => (rtt, Release::Dropped),
+                    Fate::Gone(rtt) => (rtt, Release::Gone),
+                };
+                let slot = free.pop().unwrap_or_else(|| {
+                    slots.push(None);
+                    slots.len() - 1
+                });
+                slots[slot] = Some((permit, release));
+                seq += 1;
+                heap.push(Reverse((
+                    now + rtt.max(Duration::from_micros(1)),
+                    seq,
+                    slot,
+                )));
+            }
+            while t >= next_record {
+                self.trace.push(Point {
+                    t: next_record,
+                    samples: self.samples,
+                    limit: self.limiter.limit(),
+                });
+                next_record += 0.01;
+            }
+            let Some(&Reverse((at, _, _))) = heap.peek() else {
+                panic!("nothing in flight")
+            };
+            let at = away.peek().map_or(at, |&Reverse(back)| at.min(back));
+            if at > end {
+                break;
+            }
+            if at > now {
+                tokio::time::advance(at - now).await;
+            }
+            // Finish every job due by now.
+            while let Some(&Reverse((at, _, slot))) = heap.peek() {
+                if at > start.elapsed() {
+                    break;
+                }
+                heap.pop();
+                let (permit, release) = slots[slot].take().unwrap();
+                free.push(slot);
+                match release {
+                    Release::Success => permit.success(),
+                    Release::Dropped => permit.dropped(),
+                    Release::Gone => drop(permit),
+                }
+                self.samples += 1;
+                waiting += 1;
+            }
+        }
+        // Release what is still in flight (as ignored: the run is over, not the server).
+        for (permit, _) in slots.into_iter().flatten() {
+            permit.ignore();
+        }
+        assert_eq!(self.limiter.in_flight(), 0);
+        if std::env::var_os("SIM_TRACE").is_some() {
+            for p in self.trace.iter().step_by(10) {
+                println!("t={:7.2}s samples={:9} limit={}", p.t, p.samples, p.limit);
+            }
+        }
+    }
+
+    /// Samples (finished jobs) seen by time `t`.
+    pub fn samples_at(&self, t: f64) -> u64 {
+        self.trace
+            .iter()
+            .take_while(|p| p.t <= t)
+            .last()
+            .map_or(0, |p| p.samples)
+    }
+
+    /// The virtual time at which the `n`-th job finished.
+    pub fn time_of_sample(&self, n: u64) -> f64 {
+        self.trace
+            .iter()
+            .find(|p| p.samples >= n)
+            .unwrap_or_else(|| panic!("the run ended before {n} samples"))
+            .t
+    }
+
+    /// The limit from the `n`-th sample to `to` seconds: its median, and the share of the
+    /// time it spent within `band` (relative) of `target`.
+    pub fn settled(
+        &self,
+        name: &str,
+        after_samples: u64,
+        to: f64,
+        target: f64,
+        band: f64,
+    ) -> Settled {
+        let from = self.time_of_sample(after_samples);
+        let mut limits: Vec<usize> = self
+            .trace
+            .iter()
+            .filter(|p| p.t >= from && p.t <= to)
+            .map(|p| p.limit)
+            .collect();
+        assert!(!limits.is_empty(), "{name}: no trace in [{from}, {to}]");
+        let within = limits
+            .iter()
+            .filter(|&&l| (l as f64 - target).abs() <= band * target)
+            .count() as f64
+            / limits.len() as f64;
+        limits.sort_unstable();
+        let settled = Settled {
+            median: limits[limits.len() / 2],
+            lowest: limits[0],
+            within,
+        };
+        println!(
+            "{name}: after {after_samples} samples ({from:.2} s) to {to} s: median limit {} (lowest {}, target {target}), {:.0}% of the time within {:.0}%",
+            settled.median,
+            settled.lowest,
+            within * 100.0,
+            band * 100.0
+        );
+        settled
+    }
+
+    /// The first time at or after `from` seconds that the limit is within `band` of `target`.
+    pub fn first_within(&self, from: f64, target: f64, band: f64) -> Option<f64> {
+        self.trace
+            .iter()
+            .find(|p| p.t >= from && (p.limit as f64 - target).abs() <= band * target)
+            .map(|p| p.t)
+    }
+}
+
+/// Where the limit sat over a span of a run.
+#[derive(Debug)]
+pub struct Settled {
+    pub median: usize,
+    pub lowest: usize,
+    pub within: f64,
+}
+
+impl Settled {
+    pub fn assert_near(&self, name: &str, target: f64, band: f64) {
+        let err = (self.median as f64 - target).abs() / target;
+        assert!(
+            err <= band,
+            "{name}: median limit {} is {:.0}% from {target} (allowed {:.0}%)",
+            self.median,
+            err * 100.0,
+            band * 100.0
+        );
+    }
+}
+
+/// Clients in the closed loop: far more than the knee, so the limit always binds.
+pub fn clients(knee: usize) -> usize {
+    knee * 3 + 50
+}
