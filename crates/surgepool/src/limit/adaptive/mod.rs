@@ -123,19 +123,9 @@ impl Algorithm for Adaptive {
     fn update(&mut self, sample: &Sample) -> usize {
         let now = sample.now;
         let limit = self.limit;
-        let w = self.window.get_or_insert_with(|| Window {
-            kind: WindowKind::Measure,
-            limit,
-            start: now.checked_sub(sample.rtt).unwrap_or(now),
-            samples: 0,
-            successes: 0,
-            dropped: 0,
-            rtt_sum: 0.0,
-            rtt_sq_sum: 0.0,
-            drop_rtt_sum: 0.0,
-            max_in_flight: 0,
-            refused_from: sample.refused,
-            refused_to: sample.refused,
+        let w = self.window.get_or_insert_with(|| {
+            let start = now.checked_sub(sample.rtt).unwrap_or(now);
+            Window::empty(WindowKind::Measure, limit, start, sample.refused)
         });
         // Saturating: a window of 4 billion samples cannot happen in practice, but a count
         // must never panic inside a pool's `finish`.
@@ -164,24 +154,12 @@ impl Algorithm for Adaptive {
             WindowKind::Settle => false,
             WindowKind::Measure => self.decide(&w, now),
         };
-        self.window = Some(Window {
-            kind: if changed {
-                WindowKind::Settle
-            } else {
-                WindowKind::Measure
-            },
-            limit: self.limit,
-            start: now,
-            samples: 0,
-            successes: 0,
-            dropped: 0,
-            rtt_sum: 0.0,
-            rtt_sq_sum: 0.0,
-            drop_rtt_sum: 0.0,
-            max_in_flight: 0,
-            refused_from: sample.refused,
-            refused_to: sample.refused,
-        });
+        let kind = if changed {
+            WindowKind::Settle
+        } else {
+            WindowKind::Measure
+        };
+        self.window = Some(Window::empty(kind, self.limit, now, sample.refused));
         self.limit
     }
 }

@@ -43,6 +43,25 @@ pub(super) struct Window {
 }
 
 impl Window {
+    /// An empty window of `kind` under `limit` from `start`, the limiter's refusal count at
+    /// `refused`.
+    pub(super) fn empty(kind: WindowKind, limit: usize, start: Instant, refused: u64) -> Window {
+        Window {
+            kind,
+            limit,
+            start,
+            samples: 0,
+            successes: 0,
+            dropped: 0,
+            rtt_sum: 0.0,
+            rtt_sq_sum: 0.0,
+            drop_rtt_sum: 0.0,
+            max_in_flight: 0,
+            refused_from: refused,
+            refused_to: refused,
+        }
+    }
+
     /// Admissions refused during the window: demand above the limit.
     pub(super) fn refused(&self) -> u64 {
         self.refused_to.saturating_sub(self.refused_from)
