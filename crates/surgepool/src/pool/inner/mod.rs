@@ -14,11 +14,13 @@
 //!   pool is drained when every ended task is also published, so `shutdown()` never returns
 //!   while a handle still waits for its result.
 
+mod admission;
+mod dispatch;
+mod finish;
 mod shutdown;
 mod workers;
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::Waker;
 use std::time::Duration;
@@ -30,15 +32,14 @@ use tokio::time::Instant;
 use crate::clock::{Clock, Stamp};
 
 use super::job::Job;
-use super::task::SharedTask;
 use super::worker::Parker;
 use super::PanicHook;
-use crate::accounting::{Accounting, Outcome, Published};
-use crate::error::{ShedReason, TaskError};
-use crate::limit::{Limiter, Outcome as LimitOutcome};
-use crate::queue::{Entry, JobQueue};
+use crate::accounting::{Accounting, Published};
+use crate::error::ShedReason;
+use crate::limit::Limiter;
+use crate::queue::JobQueue;
 use crate::stats::Snapshot;
-use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Ordering, Padded};
+use crate::sync::{lock, Arc, AtomicBool, Mutex, MutexGuard, Padded};
 
 pub(crate) use workers::IdleDecision;
 
@@ -109,24 +110,6 @@ struct State {
     /// Callers parked in `submit`, FIFO.
     waiters: VecDeque<(u64, Waker)>,
     next_waiter: u64,
-}
-
-impl State {
-    /// Puts a waiting `submit` in the line (or refreshes its waker there); returns its id.
-    fn join_line(&mut self, line: Line<'_>) -> u64 {
-        if let Some(id) = line.id {
-            if let Some((_, waker)) = self.waiters.iter_mut().find(|(i, _)| *i == id) {
-                if !waker.will_wake(line.waker) {
-                    *waker = line.waker.clone();
-                }
-                return id;
-            }
-        }
-        let id = self.next_waiter;
-        self.next_waiter += 1;
-        self.waiters.push_back((id, line.waker.clone()));
-        id
-    }
 }
 
 /// What the caller of an admission must do once the lock is released.
@@ -242,274 +225,6 @@ impl Inner {
         lock(&self.state)
     }
 
-    fn has_room(&self, st: &State, weight: u64) -> bool {
-        // Bytes in flight past `u64::MAX` cannot be counted: such a task is refused (`Full`)
-        // before it is accepted, like one over the budget.
-        let Some(total) = st.bytes_in_flight.checked_add(weight) else {
-            return false;
-        };
-        let budget_ok = self
-            .settings
-            .memory_budget
-            .map_or(true, |budget| total <= budget);
-        budget_ok && (self.limiter.in_flight() < self.limiter.limit() || st.queue.has_room())
-    }
-
-    /// Tries to accept `future` right now. `make` turns the admitted future into its job
-    /// (and what the caller gets back); it runs only once the future is admitted, so a
-    /// refusal hands `future` back untouched.
-    ///
-    /// `line`: the caller is a waiting `submit`. It is admitted only at the head of the line
-    /// (nobody barges past parked callers), and a `Full` answer puts it in the line, or
-    /// refreshes its waker there, under the same lock as the failed attempt, so no room can
-    /// come unnoticed in between; that `Full` is not counted, as the wait goes on (its final
-    /// outcome is counted).
-    pub(crate) fn try_admit<F, R>(
-        self: &Arc<Self>,
-        future: F,
-        make: impl FnOnce(F) -> (Job, R),
-        options: JobOptions,
-        line: Option<Line<'_>>,
-    ) -> Result<R, (F, Refusal)> {
-        let mut deferred = Deferred::default();
-        // Read before taking the lock, to keep the clock out of the critical section.
-        let now = self.settings.clock.now();
-        let result = {
-            let mut st = self.state();
-            if st.closed {
-                st.acct.reject();
-                return Err((future, Refusal::Closed));
-            }
-            let me = line.as_ref().and_then(|l| l.id);
-            let my_turn = match (st.waiters.front(), me) {
-                (None, _) => true,
-                (Some((head, _)), Some(me)) => *head == me,
-                (Some(_), None) => false,
-            };
-            if !my_turn || !self.has_room(&st, options.weight) {
-                let Some(line) = line else {
-                    st.acct.reject();
-                    return Err((future, Refusal::Full));
-                };
-                let id = st.join_line(line);
-                return Err((future, Refusal::InLine(id)));
-            }
-            if let Some(me) = me {
-                st.waiters.retain(|(id, _)| *id != me);
-            }
-            let (job, made) = make(future);
-            st.acct.accept();
-            st.bytes_in_flight += options.weight;
-            if self.limiter.try_acquire_raw() {
-                st.running += 1;
-                // It waited zero: record it, or the queue-wait figures would describe only
-                // the tasks that queued (a median of the unlucky ones).
-                st.acct.latencies.record_queue_wait(0);
-                let running = Running {
-                    job,
-                    accepted: now,
-                    started: now,
-                    weight: options.weight,
-                };
-                let d = self.hand_to_worker(&mut st, running);
-                deferred.dispatch(d);
-            } else {
-                st.queue.push(Entry {
-                    job,
-                    enqueued: now,
-                    deadline: options.deadline.map(|d| self.settings.clock.at(d)),
-                    weight: options.weight,
-                });
-            }
-            // Room may remain for the next parked submitter.
-            self.wake_next_waiter(&mut st, &mut deferred);
-            Ok(made)
-        };
-        self.carry_out(deferred);
-        result
-    }
-
-    /// Counts a rejection that a waiting `submit` ends with (timeout, or closed).
-    pub(crate) fn count_rejection(&self) {
-        self.state().acct.reject();
-    }
-
-    /// Gives a task that holds a slot to an idle worker, or to a new one.
-    fn hand_to_worker(&self, st: &mut State, running: Running) -> Dispatch {
-        if let Some(parker) = st.idle.pop() {
-            match parker.give(running) {
-                Some(waker) => Dispatch::Wake(waker),
-                None => Dispatch::None,
-            }
-        } else {
-            let parker = Arc::new(Parker::new());
-            st.workers += 1;
-            st.all.push(parker.clone());
-            Dispatch::Spawn(parker, running)
-        }
-    }
-
-    /// Starts queued tasks while slots are free; the first may go to `me` (a worker that
-    /// just finished), the rest to idle or new workers. `held`: the caller passes on a slot
-    /// it holds (released here if no queued task takes it).
-    fn start_queued(
-        &self,
-        st: &mut State,
-        now: Stamp,
-        deferred: &mut Deferred,
-        mut me: Option<&mut Option<Running>>,
-        mut held: bool,
-    ) {
-        loop {
-            let State {
-                queue,
-                acct,
-                bytes_in_flight,
-                ..
-            } = &mut *st;
-            let on_shed = |entry: Entry<Job>, reason| {
-                *bytes_in_flight -= entry.weight;
-                deferred.rest().shed.push((entry.job, reason));
-            };
-            let Some(entry) = queue.next_runnable(now, &self.limiter, &mut held, acct, on_shed)
-            else {
-                break;
-            };
-            st.running += 1;
-            let running = Running {
-                job: entry.job,
-                accepted: entry.enqueued,
-                started: now,
-                weight: entry.weight,
-            };
-            match me.as_deref_mut() {
-                Some(slot @ None) => *slot = Some(running),
-                _ => {
-                    let d = self.hand_to_worker(st, running);
-                    deferred.dispatch(d);
-                }
-            }
-        }
-        if held {
-            self.limiter.free_raw();
-        }
-        self.wake_next_waiter(st, deferred);
-        self.notify_if_drained(st);
-    }
-
-    fn wake_next_waiter(&self, st: &mut State, deferred: &mut Deferred) {
-        if !st.waiters.is_empty() && (st.closed || self.has_room(st, 0)) {
-            if st.closed {
-                deferred
-                    .rest()
-                    .wake
-                    .extend(st.waiters.iter().map(|(_, w)| w.clone()));
-            } else if let Some((_, waker)) = st.waiters.front() {
-                deferred.wake = Some(waker.clone());
-            }
-        }
-    }
-
-    /// Called by a worker when its task ended; decides what the worker does next.
-    pub(crate) fn finish(
-        self: &Arc<Self>,
-        parker: &Arc<Parker>,
-        done: &Running,
-        outcome: Outcome,
-    ) -> AfterRun {
-        let at = Instant::now();
-        let now = self.settings.clock.at(at);
-        let run_time = now.nanos_since(done.started);
-        let queue_wait = done.started.nanos_since(done.accepted);
-        let limit_outcome = match outcome {
-            Outcome::Completed => LimitOutcome::Success(Duration::from_nanos(run_time)),
-            Outcome::Panicked | Outcome::Cancelled | Outcome::Shed => LimitOutcome::Ignored,
-        };
-        let mut deferred = Deferred::default();
-        let in_flight;
-        let after = {
-            let mut st = self.state();
-            // The caller publishes the task once this returns (`publish_ended`).
-            st.running -= 1;
-            st.bytes_in_flight -= done.weight;
-            st.acct.finish(outcome, Some((queue_wait, run_time)));
-            if outcome == Outcome::Cancelled && self.cancel_running.load(Ordering::Acquire) {
-                st.acct.cancelled_at_deadline += 1;
-            }
-            // With tasks waiting, the slot goes straight to the next one (when the limit
-            // still allows it) instead of being released and taken again. The outcome goes
-            // to the limiter after the lock is released (an adaptive algorithm's update is
-            // the longest step here), with the in-flight count the task saw.
-            let held;
-            (held, in_flight) = self.limiter.end_job_raw(!st.queue.is_empty());
-            let mut next = None;
-            self.start_queued(&mut st, now, &mut deferred, Some(&mut next), held);
-            match next {
-                Some(running) => AfterRun::Run(running),
-                None => self.idle_or_exit(&mut st, parker),
-            }
-        };
-        self.carry_out(deferred);
-        // The task is counted and its slot settled: a panicking limit algorithm must not
-        // undo that (the worker would count the task again), so it is caught, and the limit
-        // just stays where it was.
-        let grew = catch_unwind(AssertUnwindSafe(|| {
-            self.limiter.sample_raw(limit_outcome, at, in_flight)
-        }));
-        if grew.unwrap_or(false) {
-            // The limit grew: queued tasks may start now rather than at the next finish.
-            self.start_more();
-        }
-        after
-    }
-
-    /// Starts queued tasks on free slots (after the limit grew outside the lock).
-    fn start_more(self: &Arc<Self>) {
-        let now = self.settings.clock.now();
-        let mut deferred = Deferred::default();
-        {
-            let mut st = self.state();
-            self.start_queued(&mut st, now, &mut deferred, None, false);
-        }
-        self.carry_out(deferred);
-    }
-
-    pub(crate) fn abort(self: &Arc<Self>, task: SharedTask) {
-        let removed = {
-            let mut st = self.state();
-            let removed = st.queue.remove(|j| j.is(&task));
-            if let Some(entry) = &removed {
-                st.bytes_in_flight -= entry.weight;
-                st.acct.finish(Outcome::Cancelled, None);
-                let mut deferred = Deferred::default();
-                self.wake_next_waiter(&mut st, &mut deferred);
-                self.notify_if_drained(&st);
-                drop(st);
-                self.carry_out(deferred);
-            }
-            removed
-        };
-        match removed {
-            Some(entry) => {
-                entry.job.finish_unrun(TaskError::cancelled());
-                self.publish_ended(1);
-            }
-            None => {
-                // Running (or about to run): its worker drops it at the next poll.
-                task.set_aborted();
-                self.wake_workers();
-            }
-        }
-    }
-
-    /// Wakes every worker (they re-check abort flags; idle ones just park again).
-    fn wake_workers(&self) {
-        let parkers: Vec<Arc<Parker>> = self.state().all.clone();
-        for parker in parkers {
-            parker.wake_task();
-        }
-    }
-
     /// The counts under the lock; summarising happens after it is released.
     fn take(&self) -> crate::accounting::Unsummarised {
         let st = self.state();
@@ -525,52 +240,6 @@ impl Inner {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn snapshot_with_latencies(&self) -> (Snapshot, crate::stats::Latencies) {
         self.take().summarise_keeping()
-    }
-
-    /// A parked submitter left (admitted elsewhere, timed out or cancelled).
-    pub(crate) fn unpark_waiter(self: &Arc<Self>, id: u64) {
-        let mut deferred = Deferred::default();
-        {
-            let mut st = self.state();
-            let was_head = st.waiters.front().is_some_and(|(i, _)| *i == id);
-            st.waiters.retain(|(i, _)| *i != id);
-            if was_head {
-                // It may have been woken for room it did not take: pass it on.
-                self.wake_next_waiter(&mut st, &mut deferred);
-            }
-        }
-        self.carry_out(deferred);
-    }
-
-    fn carry_out(self: &Arc<Self>, deferred: Deferred) {
-        if let Some(dispatch) = deferred.dispatch {
-            self.run_dispatch(dispatch);
-        }
-        if let Some(rest) = deferred.rest {
-            for dispatch in rest.dispatch {
-                self.run_dispatch(dispatch);
-            }
-            let shed = rest.shed.len() as u64;
-            for (job, reason) in rest.shed {
-                crate::trace::event!(debug, pool = %self.settings.name, reason = ?reason, "task shed");
-                job.finish_unrun(TaskError::shed(reason));
-            }
-            self.publish_ended(shed);
-            for waker in rest.wake {
-                waker.wake();
-            }
-        }
-        if let Some(waker) = deferred.wake {
-            waker.wake();
-        }
-    }
-
-    fn run_dispatch(self: &Arc<Self>, dispatch: Dispatch) {
-        match dispatch {
-            Dispatch::None => {}
-            Dispatch::Wake(waker) => waker.wake(),
-            Dispatch::Spawn(parker, running) => self.spawn_worker(parker, Some(running)),
-        }
     }
 }
 
