@@ -28,12 +28,14 @@ fn cpu(knee: usize) -> Server {
 /// CPU-like work (knee = cores): the default settles on the core count. Budget: 5 000
 /// samples (≈ 6 s at k = 8, 3 s at k = 16, 25 s at k = 2, where jobs are 20 ms and only two
 /// run at once). Measured (tolerance 1.75, as with 1.5): median exactly k for k = 2, 8,
-/// 16, within 10 % for 89 %, 76 %, 84 % of the time (the rest are its probes one step
-/// either side).
+/// 16, within 10 % for 94 %, 76 %, 84 % of the time (the rest are its probes one step
+/// either side). At k = 2 a test of 1 halves the goodput for two windows: the climber
+/// repeats a large down-move rejected from the same limit 4 times more rarely, which took
+/// k = 2 from 89 % to 94 % (asserted: ≥ 92 %).
 #[tokio::test(start_paused = true)]
 async fn adaptive_settles_on_the_core_count_for_cpu_work() {
     for (knee, budget, secs, min_within) in [
-        (2usize, 1_000, 60.0, 0.4),
+        (2usize, 1_000, 60.0, 0.92),
         (8, 2_000, 30.0, 0.6),
         (16, 4_000, 30.0, 0.6),
     ] {
@@ -70,7 +72,7 @@ async fn adaptive_finds_thousands_for_waiting_work_within_seconds() {
 /// grows until its goodput's noise is well below the effect of the move under test
 /// (`8 cv² / effect²` samples, at most 1024), so noise is read neither as a queue nor as a
 /// goodput change. Measured (one seed, tolerance 1.75): median 2, 16 and 1001 (k = 2, 16,
-/// 1000), 78–99 % of the time within 10 %; lowest 1, 8, 851.
+/// 1000), 78–99 % of the time within 10 % (94 % for k = 2); lowest 1, 8, 851.
 #[tokio::test(start_paused = true)]
 async fn adaptive_is_not_fooled_by_noisy_service_times() {
     for (knee, secs, band) in [(2usize, 30.0, 0.10), (16, 30.0, 0.10), (1000, 6.0, 0.10)] {

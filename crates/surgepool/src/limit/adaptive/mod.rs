@@ -28,9 +28,11 @@
 //!    may lose at most that share of its proportional loss), double the step after a kept
 //!    move (slow start when it keeps winning; a down-move takes at most half the limit),
 //!    bisect after a rejected large up-move, and after a rejected small move go back, flip
-//!    direction and hold for 1, 2, 4, 8, 16 windows before trying again. An up-move nobody came for is kept untested, and one
-//!    whose goodput did not follow is kept if work was refused and latency stayed flat
-//!    (callers honouring `Retry-After` come back later).
+//!    direction and hold for 1, 2, 4, 8, 16 windows before trying again (4 times as long
+//!    before repeating a rejected down-move of a quarter of the limit or more). An up-move
+//!    nobody came for is kept untested, and one whose goodput did not follow is kept if
+//!    work was refused and latency stayed flat (callers honouring `Retry-After` come back
+//!    later).
 //!
 //! [`MIN_WINDOW_SAMPLES`]: window::MIN_WINDOW_SAMPLES
 
@@ -81,6 +83,8 @@ pub(crate) struct Adaptive {
     starting: bool,
     hold: u32,
     hold_left: u32,
+    /// The limit from which the last rejected down-move started.
+    down_rejected_at: Option<usize>,
     rng: Rng,
 }
 
@@ -106,6 +110,7 @@ impl Adaptive {
             starting: true,
             hold: 1,
             hold_left: 0,
+            down_rejected_at: None,
             rng: Rng::new(),
         }
     }
