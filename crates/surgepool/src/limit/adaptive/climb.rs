@@ -87,7 +87,8 @@ impl Adaptive {
             // cost about 5 % of the goodput. Repeat it 4 times more rarely. A first test
             // from a new limit (above a knee the latency guard tolerates: one slot above 2
             // cores raises the latency by half) is not held back, and up-moves keep their
-            // holds, so a knee that moves is still found as soon.
+            // holds, so a knee that rises is still found as soon. The price: a small knee
+            // that drops by less than the tolerance (4 to 3 slots) waits for this hold.
             self.hold_left = self.hold.saturating_mul(LARGE_DOWN_MOVE_HOLD);
         }
         self.hold = (self.hold * 2).min(MAX_HOLD);
