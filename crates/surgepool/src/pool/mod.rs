@@ -3,6 +3,8 @@
 mod builder;
 mod inner;
 mod job;
+mod shutdown;
+mod spawn;
 mod submit;
 mod task;
 mod worker;
@@ -20,10 +22,10 @@ pub(crate) use builder::{
 pub use task::TaskHandle;
 
 use crate::error::{SubmitError, TaskError};
-use crate::stats::{ShutdownReport, Snapshot};
+use crate::stats::Snapshot;
 use crate::sync::Arc;
 use inner::{Inner, JobOptions, Refusal};
-use job::{Detached, Job};
+use job::Job;
 use task::Task;
 
 /// A hook that sees every task panic (after the pool caught it).
@@ -313,95 +315,6 @@ impl Pool {
         Ok(TaskHandle::new(task, self.inner().clone()))
     }
 
-    /// Runs a future detached: as [`try_submit`](Pool::try_submit) with the handle dropped,
-    /// but cheaper, because no handle is made. A future of up to 64 bytes is stored
-    /// inline, so spawning it allocates nothing once the pool is warm; a bigger one is
-    /// boxed (one allocation).
-    ///
-    /// The task is counted like any other; nothing can abort it, and a panic in it is
-    /// counted in [`Snapshot::panicked`] and passed to the
-    /// [`on_panic`](PoolBuilder::on_panic) hook.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_submit`](Pool::try_submit): [`SubmitError::Full`] or
-    /// [`SubmitError::Closed`], with the future.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use std::sync::Arc;
-    /// use surgepool::{Limit, Pool};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let pool = Pool::builder().limit(Limit::fixed(4)).build().unwrap();
-    /// let sum = Arc::new(AtomicU64::new(0));
-    /// for i in 1..=10 {
-    ///     let sum = sum.clone();
-    ///     pool.try_spawn(async move {
-    ///         sum.fetch_add(i, Ordering::Relaxed);
-    ///     })
-    ///     .unwrap();
-    /// }
-    /// pool.shutdown().await;
-    /// assert_eq!(sum.load(Ordering::Relaxed), 55);
-    /// # }
-    /// ```
-    pub fn try_spawn<F>(&self, fut: F) -> Result<(), SubmitError<F>>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        match self
-            .inner()
-            .try_admit(fut, detached, JobOptions::default(), None)
-        {
-            Ok(()) => Ok(()),
-            Err((fut, Refusal::Full | Refusal::InLine(_))) => Err(SubmitError::Full(fut)),
-            Err((fut, Refusal::Closed)) => Err(SubmitError::Closed(fut)),
-        }
-    }
-
-    /// Runs a future detached, waiting for room: [`try_spawn`](Pool::try_spawn) as
-    /// [`submit`](Pool::submit) is to [`try_submit`](Pool::try_submit).
-    ///
-    /// # Errors
-    ///
-    /// [`SubmitError::Closed`] if the pool is or becomes closed while waiting.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe, as [`submit`](Pool::submit).
-    ///
-    /// See the examples on [`try_spawn`](Pool::try_spawn) and [`submit`](Pool::submit).
-    pub async fn spawn<F>(&self, fut: F) -> Result<(), SubmitError<F>>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        submit::wait(self.inner(), fut, detached, None).await
-    }
-
-    /// Runs a future detached, waiting at most `wait` for room.
-    ///
-    /// # Errors
-    ///
-    /// [`SubmitError::Timeout`] when no room came in time; [`SubmitError::Closed`] if the
-    /// pool is or becomes closed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe, as [`submit`](Pool::submit).
-    ///
-    /// See the example on [`try_spawn`](Pool::try_spawn); the wait works as in [`submit_timeout`](Pool::submit_timeout).
-    pub async fn spawn_timeout<F>(&self, fut: F, wait: Duration) -> Result<(), SubmitError<F>>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let deadline = Instant::now().checked_add(wait);
-        submit::wait(self.inner(), fut, detached, deadline).await
-    }
-
     /// The pool's accounting now; see [`Snapshot`] for the identities it keeps.
     ///
     /// See the [example on `Snapshot`](Snapshot#examples).
@@ -422,69 +335,6 @@ impl Pool {
     /// See the [example on `Pool`](Pool#examples).
     pub fn is_closed(&self) -> bool {
         self.inner().snapshot_closed()
-    }
-
-    /// Closes the pool, then waits until every accepted task has finished.
-    ///
-    /// When it returns, every task's handle has its result ([`TaskHandle::is_finished`]),
-    /// and the pool has dropped every task's future and every output that no handle will
-    /// take.
-    ///
-    /// Idempotent: concurrent and later callers all return once the pool is drained, and
-    /// all get the same report. A grace deadline that passed (in any caller's
-    /// [`shutdown_timeout`](Pool::shutdown_timeout)) before the drain ended is part of it:
-    /// `timed_out` is then `true` for every caller, this one included.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: dropping the future stops the waiting, not the shutdown (the pool
-    /// stays closed and keeps draining).
-    ///
-    /// See the [example on `Pool`](Pool#examples).
-    pub async fn shutdown(&self) -> ShutdownReport {
-        let inner = self.inner();
-        crate::trace::event!(info, pool = %self.name(), "shutdown began");
-        inner.close();
-        inner.wait_drained().await;
-        let report = inner.report();
-        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
-        report
-    }
-
-    /// As [`shutdown`](Pool::shutdown), but whatever has not finished after `grace` is
-    /// cancelled: queued tasks at once, running tasks at their next poll. The report
-    /// counts them and sets `timed_out`.
-    ///
-    /// A task that blocks its thread without reaching an `.await` cannot be cancelled
-    /// until it does; this call waits for it.
-    ///
-    /// It returns once the pool is drained, with the report every shutdown call gets (see
-    /// [`shutdown`](Pool::shutdown)): `timed_out` says whether some grace deadline, this
-    /// one or a concurrent caller's, passed before the drain ended. A `grace` too long to
-    /// represent (`Duration::MAX`) never runs out.
-    ///
-    /// See the [example on `ShutdownReport`](ShutdownReport#examples).
-    pub async fn shutdown_timeout(&self, grace: Duration) -> ShutdownReport {
-        let inner = self.inner();
-        crate::trace::event!(info, pool = %self.name(), grace = ?grace, "shutdown began");
-        inner.close();
-        let deadline = Instant::now().checked_add(grace);
-        let in_time = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, inner.wait_drained())
-                .await
-                .is_ok(),
-            None => {
-                inner.wait_drained().await;
-                true
-            }
-        };
-        if !in_time {
-            inner.cancel_all();
-            inner.wait_drained().await;
-        }
-        let report = inner.report();
-        crate::trace::event!(info, pool = %self.name(), drained = report.drained, cancelled = report.cancelled, timed_out = report.timed_out, "shutdown ended");
-        report
     }
 
     /// The counters of the pool's limiter: the current limit, the tasks in flight, and how
@@ -513,12 +363,4 @@ where
 {
     let task = Task::new(fut);
     (Job::Shared(task.clone()), task)
-}
-
-/// Makes an admitted future into a detached job.
-fn detached<F>(fut: F) -> (Job, ())
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    (Job::Detached(Detached::new(fut)), ())
 }
