@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use surgepool::Limit;
 use surgepool_tower::AdmissionLayer;
 use tower::ServiceBuilder;
@@ -36,13 +35,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The public service: the router inside the whole stack.
-pub(crate) fn build(
+/// The public service: `routes` ([`router`]) inside the whole stack, counting into
+/// `http_metrics`; for requests with any body (the listeners' `Incoming`, a test's `Body`).
+pub(crate) fn build<B>(
     cfg: &ServeConfig,
-    state: AppState,
+    http_metrics: std::sync::Arc<metrics::HttpMetrics>,
     admission: AdmissionLayer,
+    routes: Router,
 ) -> impl tower::Service<
-    Request<Incoming>,
+    Request<B>,
     Response = Response<
         impl http_body::Body<Data = bytes::Bytes, Error = impl Into<axum::BoxError>> + Send + 'static,
     >,
@@ -51,10 +52,13 @@ pub(crate) fn build(
 > + Clone
        + Send
        + Sync
-       + 'static {
+       + 'static
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let rate_limit =
         ratelimit::RateLimit::new(cfg.rate_limit, cfg.rate_burst, cfg.trusted_proxies.clone());
-    let http_metrics = state.0.metrics.clone();
     ServiceBuilder::new()
         // Counts first, so the counts are what clients saw: every 429, 503 and 504 included.
         // It also sets the request id (`x-request-id`, echoed on the answer) before tracing.
@@ -82,7 +86,7 @@ pub(crate) fn build(
         // not that of a slow client or a rate-limited burst.
         .layer(admission)
         .map_request(|req: Request<_>| req.map(Body::new))
-        .service(router(state))
+        .service(routes)
 }
 
 /// The admission layer (its stats go to `/metrics`).
@@ -120,4 +124,65 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         axum::Json(serde_json::json!({"error": "internal error"})),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config::Cli;
+    use crate::metrics::HttpMetrics;
+
+    /// A handler that panics costs its request a 500, which `/metrics` counts, and nothing
+    /// else: its admission permit comes back and the next request is served.
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_counted_500_and_the_service_goes_on() {
+        let cfg = Cli::try_parse_from(["orders"])
+            .unwrap()
+            .serve
+            .validate()
+            .unwrap();
+        let http_metrics = HttpMetrics::new();
+        let admission = AdmissionLayer::builder()
+            .limit(Limit::fixed(1))
+            .queue_capacity(0)
+            .build()
+            .unwrap();
+        let routes = Router::new()
+            .route("/api/hello", get(|| async { "Hello" }))
+            .route(
+                "/api/quote",
+                get(|| async {
+                    if true {
+                        panic!("a bug in a handler");
+                    }
+                    "unreachable"
+                }),
+            );
+        let service = build(&cfg, http_metrics.clone(), admission, routes);
+        let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+        let answer = service.clone().oneshot(get("/api/quote")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = answer.into_body().collect().await.ok().unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"internal error"}"#);
+        // One permit only: had the panic kept it, this would be a 503.
+        let answer = service.oneshot(get("/api/hello")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+
+        let mut text = String::new();
+        http_metrics.render(&mut text);
+        assert!(
+            text.contains("orders_http_requests_total{route=\"/api/quote\",status=\"500\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orders_http_requests_total{route=\"/api/hello\",status=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("orders_http_in_flight 0"), "{text}");
+    }
 }

@@ -114,7 +114,12 @@ impl Harness {
             let admission = app::admission(&cfg)?;
             let service = ServiceBuilder::new()
                 .map_response(|r: Response<_>| r.map(Body::new))
-                .service(app::build(&cfg, state.clone(), admission));
+                .service(app::build(
+                    &cfg,
+                    state.0.metrics.clone(),
+                    admission,
+                    app::router(state.clone()),
+                ));
             anyhow::Ok((state, BoxCloneSyncService::new(service)))
         })?;
         Ok(Harness {

@@ -32,7 +32,12 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let state = AppState::new(&cfg, storage.clone(), confirmations.clone())?;
     let admission = app::admission(&cfg)?;
     let admin = Admin::new(state.clone(), admission.clone())?;
-    let service = app::build(&cfg, state.clone(), admission);
+    let service = app::build(
+        &cfg,
+        state.0.metrics.clone(),
+        admission,
+        app::router(state.clone()),
+    );
 
     let admin_listener = net::bind(cfg.admin_addr, "admin on").await?;
     let public_listener = net::bind(cfg.addr, "listening on").await?;
