@@ -108,7 +108,7 @@ pub(crate) fn spin_cpu(cpu: Duration) {
 }
 
 /// CPU time used by the calling thread.
-fn thread_cpu_time() -> Option<Duration> {
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
