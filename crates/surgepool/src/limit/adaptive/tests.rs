@@ -1,0 +1,70 @@
+//! Unit tests of the controller's pacing; where it settles is tested by simulation
+//! (`tests/limit_simulation.rs`, `tests/limit_robustness.rs`).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Adaptive;
+use crate::limit::adaptive_config::AdaptiveConfig;
+use crate::limit::algorithm::{Algorithm, Sample};
+
+/// Feeds `samples` finished jobs of ideal waiting work (every job takes `rtt`, every slot
+/// is used, so goodput is proportional to the limit) and returns the limit after each.
+fn run(adaptive: &mut Adaptive, now: &mut Instant, rtt: Duration, samples: usize) -> Vec<usize> {
+    let mut limit = adaptive.admitted;
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        // `limit` jobs finish per `rtt`.
+        *now += rtt / u32::try_from(limit).unwrap_or(u32::MAX);
+        limit = adaptive.update(&Sample {
+            now: *now,
+            rtt,
+            in_flight: limit,
+            dropped: false,
+            refused: 0,
+        });
+        out.push(limit);
+    }
+    out
+}
+
+fn adaptive(initial: usize) -> Adaptive {
+    Adaptive::new(AdaptiveConfig {
+        initial: Some(initial),
+        ..AdaptiveConfig::default()
+    })
+}
+
+fn biggest_rise(limits: &[usize]) -> Option<usize> {
+    limits.windows(2).map(|w| w[1].saturating_sub(w[0])).max()
+}
+
+#[test]
+fn a_large_rise_is_admitted_one_slot_per_finished_job_and_a_cut_at_once() {
+    let mut adaptive = adaptive(128);
+    let mut now = Instant::now();
+    let climb = run(&mut adaptive, &mut now, Duration::from_millis(20), 2_000);
+    let top = *climb.last().unwrap();
+    assert!(top >= 512, "slow start doubled 128 to {top} only");
+    // Slow start doubles: a rise of the whole limit, spread over a round of its jobs.
+    assert_eq!(biggest_rise(&climb), Some(1), "a doubling admitted at once");
+
+    // The work gets four times as slow at once: a queue, cut without pacing.
+    let cut = run(&mut adaptive, &mut now, Duration::from_millis(80), 10 * top);
+    let mut limits = vec![top];
+    limits.extend(cut);
+    let biggest_fall = limits.windows(2).map(|w| w[0].saturating_sub(w[1])).max();
+    assert!(biggest_fall > Some(1), "a cut was paced: {biggest_fall:?}");
+}
+
+#[test]
+fn a_rise_of_a_few_slots_is_admitted_at_once() {
+    let mut adaptive = adaptive(4);
+    let mut now = Instant::now();
+    let climb = run(&mut adaptive, &mut now, Duration::from_millis(20), 2_000);
+    // 4 -> 8 -> ... -> 128: each doubling of at most `PACE_ABOVE` (64) slots in one step,
+    // the next ones paced.
+    assert!(*climb.last().unwrap() >= 256, "{climb:?}");
+    assert_eq!(biggest_rise(&climb), Some(64));
+}
