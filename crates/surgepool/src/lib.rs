@@ -33,10 +33,11 @@
 //! * **Where the adaptive limit settles** (simulated on paused tokio time, not a wall-clock
 //!   measurement; `src/limit/README.md`):
 //!   `cargo test -p surgepool --test limit_simulation -- --nocapture`. Median limit 16
-//!   against a CPU knee of 16; 1965 against a waiting knee of 2000, reached in 0.63 s from 2.
+//!   against a CPU knee of 16; 2028 against a waiting knee of 2000, reached in 0.68 s from 2.
 //! * **Overload** (naive spawning against fixed and adaptive pools, open loop):
-//!   `cargo run --release -p surgepool-lab -- overload --report lab-out`. No figures are
-//!   recorded in the repository yet: run it on a quiet machine.
+//!   `cargo run --release -p surgepool-lab -- overload --report lab-out`, on a quiet
+//!   machine. Figures measured on a 2-core machine: the repository's README and
+//!   `src/limit/README.md` (*In the lab*).
 //!
 //! # Examples
 //!
