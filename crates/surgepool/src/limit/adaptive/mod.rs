@@ -145,8 +145,9 @@ impl Adaptive {
     /// round, `ramp` more slots per finished job, so that a doubling admits two jobs per
     /// completion (TCP slow start's ack clocking) instead of hundreds in one instant, whose
     /// own transient (each allocating, faulting pages in, arming timers at once) raised the
-    /// latency of the very windows that judge the move. The settle round after a move is
-    /// counted in jobs of the new limit, so the rise is complete before the move is judged.
+    /// latency of the very windows that judge the move. The settle round after a move lasts
+    /// a round of the new limit's jobs (or two rounds' time, when callers bring less work),
+    /// so the rise is normally complete before the move is judged.
     fn pace(&mut self) -> usize {
         self.admitted = if self.limit <= self.admitted {
             self.limit
