@@ -144,3 +144,69 @@ async fn clients_that_honour_retry_after_do_not_hold_the_limit_at_its_floor() {
     sim.run(12.0).await;
     assert_recovered(&sim, knee, "Retry-After clients", 2.0);
 }
+
+/// Another load takes the machine gradually (the lab's HTTP run at 3× overload: the flood
+/// of refusals and the load generator take the CPU, so every job's latency rises, over
+/// about a second, whatever the limit): the service time rises from 20 to 60 ms over
+/// t = 3–4 s and stays there; the knee in slots does not move. The latency climbs for many
+/// windows in a row, so each cut looks like a change still in progress. Before the run of
+/// cuts was judged as a whole, the guard cut 1000 → 12 before the rule "the cut did not
+/// lower the latency" could fire (the lab's run: 448 → 22, and the climber took seconds to
+/// climb back); now the run is undone once a quarter of the limit has not halved the
+/// latency (lowest 192).
+#[tokio::test(start_paused = true)]
+async fn contention_that_rises_for_a_second_does_not_collapse_the_limit() {
+    let knee = 1000;
+    let mut sim = sim(knee);
+    sim.server.service = Box::new(|t| {
+        if t < 3.0 {
+            S
+        } else if t < 4.0 {
+            S.mul_f64(1.0 + 2.0 * (t - 3.0))
+        } else {
+            S * 3
+        }
+    });
+    sim.run(9.0).await;
+    assert_recovered(&sim, knee, "contention rising for 1 s", 4.0);
+    let after_start = sim.trace.iter().filter(|p| p.t >= 2.5);
+    let lowest = after_start.map(|p| p.limit).min().unwrap();
+    assert!(
+        lowest >= knee / 8,
+        "contention rising for 1 s: cut to {lowest} (knee {knee})"
+    );
+}
+
+/// A neighbour takes nine tenths of the capacity for a second (the knee falls from 1000 to
+/// 100, then comes back). The guard's cuts must follow it down (a real queue: judged
+/// against the run's first cut alone, whose window straddled the drop, 192 slots looked
+/// like a cut that had not lowered the latency, and the cuts were undone while the
+/// capacity was still gone), and once the run of cuts, three quarters of the limit, is
+/// over, the limit climbs back at slow start's pace: 0.35 s after the capacity returns
+/// (0.58 s with the climber's small steps).
+#[tokio::test(start_paused = true)]
+async fn a_second_of_lost_capacity_is_followed_down_and_back_up() {
+    let knee = 1000;
+    let mut sim = sim(knee);
+    sim.server.knee = Box::new(|t| {
+        if (3.0..4.0).contains(&t) {
+            100.0
+        } else {
+            1000.0
+        }
+    });
+    sim.run(8.0).await;
+    let name = "a second at a tenth of the capacity";
+    assert_recovered(&sim, knee, name, 4.0);
+    let lost = sim.trace.iter().filter(|p| (3.75..4.0).contains(&p.t));
+    let highest = lost.map(|p| p.limit).max().unwrap();
+    assert!(
+        highest <= 200,
+        "{name}: limit {highest} while the knee was 100"
+    );
+    let back = sim.first_within(4.0, knee as f64, 0.2).unwrap() - 4.0;
+    assert!(
+        back <= 0.45,
+        "{name}: back near the knee only after {back:.2} s"
+    );
+}

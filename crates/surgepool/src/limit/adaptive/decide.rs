@@ -22,6 +22,11 @@ const MIN_GRADIENT: f64 = 0.5;
 /// climbing (a change in progress), not that the work got slower.
 const STILL_RISING: f64 = 1.05;
 
+/// A run of cuts that has taken the limit to this share of where it began is judged as a
+/// whole: if the latency did not fall with it, the latency is not ours, however it moved
+/// from one window to the next.
+const DEEP_CUT: f64 = 0.25;
+
 impl Adaptive {
     fn schedule_probe(&mut self, now: Instant) {
         let jitter = 1.0 + self.config.probe_jitter * self.rng.next_f64();
@@ -86,6 +91,17 @@ impl Adaptive {
             self.latency_guard(w, rtt, base, before);
             return self.limit != before;
         }
+        if let Some((from, _)) = self.cuts_from {
+            if self.limit as f64 <= from as f64 * DEEP_CUT {
+                // A run of cuts that took three quarters of the limit has ended: the
+                // latency it answered may have been a burst the limit did not cause, and
+                // the climber's small steps would take seconds to find out (the lab's
+                // HTTP run: 365 → 71, then 1024-sample windows of 5 % moves at 1,600/s).
+                // Search again from here as slow start does: a doubling that goodput
+                // follows is kept, one that raises the latency is bisected back.
+                self.restart_search();
+            }
+        }
         self.last_cut = None;
         self.doubted = false;
         self.cuts_from = None;
@@ -126,6 +142,24 @@ impl Adaptive {
     /// lower the latency, reject the climber's own step up if that raised it, or else cut
     /// toward the limit at which queueing would vanish.
     fn latency_guard(&mut self, w: &Window, rtt: f64, base: f64, before: usize) {
+        if let Some((from, peak_rtt)) = self.cuts_from {
+            // The run of cuts as a whole: a queue in our slots shrinks with the work we
+            // admit, so a quarter of the limit must have taken at least (about) half the
+            // latency away, whatever the windows in between did. If it did not, the
+            // latency rose for a reason the limit cannot relieve (another load took the
+            // machine, the work got slower over many windows), and each window's "still
+            // rising" would otherwise cut on to a few slots (the lab's HTTP run at 3×
+            // overload: 448 → 22 in five windows while the RTT rose from 41 to 66 ms).
+            // Judged against the highest RTT that caused a cut of the run, not the first:
+            // the first window may have straddled a drop in capacity and understate the
+            // queue (after the knee fell tenfold, the first cut's RTT was 2.5× the base,
+            // the next 7.7×, and a quarter of the limit had "not halved" the first).
+            let shrink = w.limit as f64 / from as f64;
+            if shrink <= DEEP_CUT && rtt > peak_rtt * (1.0 - HALF * (1.0 - shrink)) {
+                self.rebase(rtt);
+                return;
+            }
+        }
         if let Some((cut_from, cut_rtt)) = self.last_cut {
             // A cut from `cut_from` to `w.limit` should have lowered the RTT roughly in
             // proportion if queueing caused it. It did not: the work itself is slower
@@ -189,7 +223,7 @@ impl Adaptive {
         self.last_cut = None;
         self.doubted = false;
         self.moved_from = None;
-        if let Some(from) = self.cuts_from.take() {
+        if let Some((from, _)) = self.cuts_from.take() {
             self.set_limit(from);
         }
         self.restart_search();
@@ -212,9 +246,10 @@ impl Adaptive {
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
     fn after_cut(&mut self, before: usize, rtt: f64) {
-        if self.last_cut.is_none() {
-            self.cuts_from = Some(before);
-        }
+        self.cuts_from = match self.cuts_from {
+            Some((from, peak)) if self.last_cut.is_some() => Some((from, peak.max(rtt))),
+            _ => Some((before, rtt)),
+        };
         self.last_cut = Some((before, rtt));
         self.moved_from = None;
         self.ceiling = None;
