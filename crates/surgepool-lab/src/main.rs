@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod alloc_count;
 mod child;
+mod cpus;
 mod experiments;
 mod http_load;
 mod machine;
@@ -34,7 +35,7 @@ enum Command {
     /// Seed 003: open-loop overload, naive spawning vs bounded and adaptive pools.
     Overload(experiments::overload::Args),
     /// Seeds 001/002: an axum server with and without the admission layer, under load.
-    Http(experiments::http::Args),
+    Http(Box<experiments::http::Args>),
     /// Seed 001's external queue: a spike and a slowdown with a local pool overflowing into Redis Streams.
     Fleet(experiments::fleet::Args),
     /// One consumer process of `fleet` (the lab starts it).
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Shapes(args) => experiments::shapes::run(args),
         Command::Overload(args) => experiments::overload::run(args),
-        Command::Http(args) => experiments::http::run(args),
+        Command::Http(args) => experiments::http::run(*args),
         Command::Fleet(args) => experiments::fleet::run(args),
         Command::FleetConsumer(args) => experiments::fleet::run_consumer(args),
         Command::Serve(args) => experiments::serve::run(args),

@@ -323,3 +323,74 @@ fn http_body_without_target_is_refused() {
         "{stderr}"
     );
 }
+
+/// The first CPU this process may run on, from `/proc/self/status`.
+#[cfg(target_os = "linux")]
+fn first_allowed_cpu() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    list.split([',', '-']).next().unwrap().to_owned()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_on_the_cpus_it_is_given() {
+    let cpu = first_allowed_cpu();
+    let mut child = Command::new(LAB)
+        .args(["serve", "--addr", "127.0.0.1:0", "--layer", "none"])
+        .args(["--cpus", &cpu])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start serve");
+    // Once it prints its address, its runtime (pinned before it started) is up.
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on http://"), "{line}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert_eq!(allowed, cpu, "{status}");
+}
+
+#[test]
+fn bad_cpu_lists_and_pinning_a_target_are_refused() {
+    for list in ["", "x", "3-1", "99999"] {
+        let output = Command::new(LAB)
+            .args(["serve", "--addr", "127.0.0.1:0", "--cpus", list])
+            .output()
+            .expect("run serve");
+        assert!(!output.status.success(), "--cpus {list:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("CPU"), "--cpus {list:?}: {stderr}");
+    }
+    let output = Command::new(LAB)
+        .args([
+            "http",
+            "--pin",
+            "--target",
+            "http://127.0.0.1:9/",
+            "--rps",
+            "10",
+        ])
+        .output()
+        .expect("run http");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--pin pins the lab's own servers"),
+        "{stderr}"
+    );
+}

@@ -44,9 +44,14 @@ pub(crate) struct Args {
     /// Longest wait for in-flight requests after Ctrl-C, in seconds.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain_timeout_s: u64,
-    /// Runtime worker threads (default: one per core).
+    /// Runtime worker threads (default: one per core it may run on).
     #[arg(long)]
     pub(crate) threads: Option<usize>,
+    /// Run on these CPUs only (Linux; `0`, `0,2` or `0-3`, as `taskset -c` reads them):
+    /// `http --pin` gives its servers one half of the machine and its load generator the
+    /// other.
+    #[arg(long)]
+    pub(crate) cpus: Option<crate::cpus::CpuList>,
 }
 
 impl Args {
@@ -91,6 +96,11 @@ impl Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let config = args.server_config()?;
     let timeouts = args.timeouts()?;
+    if let Some(cpus) = &args.cpus {
+        // Before the runtime starts: its threads inherit the pinning, and its default
+        // worker count is then the number of these CPUs.
+        crate::cpus::pin(&cpus.0)?;
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         anyhow::ensure!(threads > 0, "--threads must be at least 1");

@@ -94,6 +94,15 @@ pub(crate) struct Args {
     /// Write the results as JSON (API.md's shape) to this file.
     #[arg(long)]
     pub(super) json: Option<PathBuf>,
+    /// Give the servers the first half of the CPUs and the load generator the rest (Linux;
+    /// on 2 cores, one each), as if the client ran on a machine of its own: sharing the
+    /// CPUs, the generator falls seconds behind its schedule under overload. The capacity
+    /// probed (and so "3×") is then the pinned server's.
+    #[arg(long)]
+    pub(super) pin: bool,
+    /// With --pin: the servers' CPUs (set by `run`, not a flag).
+    #[arg(skip)]
+    pub(super) server_cpus: Option<Vec<usize>>,
 }
 
 impl Args {

@@ -53,8 +53,23 @@ use crate::rss;
 use crate::scenario_json::Machine;
 use crate::server::LayerChoice;
 
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(mut args: Args) -> anyhow::Result<()> {
     let plan = args.plan()?;
+    if args.pin {
+        ensure!(
+            args.target.is_none(),
+            "--pin pins the lab's own servers; pin a --target server with taskset instead"
+        );
+        let (servers, generator) = crate::cpus::split(&crate::cpus::allowed()?)?;
+        // Before the runtime starts, so that its threads inherit it.
+        crate::cpus::pin(&generator)?;
+        eprintln!(
+            "pinned: servers on CPU(s) {}, the load generator on {}",
+            crate::cpus::format_list(&servers),
+            crate::cpus::format_list(&generator)
+        );
+        args.server_cpus = Some(servers);
+    }
     ensure!(
         args.target.is_some() || (args.method == http::Method::GET && args.body.is_none()),
         "--method and --body need --target (the lab's own server is loaded with GET /work)"

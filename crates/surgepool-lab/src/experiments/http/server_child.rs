@@ -34,6 +34,11 @@ impl ServerChild {
             .args(["--service-ms", &args.service_ms.to_string()])
             .args(["--alloc-kb", &args.alloc_kb.to_string()])
             .args(["--drain-timeout-s", "2"])
+            .args(
+                args.server_cpus
+                    .iter()
+                    .flat_map(|cpus| ["--cpus".to_owned(), crate::cpus::format_list(cpus)]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
