@@ -103,6 +103,9 @@ pub(crate) struct Args {
     /// With --pin: the servers' CPUs (set by `run`, not a flag).
     #[arg(skip)]
     pub(super) server_cpus: Option<Vec<usize>>,
+    /// With --pin: the load generator's CPUs (set by `run`, not a flag).
+    #[arg(skip)]
+    pub(super) generator_cpus: Option<Vec<usize>>,
 }
 
 impl Args {

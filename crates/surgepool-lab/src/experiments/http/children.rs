@@ -195,7 +195,11 @@ fn scenario(args: &Args, plan: &Plan, rate: f64, slo: Duration) -> Scenario {
         alloc_kb: args.alloc_kb as u64,
         mem_cap_bytes: args.mem_cap_mb.saturating_mul(1024 * 1024),
         drain_s: 0.0,
-        worker_threads: crate::machine::cores(),
+        // A server's runtime has one worker per CPU it may run on.
+        worker_threads: args
+            .server_cpus
+            .as_ref()
+            .map_or_else(crate::machine::cores, Vec::len),
         slo_ms: slo.as_secs_f64() * 1000.0,
         kind: String::new(),
     }
@@ -251,6 +255,9 @@ fn scenario_json(
     scenario["probe_connections"] = json!(plan.probe_connections);
     scenario["deadline_ms"] = json!(args.deadline_ms);
     scenario["sweep_duration_s"] = json!(plan.sweep_duration.as_secs_f64());
+    // `--pin`: the CPUs each side ran on (null when they shared the machine).
+    scenario["server_cpus"] = json!(args.server_cpus);
+    scenario["generator_cpus"] = json!(args.generator_cpus);
     Ok(scenario)
 }
 

@@ -55,6 +55,8 @@ use crate::server::LayerChoice;
 
 pub(crate) fn run(mut args: Args) -> anyhow::Result<()> {
     let plan = args.plan()?;
+    // The machine's cores as this process found them, before `--pin` narrows its view.
+    let _ = MACHINE_CORES.set(crate::machine::cores());
     if args.pin {
         ensure!(
             args.target.is_none(),
@@ -69,6 +71,7 @@ pub(crate) fn run(mut args: Args) -> anyhow::Result<()> {
             crate::cpus::format_list(&generator)
         );
         args.server_cpus = Some(servers);
+        args.generator_cpus = Some(generator);
     }
     ensure!(
         args.target.is_some() || (args.method == http::Method::GET && args.body.is_none()),
@@ -97,9 +100,15 @@ pub(crate) fn run(mut args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cores the lab could use when it started (`--pin` then gives half to each side).
+static MACHINE_CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 fn machine() -> Machine {
     Machine {
-        cores: crate::machine::cores(),
+        cores: MACHINE_CORES
+            .get()
+            .copied()
+            .unwrap_or_else(crate::machine::cores),
         memory_bytes: rss::total_memory_bytes().unwrap_or(0),
     }
 }

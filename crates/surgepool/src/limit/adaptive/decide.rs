@@ -62,6 +62,7 @@ impl Adaptive {
             self.set_limit(restore);
             self.schedule_probe(now);
             self.moved_from = None;
+            self.deep_from = None;
             return self.limit != before;
         }
         let base = match self.base {
@@ -91,7 +92,7 @@ impl Adaptive {
             self.latency_guard(w, rtt, base, before);
             return self.limit != before;
         }
-        if let Some((from, _)) = self.cuts_from {
+        if let Some((from, _)) = self.deep_from {
             if self.limit as f64 <= from as f64 * DEEP_CUT {
                 // A run of cuts that took three quarters of the limit has ended: the
                 // latency it answered may have been a burst the limit did not cause, and
@@ -105,6 +106,7 @@ impl Adaptive {
         self.last_cut = None;
         self.doubted = false;
         self.cuts_from = None;
+        self.deep_from = None;
 
         if self.next_probe.is_some_and(|at| now >= at) && self.start_probe(rtt, now) {
             return true;
@@ -142,10 +144,11 @@ impl Adaptive {
     /// lower the latency, reject the climber's own step up if that raised it, or else cut
     /// toward the limit at which queueing would vanish.
     fn latency_guard(&mut self, w: &Window, rtt: f64, base: f64, before: usize) {
-        if let Some((from, peak_rtt)) = self.cuts_from {
+        if let Some((from, peak_rtt)) = self.deep_from {
             // The run of cuts as a whole: a queue in our slots shrinks with the work we
-            // admit, so a quarter of the limit must have taken at least (about) half the
-            // latency away, whatever the windows in between did. If it did not, the
+            // admit, so a quarter of the limit must have taken a good part of the latency
+            // away (to 0.625× at a quarter, toward half as the limit falls further),
+            // whatever the windows in between did. If it did not, the
             // latency rose for a reason the limit cannot relieve (another load took the
             // machine, the work got slower over many windows), and each window's "still
             // rising" would otherwise cut on to a few slots (the lab's HTTP run at 3×
@@ -213,6 +216,10 @@ impl Adaptive {
         let smoothed = self.limit as f64 * (1.0 - share) + target * share;
         let new = whole(smoothed, 1, usize::MAX).min(self.limit.saturating_sub(1));
         self.set_limit(new);
+        self.deep_from = match self.deep_from {
+            Some((from, peak)) => Some((from, peak.max(rtt))),
+            None => Some((before, rtt)),
+        };
         self.after_cut(before, rtt);
     }
 
@@ -223,7 +230,8 @@ impl Adaptive {
         self.last_cut = None;
         self.doubted = false;
         self.moved_from = None;
-        if let Some((from, _)) = self.cuts_from.take() {
+        self.deep_from = None;
+        if let Some(from) = self.cuts_from.take() {
             self.set_limit(from);
         }
         self.restart_search();
@@ -246,10 +254,9 @@ impl Adaptive {
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
     fn after_cut(&mut self, before: usize, rtt: f64) {
-        self.cuts_from = match self.cuts_from {
-            Some((from, peak)) if self.last_cut.is_some() => Some((from, peak.max(rtt))),
-            _ => Some((before, rtt)),
-        };
+        if self.last_cut.is_none() {
+            self.cuts_from = Some(before);
+        }
         self.last_cut = Some((before, rtt));
         self.moved_from = None;
         self.ceiling = None;

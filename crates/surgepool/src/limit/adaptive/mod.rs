@@ -20,8 +20,9 @@
 //!    cuts in a row did not lower the latency, the latency is not ours (the work itself got
 //!    slower): take `r` as the new base instead, undo the cuts and search again from slow
 //!    start. At the minimum, where a cut changes nothing, do so at once; and once a run of
-//!    cuts has taken three quarters of the limit, judge the run as a whole (its highest RTT
-//!    must have about halved). When such a deep run ends, search again from slow start.
+//!    latency cuts has taken three quarters of the limit, judge the run as a whole (the
+//!    RTT must have fallen to about 0.6× the highest that caused a cut of the run). When
+//!    such a deep run ends, search again from slow start.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low.
@@ -84,9 +85,12 @@ pub(crate) struct Adaptive {
     last_cut: Option<(usize, f64)>,
     /// A cut already failed to lower the latency once in the current run of cuts.
     doubted: bool,
-    /// The limit before the current run of consecutive cuts began, and the highest RTT
-    /// that caused one of its cuts.
-    cuts_from: Option<(usize, f64)>,
+    /// The limit before the current run of consecutive cuts began.
+    cuts_from: Option<usize>,
+    /// The limit before the current run's first *latency* cut, and the highest RTT that
+    /// caused one of its latency cuts (back-offs for drops take no part: their RTT is not
+    /// the window's, and their depth says nothing about the latency).
+    deep_from: Option<(usize, f64)>,
     /// The point a pending hill-climbing move started from.
     moved_from: Option<Point>,
     direction: Direction,
@@ -121,6 +125,7 @@ impl Adaptive {
             last_cut: None,
             doubted: false,
             cuts_from: None,
+            deep_from: None,
             moved_from: None,
             direction: Direction::Up,
             // Slow start: the first moves double the limit for as long as goodput follows.

@@ -1,5 +1,5 @@
-//! Unit tests of the controller's pacing; where it settles is tested by simulation
-//! (`tests/limit_simulation.rs`, `tests/limit_robustness.rs`).
+//! Unit tests of the controller's pacing and of what feeds its deep-cut rule; where it
+//! settles is tested by simulation (`tests/limit_simulation.rs`, `tests/limit_robustness.rs`).
 
 use std::time::Duration;
 
@@ -67,4 +67,53 @@ fn a_rise_of_a_few_slots_is_admitted_at_once() {
     // the next ones paced.
     assert!(*climb.last().unwrap() >= 256, "{climb:?}");
     assert_eq!(biggest_rise(&climb), Some(64));
+}
+
+/// Feeds one finished job and returns the limit.
+fn feed(adaptive: &mut Adaptive, now: &mut Instant, rtt: Duration, dropped: bool) -> usize {
+    let in_flight = adaptive.admitted;
+    *now += rtt / u32::try_from(in_flight).unwrap_or(u32::MAX);
+    adaptive.update(&Sample {
+        now: *now,
+        rtt,
+        in_flight,
+        dropped,
+        refused: 0,
+    })
+}
+
+#[test]
+fn back_offs_for_drops_do_not_count_as_a_deep_run_of_latency_cuts() {
+    let mut adaptive = adaptive(128);
+    let mut now = Instant::now();
+    let fast = Duration::from_millis(20);
+    let top = *run(&mut adaptive, &mut now, fast, 2_000).last().unwrap();
+    assert!(top >= 512, "slow start doubled 128 to {top} only");
+    // Timeouts: every job dropped after 200 ms, so each window backs off by 10 %, down to
+    // under a quarter of where it was.
+    let mut limit = top;
+    for _ in 0..200_000 {
+        limit = feed(&mut adaptive, &mut now, Duration::from_millis(200), true);
+        if limit * 4 < top {
+            break;
+        }
+    }
+    assert!(limit * 4 < top, "backed off to {limit} only, from {top}");
+    // Then the jobs succeed again, and queue: 100 run at full speed, more share them (at
+    // 207 in flight, twice the base RTT). The guard must cut toward 100. Judged with the
+    // back-offs as if they were latency cuts (and their stale RTT as the peak), the run
+    // would look deep and "not ours", and the limit be restored to where the timeouts
+    // began.
+    let from = limit;
+    let mut lowest = limit;
+    for _ in 0..20 * from {
+        let queued = fast.mul_f64((adaptive.admitted as f64 / 100.0).max(1.0));
+        limit = feed(&mut adaptive, &mut now, queued, false);
+        lowest = lowest.min(limit);
+        assert!(
+            limit * 2 < top,
+            "restored to {limit} after backing off from {top} to {from}"
+        );
+    }
+    assert!(lowest <= 130, "a queue at {from} was cut to {lowest} only");
 }
