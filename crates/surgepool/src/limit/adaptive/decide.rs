@@ -156,7 +156,7 @@ impl Adaptive {
             // Judged against the highest RTT that caused a cut of the run, not the first:
             // the first window may have straddled a drop in capacity and understate the
             // queue (after the knee fell tenfold, the first cut's RTT was 2.5× the base,
-            // the next 7.7×, and a quarter of the limit had "not halved" the first).
+            // the next 7.7×, and 192 slots looked like cuts that had not lowered it).
             let shrink = w.limit as f64 / from as f64;
             if shrink <= DEEP_CUT && rtt > peak_rtt * (1.0 - HALF * (1.0 - shrink)) {
                 self.rebase(rtt);
