@@ -2,7 +2,8 @@
 //! across all threads.
 //!
 //! The lab installs [`CountingAlloc`] as the process's `#[global_allocator]`. It forwards to
-//! the system allocator and counts every allocation in one of [`SLOTS`] cache-padded
+//! the allocator the build chose ([`INNER`]: the system's `malloc` by default, jemalloc or
+//! mimalloc with the crate's `jemalloc` / `mimalloc` features) and counts every allocation in one of [`SLOTS`] cache-padded
 //! counter slots, chosen per thread, so that threads do not fight over one cache line: a
 //! single shared counter would add a contended atomic to every `malloc` and make the
 //! allocating shapes (spawn per request) look slower than they are. Reading the counters
@@ -14,12 +15,28 @@
 //! What counts as one allocation: `alloc`, `alloc_zeroed`, and `realloc` (a `realloc` is
 //! counted as a new allocation of its new size, which is what a Go slice growth reports).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[cfg(not(any(feature = "jemalloc", feature = "mimalloc")))]
+use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Number of counter slots. Threads beyond this share slots (still exact, only slower).
 const SLOTS: usize = 64;
+
+/// The allocator that does the work (`ALLOCATOR` names it in the lab's JSON).
+#[cfg(not(any(feature = "jemalloc", feature = "mimalloc")))]
+static INNER: System = System;
+#[cfg(not(any(feature = "jemalloc", feature = "mimalloc")))]
+pub(crate) const ALLOCATOR: &str = "system";
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+static INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+pub(crate) const ALLOCATOR: &str = "jemalloc";
+#[cfg(feature = "mimalloc")]
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "mimalloc")]
+pub(crate) const ALLOCATOR: &str = "mimalloc";
 
 /// The process-wide allocator.
 #[global_allocator]
@@ -78,32 +95,32 @@ fn count_alloc(size: usize) {
     slot.bytes.fetch_add(size as u64, Relaxed);
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so this
-// allocator upholds exactly the guarantees `System` does; the counting touches only atomics
+// SAFETY: every method forwards to `INNER` with the caller's arguments unchanged, so this
+// allocator upholds exactly the guarantees `INNER` does; the counting touches only atomics
 // and a `const` thread-local, and never allocates.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_alloc(layout.size());
         // SAFETY: same contract as ours, forwarded.
-        unsafe { System.alloc(layout) }
+        unsafe { INNER.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count_alloc(layout.size());
         // SAFETY: same contract as ours, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { INNER.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count_alloc(new_size);
         // SAFETY: same contract as ours, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { INNER.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         my_slot().frees.fetch_add(1, Relaxed);
         // SAFETY: same contract as ours, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { INNER.dealloc(ptr, layout) }
     }
 }
 

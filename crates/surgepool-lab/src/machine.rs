@@ -15,6 +15,9 @@ pub(crate) struct Machine {
     pub(crate) os: String,
     /// Whether the lab was built with optimisations (a debug build's numbers mean little).
     pub(crate) optimized: bool,
+    /// The allocator under the lab's counting allocator: "system", "jemalloc" or "mimalloc"
+    /// (the crate's features choose it).
+    pub(crate) allocator: &'static str,
 }
 
 impl Machine {
@@ -26,17 +29,19 @@ impl Machine {
             cpu: cpu_model().unwrap_or_else(|| "unknown".to_owned()),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             optimized: !cfg!(debug_assertions),
+            allocator: crate::alloc_count::ALLOCATOR,
         }
     }
 
     /// One line for the top of a report.
     pub(crate) fn summary(&self) -> String {
         format!(
-            "{} cores, {}, {}, {}{}",
+            "{} cores, {}, {}, {}, {} allocator{}",
             self.cores,
             self.cpu,
             self.os,
             self.rustc,
+            self.allocator,
             if self.optimized {
                 ""
             } else {

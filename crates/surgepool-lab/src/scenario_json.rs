@@ -68,6 +68,10 @@ pub(crate) struct Machine {
     pub(crate) cores: usize,
     /// Total memory, bytes.
     pub(crate) memory_bytes: u64,
+    /// The allocator the lab was built with ("system", "jemalloc", "mimalloc"); empty in
+    /// JSON written before it was recorded.
+    #[serde(default)]
+    pub(crate) allocator: String,
 }
 
 /// Latency figures, milliseconds.

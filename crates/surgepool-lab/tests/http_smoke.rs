@@ -48,6 +48,8 @@ fn http_smoke_run_writes_consistent_json() {
     assert_eq!(json["scenario"]["capacity_rps"].as_f64(), Some(sorted[1]));
     assert_eq!(json["scenario"]["slo_ms"].as_f64(), Some(60.0));
     assert!(json["scenario"]["server_cpus"].is_null(), "not pinned");
+    // Built without the allocator features, the lab runs on the system allocator, and says so.
+    assert_eq!(json["machine"]["allocator"], "system");
     assert!(json["goals"].as_array().is_some_and(|g| !g.is_empty()));
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     let _ = std::fs::remove_dir_all(&report);

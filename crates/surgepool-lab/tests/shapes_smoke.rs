@@ -61,6 +61,7 @@ fn shapes_smoke_writes_every_row_as_json() {
     assert!(report["machine"]["rustc"]
         .as_str()
         .is_some_and(|s| !s.is_empty()));
+    assert_eq!(report["machine"]["allocator"], "system");
 
     let rows = report["shapes"].as_array().expect("shapes is an array");
     let required = [

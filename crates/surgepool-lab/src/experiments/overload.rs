@@ -262,6 +262,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         machine: Machine {
             cores,
             memory_bytes: memory,
+            allocator: crate::alloc_count::ALLOCATOR.to_owned(),
         },
         goals: Vec::new(),
     };

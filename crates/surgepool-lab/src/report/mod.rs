@@ -281,6 +281,7 @@ mod tests {
             machine: Machine {
                 cores: 2,
                 memory_bytes: 1 << 34,
+                allocator: crate::alloc_count::ALLOCATOR.to_owned(),
             },
             goals: Vec::new(),
         };
@@ -330,6 +331,7 @@ mod tests {
             machine: Machine {
                 cores: 2,
                 memory_bytes: 1,
+                allocator: crate::alloc_count::ALLOCATOR.to_owned(),
             },
             goals: Vec::new(),
         };

@@ -110,5 +110,6 @@ fn machine() -> Machine {
             .copied()
             .unwrap_or_else(crate::machine::cores),
         memory_bytes: rss::total_memory_bytes().unwrap_or(0),
+        allocator: crate::alloc_count::ALLOCATOR.to_owned(),
     }
 }

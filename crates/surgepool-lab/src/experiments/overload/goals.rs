@@ -269,6 +269,7 @@ mod tests {
             machine: Machine {
                 cores: 2,
                 memory_bytes: 1,
+                allocator: crate::alloc_count::ALLOCATOR.to_owned(),
             },
             goals: Vec::new(),
         }
