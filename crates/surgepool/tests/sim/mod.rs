@@ -16,6 +16,10 @@
 //! `SIM_SEED=<n>` draws other noise.
 #![allow(dead_code, unreachable_pub)]
 
+mod open;
+#[allow(unused_imports)]
+pub use open::OpenRun;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;

@@ -25,7 +25,9 @@
 //!    such a deep run ends, search again from slow start.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
-//!    stuck at an old low.
+//!    stuck at an old low. When the limit held nothing back in the last window (no
+//!    refusals, in flight below 90 % of it), the demand sets the concurrency: take that
+//!    window's RTT as the base instead of refusing the callers above the half.
 //! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
 //!    (an increase must win at least `gain`, default ½, of its proportional gain, a decrease
 //!    may lose at most that share of its proportional loss), double the step after a kept

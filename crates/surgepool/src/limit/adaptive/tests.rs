@@ -1,5 +1,6 @@
-//! Unit tests of the controller's pacing and of what feeds its deep-cut rule; where it
-//! settles is tested by simulation (`tests/limit_simulation.rs`, `tests/limit_robustness.rs`).
+//! Unit tests of the controller's pacing, of what feeds its deep-cut rule and of when it
+//! re-measures its base; where it settles is tested by simulation (`tests/limit_simulation.rs`,
+//! `tests/limit_robustness.rs`, `tests/limit_below_capacity.rs`).
 
 use std::time::Duration;
 
@@ -116,4 +117,53 @@ fn back_offs_for_drops_do_not_count_as_a_deep_run_of_latency_cuts() {
         );
     }
     assert!(lowest <= 130, "a queue at {from} was cut to {lowest} only");
+}
+
+/// Feeds `secs` of jobs taking `rtt` with `in_flight` of them running (at most the limit)
+/// and returns the lowest limit seen.
+fn lowest_limit(adaptive: &mut Adaptive, now: &mut Instant, in_flight: usize, secs: u64) -> usize {
+    let end = *now + Duration::from_secs(secs);
+    let rtt = Duration::from_millis(20);
+    let mut lowest = adaptive.admitted;
+    while *now < end {
+        let running = in_flight.min(adaptive.admitted).max(1);
+        *now += rtt / u32::try_from(running).unwrap_or(u32::MAX);
+        let limit = adaptive.update(&Sample {
+            now: *now,
+            rtt,
+            in_flight: running,
+            dropped: false,
+            refused: 0,
+        });
+        lowest = lowest.min(limit);
+    }
+    lowest
+}
+
+fn probing_every_second(limit: usize) -> Adaptive {
+    Adaptive::new(AdaptiveConfig {
+        initial: Some(limit),
+        max: limit,
+        probe_interval: Duration::from_secs(1),
+        ..AdaptiveConfig::default()
+    })
+}
+
+#[test]
+fn a_re_measure_runs_at_half_a_limit_that_binds() {
+    let mut adaptive = probing_every_second(64);
+    let mut now = Instant::now();
+    // Every slot used: the limit holds the work back, so the base is re-measured at 32.
+    let lowest = lowest_limit(&mut adaptive, &mut now, 64, 3);
+    assert_eq!(lowest, 32, "no re-measure at half the limit");
+}
+
+#[test]
+fn a_re_measure_does_not_refuse_callers_below_a_limit_nobody_reaches() {
+    let mut adaptive = probing_every_second(64);
+    let mut now = Instant::now();
+    // 40 in flight under a limit of 64: halving it would refuse 8 callers for a window
+    // (the simulation at half the capacity: every refusal after the warm-up was one).
+    let lowest = lowest_limit(&mut adaptive, &mut now, 40, 3);
+    assert_eq!(lowest, 64, "re-measured by refusing the demand");
 }
