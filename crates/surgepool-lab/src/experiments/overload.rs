@@ -14,9 +14,8 @@
 //! `--sweep` adds `fixed_<N>` (powers of two) to find the best fixed limit for this machine;
 //! `--strategies` also takes the Netflix anchors `aimd`, `vegas` and `gradient2`, with the
 //! same queue as `adaptive`, so they are compared in the same run, and `adaptive_tol<T>`,
-//! `adaptive_gain<G>`, `adaptive_slo<MS>` or several joined by `_`
-//! (`Limit::adaptive_builder()` with its `tolerance`, `gain` and/or `slo` set) to sweep the
-//! default's knobs, and `adaptive_metrics`
+//! `adaptive_gain<G>` or `adaptive_tol<T>_gain<G>` (`Limit::adaptive_builder()` with its
+//! `tolerance` and/or `gain` set) to sweep the default's knobs, and `adaptive_metrics`
 //! (`adaptive` publishing surgepool's `metrics` to a Prometheus recorder) to see what the
 //! metrics cost.
 //!
@@ -72,9 +71,9 @@ struct Options {
     #[arg(long, value_enum, default_value_t = WorkKind::Sleep)]
     work: WorkKind,
     /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, aimd, vegas,
-    /// gradient2, fixed_<N>, adaptive_tol<T>, adaptive_gain<G>, adaptive_slo<MS>, joined by
-    /// `_` (the adaptive limit with its tolerance, gain and/or SLO set, e.g.
-    /// adaptive_tol1.5_gain0.25, adaptive_slo60), adaptive_metrics (adaptive, publishing metrics to a Prometheus recorder).
+    /// gradient2, fixed_<N>, adaptive_tol<T>, adaptive_gain<G>, adaptive_tol<T>_gain<G> (the
+    /// adaptive limit with its tolerance and/or gain set, e.g. adaptive_tol1.5_gain0.25),
+    /// adaptive_metrics (adaptive, publishing metrics to a Prometheus recorder).
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,
     /// Offered requests per second (default: the preset's, for the work).
