@@ -35,8 +35,6 @@ pub(crate) enum LayerChoice {
     Adaptive,
     /// `surgepool_tower::AdmissionLayer` with `Limit::fixed(n)`.
     Fixed(usize),
-    /// `surgepool_tower::AdmissionLayer` with `Limit::adaptive_builder().slo(ms)`.
-    AdaptiveSlo(u64),
 }
 
 impl FromStr for LayerChoice {
@@ -47,21 +45,8 @@ impl FromStr for LayerChoice {
             "none" => Ok(LayerChoice::None),
             "adaptive" => Ok(LayerChoice::Adaptive),
             _ => {
-                if let Some(ms) = s.strip_prefix("adaptive-slo:") {
-                    let ms: u64 = ms.parse().with_context(|| {
-                        format!(
-                            "adaptive-slo:<MS> needs a whole number of milliseconds, got {ms:?}"
-                        )
-                    })?;
-                    if ms == 0 || ms > 3_600_000 {
-                        bail!("adaptive-slo:<MS> needs 1 <= MS <= 3600000 (an hour)");
-                    }
-                    return Ok(LayerChoice::AdaptiveSlo(ms));
-                }
                 let Some(n) = s.strip_prefix("fixed:") else {
-                    bail!(
-                        "unknown layer {s:?}: expected none, adaptive, adaptive-slo:<MS> or fixed:<N>"
-                    );
+                    bail!("unknown layer {s:?}: expected none, adaptive or fixed:<N>");
                 };
                 let n: usize = n
                     .parse()
@@ -81,7 +66,6 @@ impl std::fmt::Display for LayerChoice {
             LayerChoice::None => f.write_str("none"),
             LayerChoice::Adaptive => f.write_str("adaptive"),
             LayerChoice::Fixed(n) => write!(f, "fixed:{n}"),
-            LayerChoice::AdaptiveSlo(ms) => write!(f, "adaptive-slo:{ms}"),
         }
     }
 }
@@ -118,12 +102,6 @@ pub(crate) fn app(config: ServerConfig) -> anyhow::Result<(Router, Option<Admiss
     let layer = match config.layer {
         LayerChoice::None => None,
         LayerChoice::Adaptive => Some(build_layer(Limit::adaptive(), &config)?),
-        LayerChoice::AdaptiveSlo(ms) => Some(build_layer(
-            Limit::adaptive_builder()
-                .slo(std::time::Duration::from_millis(ms))
-                .build()?,
-            &config,
-        )?),
         LayerChoice::Fixed(n) => Some(build_layer(Limit::fixed(n), &config)?),
     };
     let state = AppState {
@@ -275,16 +253,6 @@ mod tests {
             "fixed:16".parse::<LayerChoice>().unwrap(),
             LayerChoice::Fixed(16)
         );
-        assert_eq!(
-            "adaptive-slo:60".parse::<LayerChoice>().unwrap(),
-            LayerChoice::AdaptiveSlo(60)
-        );
-        for layer in ["adaptive", "fixed:16", "adaptive-slo:60", "none"] {
-            assert_eq!(layer.parse::<LayerChoice>().unwrap().to_string(), layer);
-        }
-        assert!("adaptive-slo:0".parse::<LayerChoice>().is_err());
-        assert!("adaptive-slo:-1".parse::<LayerChoice>().is_err());
-        assert!("adaptive-slo:3600001".parse::<LayerChoice>().is_err());
         assert!("fixed:0".parse::<LayerChoice>().is_err());
         assert!("fixed:x".parse::<LayerChoice>().is_err());
         assert!("bogus".parse::<LayerChoice>().is_err());

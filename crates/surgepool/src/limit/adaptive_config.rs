@@ -14,15 +14,6 @@ pub(crate) const DEFAULT_MAX: usize = 10_000;
 pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest `tolerance` accepted: past 100× the base RTT the latency guard would never act.
 pub(crate) const MAX_TOLERANCE: f64 = 100.0;
-/// The longest `slo` accepted: an objective beyond an hour is not a latency objective.
-pub(crate) const MAX_SLO: Duration = Duration::from_secs(60 * 60);
-/// With an SLO, the latency guard tolerates a window's mean RTT up to this share of it:
-/// the mean must leave room for the tail (see [`AdaptiveBuilder::slo`]).
-pub(crate) const SLO_MEAN_SHARE: f64 = 0.75;
-/// With an SLO, the latency guard still tolerates at least this × the base RTT.
-pub(crate) const SLO_MIN_HEADROOM: f64 = 1.25;
-/// With an SLO, the hill climber's bar is at most this (see [`AdaptiveBuilder::slo`]).
-pub(crate) const SLO_GAIN: f64 = 0.1;
 
 /// Settings of [`Limit::adaptive`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,8 +26,6 @@ pub(crate) struct AdaptiveConfig {
     pub(crate) smoothing: f64,
     pub(crate) probe_interval: Duration,
     pub(crate) probe_jitter: f64,
-    /// The callers' latency objective (see [`AdaptiveBuilder::slo`]).
-    pub(crate) slo: Option<Duration>,
 }
 
 impl Default for AdaptiveConfig {
@@ -50,7 +39,6 @@ impl Default for AdaptiveConfig {
             smoothing: 0.5,
             probe_interval: Duration::from_secs(10),
             probe_jitter: 0.15,
-            slo: None,
         }
     }
 }
@@ -99,16 +87,6 @@ impl AdaptiveConfig {
                 ),
             ));
         }
-        if let Some(slo) = self.slo {
-            if slo < Duration::from_micros(1) || slo > MAX_SLO {
-                return Err(BuildError::new(
-                    "slo",
-                    format!(
-                        "must be between 1 µs and 1 h: the end-to-end latency callers accept; got {slo:?}"
-                    ),
-                ));
-            }
-        }
         check_range(
             "probe_jitter",
             self.probe_jitter,
@@ -134,7 +112,6 @@ impl AdaptiveConfig {
 /// | `smoothing` | 0.5 | share of the first latency cut of a run applied at once |
 /// | `probe_interval` | 10 s | how often the base RTT is re-measured at half the limit |
 /// | `probe_jitter` | 0.15 | random extra delay of a re-measure, share of the interval |
-/// | `slo` | none | the latency callers accept: the limit may go as far as it buys goodput within it |
 ///
 /// # Examples
 ///
@@ -230,37 +207,6 @@ impl AdaptiveBuilder {
     /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.config.probe_interval = interval;
-        self
-    }
-
-    /// The latency your callers accept, end to end, if you know it (default: none; the
-    /// limit then needs no SLO, and settles where the latency starts to rise).
-    ///
-    /// With an SLO the limit may go further, as far as it still buys goodput *within the
-    /// SLO*: the latency guard cuts only when a window's mean RTT exceeds both `tolerance`
-    /// × the base RTT and ¾ of the SLO (the mean leaves room for the tail), and the hill
-    /// climber counts as goodput only the jobs that finished within the SLO. Use it where
-    /// contention you cannot remove (two cores shared with other work, a load generator on
-    /// the same machine) raises the latency of any concurrency, and the default would hold
-    /// the limit low although the callers would be served in time. The RTT is what the
-    /// limiter measures (a pool's run time, a layer's handler time), so leave the SLO
-    /// room for queueing and the network.
-    ///
-    /// An SLO shorter than 1 µs or longer than an hour is an error at `build` (never a
-    /// panic, `Duration::MAX` included).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use surgepool::Limit;
-    ///
-    /// let limit = Limit::adaptive_builder().slo(Duration::from_millis(60)).build()?;
-    /// # drop(limit);
-    /// let err = Limit::adaptive_builder().slo(Duration::MAX).build().unwrap_err();
-    /// assert_eq!(err.setting(), "slo");
-    /// # Ok::<(), surgepool::BuildError>(())
-    /// ```
-    pub fn slo(mut self, slo: Duration) -> Self {
-        self.config.slo = Some(slo);
         self
     }
 

@@ -336,24 +336,6 @@ mod tests {
                 Limit::adaptive_builder().tolerance(f64::NAN).build(),
                 "tolerance",
             ),
-            (
-                Limit::adaptive_builder()
-                    .slo(std::time::Duration::ZERO)
-                    .build(),
-                "slo",
-            ),
-            (
-                Limit::adaptive_builder()
-                    .slo(std::time::Duration::MAX)
-                    .build(),
-                "slo",
-            ),
-            (
-                Limit::adaptive_builder()
-                    .slo(std::time::Duration::from_secs(3601))
-                    .build(),
-                "slo",
-            ),
             (Limit::adaptive_builder().gain(0.0).build(), "gain"),
             (Limit::adaptive_builder().gain(1.5).build(), "gain"),
             (Limit::adaptive_builder().gain(f64::NAN).build(), "gain"),

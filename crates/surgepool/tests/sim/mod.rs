@@ -82,10 +82,6 @@ pub struct Server {
     /// If set, the share of clients that disconnect after 10 ms at time `t` (one draw per
     /// job that takes longer than that).
     pub disconnects: Option<Share>,
-    /// If set (`c`), contention below the knee too: a job admitted with `n` in flight
-    /// takes `1 + n / c` times as long (two cores shared with other work: every job
-    /// admitted slows the rest a little, long before they queue).
-    pub contention: Option<f64>,
 }
 
 impl Server {
@@ -98,7 +94,6 @@ impl Server {
             reject_above: None,
             errors: None,
             disconnects: None,
-            contention: None,
         }
     }
 
@@ -108,8 +103,7 @@ impl Server {
             return Fate::Failed(Duration::from_millis(1));
         }
         let noise = 1.0 + self.noise_amp * (2.0 * self.noise.next() - 1.0);
-        let shared = self.contention.map_or(1.0, |c| 1.0 + in_flight as f64 / c);
-        let rtt = (self.service)(t).mul_f64(load.max(1.0) * shared * noise);
+        let rtt = (self.service)(t).mul_f64(load.max(1.0) * noise);
         if let Some(errors) = &self.errors {
             if self.noise.next() < errors(t) {
                 return Fate::Failed(Duration::from_millis(1));

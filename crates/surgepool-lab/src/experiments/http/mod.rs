@@ -87,7 +87,7 @@ pub(crate) fn run(mut args: Args) -> anyhow::Result<()> {
         None => {
             ensure!(
                 args.layer != LayerChoice::None,
-                "--layer is the layered server's layer: adaptive, adaptive-slo:<MS> or fixed:<N> (the bare server always runs too)"
+                "--layer is the layered server's layer: adaptive or fixed:<N> (the bare server always runs too)"
             );
             runtime.block_on(run_children(&args, &plan))?
         }

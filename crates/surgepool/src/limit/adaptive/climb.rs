@@ -125,7 +125,7 @@ impl Adaptive {
             // callers that return in bursts (they honour `Retry-After`) for seconds.
             return true;
         }
-        let mut kept = here.goodput >= from.goodput * (1.0 + self.gain() * change);
+        let mut kept = here.goodput >= from.goodput * (1.0 + self.config.gain * change);
         // An up-move whose goodput did not follow is still kept if the limit turned
         // work away all along and the latency stayed clearly flat (it rose by less
         // than half the move, two standard errors included): the move cost nothing,

@@ -9,9 +9,7 @@ use tokio::time::Instant;
 use super::climb::Direction;
 use super::window::Window;
 use super::{Adaptive, HALF};
-use crate::limit::adaptive_config::{
-    MAX_PROBE_INTERVAL, SLO_GAIN, SLO_MEAN_SHARE, SLO_MIN_HEADROOM,
-};
+use crate::limit::adaptive_config::MAX_PROBE_INTERVAL;
 use crate::limit::algorithm::whole;
 
 /// Limit kept after a window with too many drops.
@@ -50,13 +48,7 @@ impl Adaptive {
             return self.limit != before;
         }
         let rtt = w.rtt_sum / f64::from(w.successes);
-        // With an SLO in force, goodput is what finished within it (`AdaptiveBuilder::slo`).
-        let counted = if self.slo_in_force().is_some() {
-            w.in_time
-        } else {
-            w.successes
-        };
-        let goodput = f64::from(counted) / elapsed.max(1e-9);
+        let goodput = f64::from(w.successes) / elapsed.max(1e-9);
         if u64::from(w.dropped) * 10 > u64::from(w.samples) && self.drops_mean_overload(w, rtt) {
             // Overload reported by the caller (timeouts, 503s): back off like AIMD.
             self.back_off(before);
@@ -87,8 +79,7 @@ impl Adaptive {
         // Two standard errors of the window's mean: with noisy service times a window's
         // mean strays by this much without any queue, and must not be read as one.
         let spread = 2.0 * w.std_error(rtt);
-        let tolerated = self.tolerated(base);
-        if rtt - spread > tolerated && self.limit <= self.config.min {
+        if rtt - spread > base * self.config.tolerance && self.limit <= self.config.min {
             // At the minimum a cut changes nothing, so "did the last cut lower the latency"
             // can never be asked, and a base learned on cheaper work would pin the limit
             // here for good (the review: limit 1 for 20+ s after a warm-up on a cheap
@@ -97,7 +88,7 @@ impl Adaptive {
             self.schedule_probe(now);
             return self.limit != before;
         }
-        if rtt - spread > tolerated {
+        if rtt - spread > base * self.config.tolerance {
             self.latency_guard(w, rtt, base, before);
             return self.limit != before;
         }
@@ -217,14 +208,7 @@ impl Adaptive {
 
     /// Cuts the limit toward `limit × base / rtt`, by at least one.
     fn cut(&mut self, rtt: f64, base: f64, before: usize) {
-        // Toward the limit at which queueing would vanish; with an SLO that tolerates more
-        // than `tolerance` × the base, toward the limit at which the RTT would be back
-        // within it (cutting to the base would only make the climber start over).
-        let reference = match self.slo_in_force() {
-            Some(_) => self.tolerated(base).min(rtt),
-            None => base,
-        };
-        let gradient = (reference / rtt).max(MIN_GRADIENT);
+        let gradient = (base / rtt).max(MIN_GRADIENT);
         let target = self.limit as f64 * gradient;
         // The first cut of a run is smoothed (one window may be an outlier); a second
         // window still above tolerance confirms the queue, so the next cut goes all the
@@ -260,35 +244,6 @@ impl Adaptive {
         self.restart_search();
     }
 
-    /// Whether the SLO is in force: set, and not below the base RTT (work that takes
-    /// longer than the SLO unloaded can never meet it; goodput within it would be 0 in
-    /// every window, and the climber blind).
-    pub(super) fn slo_in_force(&self) -> Option<f64> {
-        let slo = self.config.slo?.as_secs_f64();
-        self.base.filter(|&base| base < slo).map(|_| slo)
-    }
-
-    /// The hill climber's bar: `gain`, or with an SLO in force the lower of it and
-    /// [`SLO_GAIN`]: moves are kept while goodput within the SLO still grows, and the
-    /// latency guard, not the bar, stops them.
-    pub(super) fn gain(&self) -> f64 {
-        match self.slo_in_force() {
-            Some(_) => self.config.gain.min(SLO_GAIN),
-            None => self.config.gain,
-        }
-    }
-
-    /// The highest mean RTT the latency guard lets pass: `tolerance` × the base, or, with
-    /// an SLO in force, [`SLO_MEAN_SHARE`] of the SLO (higher or lower than the default:
-    /// the callers said what they accept), but never less than [`SLO_MIN_HEADROOM`] × the
-    /// base, so that work whose unloaded RTT is near the SLO is not cut for its own noise.
-    pub(super) fn tolerated(&self, base: f64) -> f64 {
-        match self.slo_in_force() {
-            Some(slo) => (slo * SLO_MEAN_SHARE).max(base * SLO_MIN_HEADROOM),
-            None => base * self.config.tolerance,
-        }
-    }
-
     /// Whether a window's drops say "overload": they were slow (timeouts: the mean drop took
     /// longer than the tolerated RTT) or the successes queued. Fast drops with a flat latency
     /// are errors or clients that left (a 1 s burst of fast 5xx, or 1 client in 8
@@ -299,7 +254,7 @@ impl Adaptive {
         let Some(base) = self.base else {
             return true;
         };
-        let tolerated = self.tolerated(base);
+        let tolerated = base * self.config.tolerance;
         let drop_rtt = w.drop_rtt_sum / f64::from(w.dropped.max(1));
         drop_rtt > tolerated || rtt - 2.0 * w.std_error(rtt) > tolerated
     }

@@ -184,9 +184,6 @@ impl Algorithm for Adaptive {
             w.drop_rtt_sum += sample.rtt.as_secs_f64();
         } else {
             w.successes = w.successes.saturating_add(1);
-            if self.config.slo.map_or(true, |slo| sample.rtt <= slo) {
-                w.in_time = w.in_time.saturating_add(1);
-            }
             let rtt = sample.rtt.as_secs_f64();
             w.rtt_sum += rtt;
             w.rtt_sq_sum += rtt * rtt;

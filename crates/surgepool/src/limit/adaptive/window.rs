@@ -28,8 +28,6 @@ pub(super) struct Window {
     pub(super) start: Instant,
     pub(super) samples: u32,
     pub(super) successes: u32,
-    /// Successes within the SLO (all of them without one): the climber's goodput.
-    pub(super) in_time: u32,
     pub(super) dropped: u32,
     /// Sum of the successes' RTTs, in seconds.
     pub(super) rtt_sum: f64,
@@ -54,7 +52,6 @@ impl Window {
             start,
             samples: 0,
             successes: 0,
-            in_time: 0,
             dropped: 0,
             rtt_sum: 0.0,
             rtt_sq_sum: 0.0,
@@ -120,7 +117,7 @@ impl Adaptive {
             return false;
         };
         let rtt = w.rtt_sum / f64::from(w.successes);
-        rtt - 2.0 * w.std_error(rtt) > self.tolerated(base)
+        rtt - 2.0 * w.std_error(rtt) > base * self.config.tolerance
     }
 
     /// Samples a measure window needs so that noise cannot pass for the goodput change the
@@ -138,7 +135,7 @@ impl Adaptive {
             Some(from) => (self.limit as f64 / from.limit as f64 - 1.0).abs(),
             None => self.step as f64 / self.limit.max(1) as f64,
         };
-        let effect = self.gain() * change.max(STEP_FRACTION);
+        let effect = self.config.gain * change.max(STEP_FRACTION);
         (8.0 * cv * cv / (effect * effect)).min(f64::from(MAX_NOISE_SAMPLES)) as u32
     }
 }
