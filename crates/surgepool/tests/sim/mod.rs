@@ -119,6 +119,29 @@ impl Server {
     }
 }
 
+/// Puts `job` in a free slot and schedules its end `rtt` after `now` (at least 1 µs).
+fn start_job<T>(
+    heap: &mut BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    slots: &mut Vec<Option<T>>,
+    free: &mut Vec<usize>,
+    seq: &mut u64,
+    now: Duration,
+    rtt: Duration,
+    job: T,
+) {
+    let slot = free.pop().unwrap_or_else(|| {
+        slots.push(None);
+        slots.len() - 1
+    });
+    slots[slot] = Some(job);
+    *seq += 1;
+    heap.push(Reverse((
+        now + rtt.max(Duration::from_micros(1)),
+        *seq,
+        slot,
+    )));
+}
+
 /// One point of the limit's trajectory.
 #[derive(Clone, Copy, Debug)]
 pub struct Point {
@@ -200,26 +223,10 @@ impl Sim {
                     Fate::Failed(rtt) => (rtt, Release::Dropped),
                     Fate::Gone(rtt) => (rtt, Release::Gone),
                 };
-                let slot = free.pop().unwrap_or_else(|| {
-                    slots.push(None);
-                    slots.len() - 1
-                });
-                slots[slot] = Some((permit, release));
-                seq += 1;
-                heap.push(Reverse((
-                    now + rtt.max(Duration::from_micros(1)),
-                    seq,
-                    slot,
-                )));
+                let job = (permit, release);
+                start_job(&mut heap, &mut slots, &mut free, &mut seq, now, rtt, job);
             }
-            while t >= next_record {
-                self.trace.push(Point {
-                    t: next_record,
-                    samples: self.samples,
-                    limit: self.limiter.limit(),
-                });
-                next_record += 0.01;
-            }
+            self.record(t, &mut next_record);
             let Some(&Reverse((at, _, _))) = heap.peek() else {
                 panic!("nothing in flight")
             };
@@ -252,6 +259,23 @@ impl Sim {
             permit.ignore();
         }
         assert_eq!(self.limiter.in_flight(), 0);
+        self.print_trace();
+    }
+
+    /// Appends the limit to the trace every 10 ms of virtual time up to `t`.
+    fn record(&mut self, t: f64, next_record: &mut f64) {
+        while t >= *next_record {
+            self.trace.push(Point {
+                t: *next_record,
+                samples: self.samples,
+                limit: self.limiter.limit(),
+            });
+            *next_record += 0.01;
+        }
+    }
+
+    /// With `SIM_TRACE` set, prints the trajectory (every 100 ms).
+    fn print_trace(&self) {
         if std::env::var_os("SIM_TRACE").is_some() {
             for p in self.trace.iter().step_by(10) {
                 println!("t={:7.2}s samples={:9} limit={}", p.t, p.samples, p.limit);

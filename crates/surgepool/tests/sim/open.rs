@@ -10,7 +10,7 @@ use std::time::Duration;
 use surgepool::limit::Permit;
 use tokio::time::Instant;
 
-use super::{Fate, Point, Sim};
+use super::{start_job, Fate, Sim};
 
 /// What an open-loop run saw.
 #[derive(Debug, Default)]
@@ -66,26 +66,9 @@ impl Sim {
                 let rtt = match self.server.fate(t, self.limiter.in_flight()) {
                     Fate::Served(rtt) | Fate::Failed(rtt) | Fate::Gone(rtt) => rtt,
                 };
-                let slot = free.pop().unwrap_or_else(|| {
-                    slots.push(None);
-                    slots.len() - 1
-                });
-                slots[slot] = Some(permit);
-                seq += 1;
-                heap.push(Reverse((
-                    now + rtt.max(Duration::from_micros(1)),
-                    seq,
-                    slot,
-                )));
+                start_job(&mut heap, &mut slots, &mut free, &mut seq, now, rtt, permit);
             }
-            while t >= next_record {
-                self.trace.push(Point {
-                    t: next_record,
-                    samples: self.samples,
-                    limit: self.limiter.limit(),
-                });
-                next_record += 0.01;
-            }
+            self.record(t, &mut next_record);
             let at = heap
                 .peek()
                 .map_or(next_arrival, |&Reverse((at, _, _))| at.min(next_arrival));
@@ -108,11 +91,7 @@ impl Sim {
         for permit in slots.into_iter().flatten() {
             permit.ignore();
         }
-        if std::env::var_os("SIM_TRACE").is_some() {
-            for p in self.trace.iter().step_by(10) {
-                println!("t={:7.2}s samples={:9} limit={}", p.t, p.samples, p.limit);
-            }
-        }
+        self.print_trace();
         run
     }
 }
