@@ -3,10 +3,11 @@
 //!
 //! The lab installs [`CountingAlloc`] as the process's `#[global_allocator]`. It forwards to
 //! the allocator the build chose ([`INNER`]: the system's `malloc` by default, jemalloc or
-//! mimalloc with the crate's `jemalloc` / `mimalloc` features) and counts every allocation in one of [`SLOTS`] cache-padded
-//! counter slots, chosen per thread, so that threads do not fight over one cache line: a
-//! single shared counter would add a contended atomic to every `malloc` and make the
-//! allocating shapes (spawn per request) look slower than they are. Reading the counters
+//! mimalloc with the crate's `jemalloc` / `mimalloc` features) and counts every allocation
+//! in one of [`SLOTS`] cache-padded counter slots, chosen per thread, so that threads do
+//! not fight over one cache line: a single shared counter would add a contended atomic to
+//! every `malloc` and make the allocating shapes (spawn per request) look slower than they
+//! are. Reading the counters
 //! ([`snapshot`]) sums all slots; only the difference between two snapshots means anything.
 //!
 //! The cost per allocation is a thread-local read and two relaxed `fetch_add`s on a line the
