@@ -128,6 +128,10 @@ pub(crate) struct ServeArgs {
     /// saturation every queued request adds its wait to the admitted ones' latency.
     #[arg(long, env = "ORDERS_ADMISSION_QUEUE", default_value_t = 16)]
     pub(crate) admission_queue: usize,
+    /// Floor of the adaptive admission limit (all routes): requests in flight that are never
+    /// refused for want of a permit. Sized for a commit of the batcher (see the README).
+    #[arg(long, env = "ORDERS_ADMISSION_MIN", default_value_t = 512)]
+    pub(crate) admission_min: usize,
 }
 
 /// The default confirmation stream.
@@ -189,8 +193,13 @@ pub(crate) struct ServeConfig {
     pub(crate) max_batch: usize,
     pub(crate) queue_capacity: usize,
     pub(crate) admission_queue: usize,
+    pub(crate) admission_min: usize,
     pub(crate) redis: Option<RedisConfig>,
 }
+
+/// The highest `--admission-min`: the adaptive limit's own ceiling (`Limit::adaptive()`
+/// stops at 10,000), so the floor can never sit above it.
+const MAX_ADMISSION_MIN: usize = 10_000;
 
 /// Durations from flags are capped at a day: `u64::MAX` ms is refused rather than overflowing
 /// an `Instant` somewhere deep inside a timer.
@@ -270,6 +279,12 @@ impl ServeArgs {
                 self.admission_queue
             );
         }
+        if self.admission_min == 0 || self.admission_min > MAX_ADMISSION_MIN {
+            bail!(
+                "--admission-min {}: must be between 1 and {MAX_ADMISSION_MIN}",
+                self.admission_min
+            );
+        }
         if self.queue_capacity > 10_000_000 {
             bail!("--queue-capacity {}: at most 10000000", self.queue_capacity);
         }
@@ -295,6 +310,7 @@ impl ServeArgs {
             max_batch: self.max_batch,
             queue_capacity: self.queue_capacity,
             admission_queue: self.admission_queue,
+            admission_min: self.admission_min,
             redis: self
                 .redis_url
                 .as_deref()

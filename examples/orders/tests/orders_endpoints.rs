@@ -277,6 +277,8 @@ fn bad_values_are_clear_errors_at_start() {
         ),
         (vec!["--database", "mysql://x"], "--database"),
         (vec!["--addr", "nope"], "--addr"),
+        (vec!["--admission-min", "0"], "--admission-min"),
+        (vec!["--admission-min", "10001"], "--admission-min"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
             .current_dir(&dir.0)
