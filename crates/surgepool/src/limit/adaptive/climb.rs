@@ -58,6 +58,7 @@ impl Adaptive {
     /// down by 5 %, then up again by 5 %, 10 %, 20 %...: about a second of lost goodput at
     /// every such spike (the lab's sleep work, 50,000 req/s offered).
     pub(super) fn reject_move(&mut self, tried: usize) {
+        self.to_queue_free = false;
         let half = tried.saturating_sub(self.limit) / 2;
         self.starting = false;
         if self.direction == Direction::Up && half >= 2 * self.min_step() {
@@ -153,6 +154,9 @@ impl Adaptive {
                     self.min_step()
                 }
             }
+            // A move to where the queue would vanish landed at the knee's estimate: go
+            // on from there in small steps (doubling it overshot to half the knee).
+            _ if std::mem::take(&mut self.to_queue_free) => self.min_step(),
             _ => self.step.saturating_mul(2).min(self.limit.max(1)),
         };
         self.hold = 1;

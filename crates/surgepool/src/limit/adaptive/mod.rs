@@ -22,7 +22,9 @@
 //!    start. At the minimum, where a cut changes nothing, do so at once; and once a run of
 //!    latency cuts has taken three quarters of the limit, judge the run as a whole (the
 //!    RTT must have fallen to about 0.6× the highest that caused a cut of the run). When
-//!    such a deep run ends, search again from slow start.
+//!    such a deep run ends, search again from slow start; when a shorter run ends with the
+//!    RTT still above the base, the climber's next move goes down to where that queue would
+//!    vanish (`⌈limit × base / r⌉`), judged by goodput like any move.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
 //!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low. When the limit held nothing back in the last window (no
@@ -101,6 +103,10 @@ pub(crate) struct Adaptive {
     ceiling: Option<usize>,
     /// Slow start: no move rejected and no cut yet.
     starting: bool,
+    /// The pending (or next) down-move goes to where the last window's queue would vanish
+    /// (after a run of latency cuts): if kept, the climber goes on from there with small
+    /// steps instead of doubling this one.
+    to_queue_free: bool,
     hold: u32,
     hold_left: u32,
     /// The limit from which the last rejected down-move started.
@@ -134,6 +140,7 @@ impl Adaptive {
             step: limit,
             ceiling: None,
             starting: true,
+            to_queue_free: false,
             hold: 1,
             hold_left: 0,
             down_rejected_at: None,

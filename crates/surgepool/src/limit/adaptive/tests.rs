@@ -167,3 +167,64 @@ fn a_re_measure_does_not_refuse_callers_below_a_limit_nobody_reaches() {
     let lowest = lowest_limit(&mut adaptive, &mut now, 40, 3);
     assert_eq!(lowest, 64, "re-measured by refusing the demand");
 }
+
+/// Feeds `samples` jobs of CPU-like work: `knee` run at full speed, more share it (each
+/// takes `20 ms × in_flight / knee`), every slot used. Returns the limit after each.
+fn run_shared(
+    adaptive: &mut Adaptive,
+    now: &mut Instant,
+    knee: usize,
+    samples: usize,
+) -> Vec<usize> {
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let in_flight = adaptive.admitted;
+        let rtt = Duration::from_millis(20).mul_f64((in_flight as f64 / knee as f64).max(1.0));
+        *now += rtt / u32::try_from(in_flight).unwrap_or(u32::MAX);
+        out.push(adaptive.update(&Sample {
+            now: *now,
+            rtt,
+            in_flight,
+            dropped: false,
+            refused: 0,
+        }));
+    }
+    out
+}
+
+#[test]
+fn after_the_cuts_the_next_move_goes_where_the_queue_would_vanish() {
+    let mut adaptive = Adaptive::new(AdaptiveConfig {
+        initial: Some(16),
+        max: 16,
+        ..AdaptiveConfig::default()
+    });
+    let mut now = Instant::now();
+    run_shared(&mut adaptive, &mut now, 16, 2_000);
+    assert!(
+        adaptive.limit >= 15,
+        "settled at {} below a knee of 16",
+        adaptive.limit
+    );
+    // The capacity halves: at 16 in flight the RTT doubles (past the tolerance of 1.75), so
+    // the guard cuts, smoothed, to 12, where it is 1.5× the base: within tolerance, but
+    // still a queue of a third. The next move goes down to 12 × 1/1.5 = 8 at once, and
+    // goodput, flat above the knee, keeps it (before: 12, 11, 9, then a rejected 5).
+    let settled = adaptive.limit;
+    let after = run_shared(&mut adaptive, &mut now, 8, 2_000);
+    let mut path = vec![settled];
+    for limit in after {
+        if path.last() != Some(&limit) {
+            path.push(limit);
+        }
+    }
+    assert_eq!(
+        &path[..3],
+        &[16, 12, 8],
+        "the path after the change: {path:?}"
+    );
+    assert!(
+        path[3..].iter().all(|&l| (7..=9).contains(&l)),
+        "left the knee: {path:?}"
+    );
+}
