@@ -177,3 +177,32 @@ fn capacity_drop_runs_a_hog_for_the_second_half_and_reports_both_halves() {
     assert!(series.iter().any(|p| p["limit"] == 4), "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A steady sweep runs each fixed limit as long as the strategies it is judged against: it
+/// ran 8 s against the quick preset's 15 s, and a fixed limit paid its start over fewer
+/// seconds than the adaptive limit its slow start.
+#[test]
+fn swept_limits_run_as_long_as_the_strategies() {
+    let dir = scratch_dir("overload-sweep-length");
+    let (doc, _) = run(
+        &dir,
+        &[
+            "--strategies",
+            "adaptive",
+            // Past the 8 s the quick preset's sweep used to cap it at.
+            "--duration",
+            "8.5",
+            "--sweep",
+            "--sweep-limits",
+            "4",
+        ],
+    );
+    let strategies = doc["strategies"].as_array().unwrap();
+    let scheduled = |name: &str| {
+        let s = strategies.iter().find(|s| s["name"] == name).unwrap();
+        u(s, "scheduled")
+    };
+    // 200/s for 8.5 s each: the same arrival schedule for both.
+    assert_eq!(scheduled("adaptive"), 1_700);
+    assert_eq!(scheduled("fixed_4"), 1_700);
+}

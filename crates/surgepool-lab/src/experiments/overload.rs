@@ -104,8 +104,8 @@ struct Options {
     /// The limits `--sweep` runs, comma-separated (default: 1, 2, 4, ..., 4096).
     #[arg(long, value_delimiter = ',')]
     sweep_limits: Option<Vec<usize>>,
-    /// Seconds of arrivals per swept limit (default: the preset's sweep duration; under a
-    /// changing `--scenario`, the same as `--duration`).
+    /// Seconds of arrivals per swept limit (default: the same as `--duration`, so that every
+    /// strategy is judged against runs as long as its own).
     #[arg(long)]
     sweep_duration: Option<f64>,
     /// Stop a strategy whose RSS passes this many GB (default: half the machine's memory).
@@ -197,12 +197,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             bail!("--sweep-limits must all be at least 1");
         }
         let sweep_params = Params {
-            // Under a changing load every swept run sees the change at the same second as the
-            // strategies it is judged against, and as long a second half.
-            duration_s: args.sweep_duration.unwrap_or(match params.change {
-                Change::Steady => defaults.sweep_duration_s.min(params.duration_s),
-                Change::Slowdown | Change::CapacityDrop => params.duration_s,
-            }),
+            // Every swept run lasts as long as the strategies it is judged against: a shorter
+            // one pays its own start (a fixed limit's first burst of allocations) over fewer
+            // seconds, and the comparison favoured the adaptive limit, whose slow start its
+            // longer run spread thinner (the quick preset's sweep ran 8 s against 15 s).
+            // Under a changing load every swept run also sees the change at the same second.
+            duration_s: args.sweep_duration.unwrap_or(params.duration_s),
             ..params.clone()
         };
         validate(&sweep_params)?;

@@ -20,7 +20,6 @@ pub(crate) struct Defaults {
     pub(crate) service_ms: u64,
     pub(crate) alloc_kb: u64,
     pub(crate) drain_s: f64,
-    pub(crate) sweep_duration_s: f64,
 }
 
 impl Preset {
@@ -48,7 +47,6 @@ impl Preset {
                 service_ms: 20,
                 alloc_kb: 500,
                 drain_s: 3.0,
-                sweep_duration_s: 8.0,
             },
             Preset::Seed => Defaults {
                 rps: 1_000_000,
@@ -56,7 +54,6 @@ impl Preset {
                 service_ms: 20,
                 alloc_kb: 500,
                 drain_s: 5.0,
-                sweep_duration_s: 10.0,
             },
         }
     }
