@@ -38,6 +38,7 @@ impl Adaptive {
     /// the climber restarted at 5 % steps with holds: after the lab's service time tripled
     /// it took 2 s to climb from 459 to 1000.)
     pub(super) fn restart_search(&mut self) {
+        self.to_queue_free = false;
         self.moved_from = None;
         self.ceiling = None;
         self.starting = true;
@@ -115,6 +116,7 @@ impl Adaptive {
     /// Judges the pending move from `from` to `here` by the window `w` measured under it:
     /// keeps it (and sets the next step), or undoes and rejects it and returns `false`.
     fn judge_move(&mut self, w: &Window, from: Point, here: Point) -> bool {
+        let queue_move = std::mem::take(&mut self.to_queue_free);
         let change = here.limit as f64 / from.limit as f64 - 1.0;
         // Up (change > 0): goodput must rise by at least `gain` x the proportional gain.
         // Down (change < 0): goodput may fall by at most `gain` x the proportional loss.
@@ -156,7 +158,7 @@ impl Adaptive {
             }
             // A move to where the queue would vanish landed at the knee's estimate: go
             // on from there in small steps (doubling it overshot to half the knee).
-            _ if std::mem::take(&mut self.to_queue_free) => self.min_step(),
+            _ if queue_move && change < 0.0 => self.min_step(),
             _ => self.step.saturating_mul(2).min(self.limit.max(1)),
         };
         self.hold = 1;

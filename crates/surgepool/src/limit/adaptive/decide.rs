@@ -280,6 +280,7 @@ impl Adaptive {
 
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
     fn after_cut(&mut self, before: usize, rtt: f64) {
+        self.to_queue_free = false;
         if self.last_cut.is_none() {
             self.cuts_from = Some(before);
         }

@@ -228,3 +228,23 @@ fn after_the_cuts_the_next_move_goes_where_the_queue_would_vanish() {
         "left the knee: {path:?}"
     );
 }
+
+#[test]
+fn a_pending_move_to_the_queue_free_limit_does_not_survive_a_restarted_search() {
+    // Marked by a run of cuts that ended while callers brought too little work for the move
+    // to be made, then a new base: slow start must double as usual, not take 5 % steps
+    // after its first kept doubling.
+    let mut adaptive = adaptive(16);
+    adaptive.to_queue_free = true;
+    adaptive.restart_search();
+    let mut now = Instant::now();
+    let climb = run(&mut adaptive, &mut now, Duration::from_millis(20), 2_000);
+    let mut path = vec![16];
+    for limit in climb {
+        if path.last() != Some(&limit) {
+            path.push(limit);
+        }
+    }
+    // (Rises of up to 64 slots are admitted at once, so each doubling is one step here.)
+    assert_eq!(&path[..4], &[16, 32, 64, 128], "slow start: {path:?}");
+}
