@@ -41,14 +41,13 @@ impl Adaptive {
     /// Acts on a finished measure window; returns `true` when the limit changed.
     pub(super) fn decide(&mut self, w: &Window, now: Instant) -> bool {
         let before = self.limit;
-        let elapsed = now.saturating_duration_since(w.start).as_secs_f64();
         if w.successes == 0 {
             // Nothing got through: overload reported by the caller, back off like AIMD.
             self.back_off(before);
             return self.limit != before;
         }
         let rtt = w.rtt_sum / f64::from(w.successes);
-        let goodput = f64::from(w.successes) / elapsed.max(1e-9);
+        let goodput = w.goodput();
         if u64::from(w.dropped) * 10 > u64::from(w.samples) && self.drops_mean_overload(w, rtt) {
             // Overload reported by the caller (timeouts, 503s): back off like AIMD.
             self.back_off(before);

@@ -31,7 +31,8 @@
 //!    refusals, in flight below 90 % of it), the demand sets the concurrency: take that
 //!    window's RTT as the base instead of refusing the callers above the half.
 //! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
-//!    (an increase must win at least `gain`, default ½, of its proportional gain, a decrease
+//!    (goodput by Little's law: the mean in-flight count the window's jobs saw over their
+//!    mean time in a slot, times the share that succeeded; an increase must win at least `gain`, default ½, of its proportional gain, a decrease
 //!    may lose at most that share of its proportional loss), double the step after a kept
 //!    move (slow start when it keeps winning; a down-move takes at most half the limit),
 //!    bisect after a rejected large up-move, and after a rejected small move go back, flip
@@ -196,9 +197,11 @@ impl Algorithm for Adaptive {
             w.rtt_sq_sum += rtt * rtt;
         }
         w.max_in_flight = w.max_in_flight.max(sample.in_flight);
+        w.in_flight_sum += sample.in_flight as f64;
         if w.kind == WindowKind::Settle && sample.in_flight > w.limit {
             // Still draining to a lower limit: the settle round has not begun.
             w.samples = 0;
+            w.in_flight_sum = 0.0;
             w.start = now;
         }
         w.refused_to = sample.refused;

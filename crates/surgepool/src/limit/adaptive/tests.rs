@@ -248,3 +248,67 @@ fn a_pending_move_to_the_queue_free_limit_does_not_survive_a_restarted_search() 
     // (Rises of up to 64 slots are admitted at once, so each doubling is one step here.)
     assert_eq!(&path[..4], &[16, 32, 64, 128], "slow start: {path:?}");
 }
+
+#[test]
+fn goodput_is_the_slots_in_use_over_the_time_a_job_holds_one() {
+    let mut adaptive = adaptive(8);
+    let mut now = Instant::now();
+    // Little's law over the window's jobs: 8 in flight for 20 ms each is 400 jobs a
+    // second, however their completions bunched in time; a dropped job holds its slot as
+    // long as a served one, but only the served count.
+    for dropped in [false, false, false, true] {
+        feed(&mut adaptive, &mut now, Duration::from_millis(20), dropped);
+    }
+    let w = adaptive.window.expect("a window is open");
+    assert_eq!((w.samples, w.successes), (4, 3));
+    assert!((w.goodput() - 300.0).abs() < 1e-6, "{}", w.goodput());
+    let empty = super::window::Window::empty(super::window::WindowKind::Measure, 8, now, 0);
+    assert_eq!(empty.goodput(), 0.0);
+}
+
+/// Like [`run_shared`] with a knee of 1,000, but the completions are reported in bursts,
+/// as a busy runtime reports them: one job in 16 finishes after a gap of 16 jobs' time,
+/// the others at the same instant. The jobs and their RTTs are exactly as before.
+fn run_shared_in_bursts(adaptive: &mut Adaptive, now: &mut Instant, samples: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(samples);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..samples {
+        let in_flight = adaptive.admitted;
+        let rtt = Duration::from_millis(20).mul_f64((in_flight as f64 / 1_000.0).max(1.0));
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed % 16 == 0 {
+            *now += rtt * 16 / u32::try_from(in_flight).unwrap_or(u32::MAX);
+        }
+        out.push(adaptive.update(&Sample {
+            now: *now,
+            rtt,
+            in_flight,
+            dropped: false,
+            refused: 0,
+        }));
+    }
+    out
+}
+
+#[test]
+fn completions_reported_in_bursts_do_not_move_the_knee() {
+    let mut adaptive = adaptive(16);
+    let mut now = Instant::now();
+    // 20 s of work at about 50,000 jobs a second; judged over the last 15.
+    let limits = run_shared_in_bursts(&mut adaptive, &mut now, 1_000_000);
+    let settled = &limits[250_000..];
+    let near = settled
+        .iter()
+        .filter(|&&l| (900..=1_100).contains(&l))
+        .count();
+    let share = near as f64 / settled.len() as f64;
+    // Judged by completions per second of each window (whose noise here is about 12 % a
+    // window), the limit wandered far from the knee.
+    assert!(
+        share >= 0.9,
+        "within 10 % of the knee {:.0} % of the time",
+        share * 100.0
+    );
+}
