@@ -65,6 +65,17 @@ fn http_smoke_run_writes_consistent_json() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["bare", "layered", "fixed_2", "fixed_16"]);
+    // Every arm runs the same schedule: a swept layer as long as the layered server (it
+    // used to run half as long in the quick preset, weighing its start twice as much).
+    assert_eq!(
+        json["scenario"]["sweep_duration_s"], json["scenario"]["duration_s"],
+        "{}",
+        json["scenario"]
+    );
+    let offered = |s: &Value| s["offered"].as_u64().unwrap();
+    for s in &strategies[2..] {
+        assert_eq!(offered(s), offered(&strategies[1]), "{s}");
+    }
     for s in strategies {
         // SLO goodput beside goodput: a subset of the completions.
         assert_eq!(s["slo_ms"].as_f64(), Some(60.0), "{s}");

@@ -55,7 +55,8 @@ pub(crate) struct Args {
     /// The limits `--sweep` runs, comma-separated (default: 16, 32, ..., 2048).
     #[arg(long, value_delimiter = ',')]
     pub(super) sweep_limits: Option<Vec<usize>>,
-    /// Seconds of open-loop load per swept layer (default: from the preset).
+    /// Seconds of open-loop load per swept layer (default: as long as the layered server's,
+    /// `--duration-s`).
     #[arg(long)]
     pub(super) sweep_duration_s: Option<f64>,
     /// Write an HTML report (index.html with charts) into this directory.

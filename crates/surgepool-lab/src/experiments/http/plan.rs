@@ -36,7 +36,8 @@ impl Preset {
                 warmup: Duration::from_secs(1),
                 probe: Duration::from_millis(600),
                 probes: 5,
-                sweep_duration: Duration::from_secs(5),
+                // Set from `duration` unless `--sweep-duration-s` says otherwise.
+                sweep_duration: Duration::ZERO,
                 // Short alternating rounds, median: other processes' noise hits both alike.
                 hello: Duration::from_millis(1_500),
                 hello_rounds: 5,
@@ -49,7 +50,8 @@ impl Preset {
                 warmup: Duration::from_millis(300),
                 probe: Duration::from_millis(250),
                 probes: 3,
-                sweep_duration: Duration::from_millis(1_000),
+                // Set from `duration` unless `--sweep-duration-s` says otherwise.
+                sweep_duration: Duration::ZERO,
                 hello: Duration::from_millis(500),
                 hello_rounds: 1,
                 connections: 64,
@@ -93,6 +95,10 @@ impl Args {
             ensure!((1..=100).contains(&n), "--probes must be in 1..=100");
             plan.probes = n;
         }
+        // A swept layer runs as long as the layered server unless told otherwise: the
+        // judged ratio compares their SLO goodput, and a shorter run weighs its start more
+        // (the quick preset used to run each swept layer 5 s against 10 s).
+        plan.sweep_duration = plan.duration;
         if let Some(d) = self.sweep_duration_s {
             ensure!(
                 d.is_finite() && d > 0.0 && d <= 600.0,
