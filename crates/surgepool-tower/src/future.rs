@@ -11,7 +11,7 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use surgepool::limit::Permit;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::body::{AdmissionBody, BodyGuard};
@@ -42,7 +42,11 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req, S::Future>,
-        // Covers the queue wait and the inner call up to the response head.
+        // Covers the queue wait and the inner call up to the response head: when it passes
+        // (read when the request arrived). Its timer is armed only when the request first
+        // has to wait: one answered on its first poll (a cache hit, a static answer) never
+        // touches the timer wheel.
+        due: Option<Instant>,
         #[pin]
         deadline: Option<Sleep>,
         shared: Arc<Shared>,
@@ -84,13 +88,15 @@ where
     S: Service<Req>,
 {
     fn new(state: State<S, Req, S::Future>, shared: Arc<Shared>) -> Self {
-        let deadline = match state {
+        let due = match state {
             State::Shed { .. } => None,
-            _ => shared.deadline.map(tokio::time::sleep),
+            // A deadline past the end of the clock (`Duration::MAX`) can never pass.
+            _ => shared.deadline.and_then(|d| Instant::now().checked_add(d)),
         };
         ResponseFuture {
             state,
-            deadline,
+            due,
+            deadline: None,
             shared,
         }
     }
@@ -153,7 +159,7 @@ where
                         })
                     }
                     Poll::Pending => {
-                        if !expired(this.deadline.as_mut(), cx) {
+                        if !expired(*this.due, this.deadline.as_mut(), cx) {
                             return Poll::Pending;
                         }
                         if let Some(slot) = slot.take() {
@@ -179,7 +185,7 @@ where
                             Step::Return(Err(err))
                         }
                         Poll::Pending => {
-                            if !expired(this.deadline.as_mut(), cx) {
+                            if !expired(*this.due, this.deadline.as_mut(), cx) {
                                 return Poll::Pending;
                             }
                             release_opt(guard.take(), Outcome::Dropped);
@@ -201,7 +207,7 @@ where
                             Step::Return(Err(err))
                         }
                         Poll::Pending => {
-                            if !expired(this.deadline.as_mut(), cx) {
+                            if !expired(*this.due, this.deadline.as_mut(), cx) {
                                 return Poll::Pending;
                             }
                             release_opt(guard.take(), Outcome::Dropped);
@@ -228,8 +234,19 @@ where
     }
 }
 
-/// `true` once the deadline (if any) has passed; registers the waker otherwise.
-fn expired(deadline: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+/// `true` once the deadline `due` (if any) has passed; arms its timer on the first call and
+/// registers the waker otherwise.
+fn expired(
+    due: Option<Instant>,
+    mut deadline: Pin<&mut Option<Sleep>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(due) = due else {
+        return false;
+    };
+    if deadline.is_none() {
+        deadline.set(Some(tokio::time::sleep_until(due)));
+    }
     deadline
         .as_pin_mut()
         .is_some_and(|sleep| sleep.poll(cx).is_ready())

@@ -88,6 +88,30 @@ async fn a_queued_request_times_out_at_its_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_the_call_not_from_the_first_wait() {
+    // The layer arms the deadline's timer only when a request first has to wait (one answered
+    // on its first poll never touches the timer wheel); the deadline itself still runs from
+    // the call: a future first polled 600 ms after it was made has 400 ms left, not 1 s.
+    let layer = queued_layer(1, 1, 1_000);
+    let (mut svc, mut handle) = mocked(&layer);
+    let mut a = spawn(svc.call(get()));
+    tokio::time::advance(Duration::from_millis(600)).await;
+    assert_pending!(a.poll());
+    let _req = handle.next_request().await.unwrap();
+    tokio::time::advance(Duration::from_millis(399)).await;
+    assert_pending!(a.poll());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(a.is_woken());
+    let response = assert_ready_ok!(a.poll());
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.extensions().get::<Reason>(),
+        Some(&Reason::Timeout)
+    );
+    assert_eq!(layer.stats().timeouts, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_deadline_covers_the_queue_wait_and_the_inner_call() {
     let layer = queued_layer(1, 1, 1_000);
     let (mut svc, mut handle) = mocked(&layer);
