@@ -32,7 +32,8 @@
 //!    window's RTT as the base instead of refusing the callers above the half.
 //! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
 //!    (goodput by Little's law: the mean in-flight count the window's jobs saw over their
-//!    mean time in a slot, times the share that succeeded; an increase must win at least `gain`, default ½, of its proportional gain, a decrease
+//!    mean time in a slot, times the share that succeeded; an increase must win at least
+//!    `gain`, default ½, of its proportional gain, a decrease
 //!    may lose at most that share of its proportional loss), double the step after a kept
 //!    move (slow start when it keeps winning; a down-move takes at most half the limit),
 //!    bisect after a rejected large up-move, and after a rejected small move go back, flip

@@ -176,11 +176,23 @@ fn run_shared(
     knee: usize,
     samples: usize,
 ) -> Vec<usize> {
+    run_shared_reported(adaptive, now, knee, samples, |gap| gap)
+}
+
+/// As [`run_shared`], with `report` deciding how much of each job's share of the time
+/// passes before its completion is reported (the jobs and their RTTs are unchanged).
+fn run_shared_reported(
+    adaptive: &mut Adaptive,
+    now: &mut Instant,
+    knee: usize,
+    samples: usize,
+    mut report: impl FnMut(Duration) -> Duration,
+) -> Vec<usize> {
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         let in_flight = adaptive.admitted;
         let rtt = Duration::from_millis(20).mul_f64((in_flight as f64 / knee as f64).max(1.0));
-        *now += rtt / u32::try_from(in_flight).unwrap_or(u32::MAX);
+        *now += report(rtt / u32::try_from(in_flight).unwrap_or(u32::MAX));
         out.push(adaptive.update(&Sample {
             now: *now,
             rtt,
@@ -266,38 +278,25 @@ fn goodput_is_the_slots_in_use_over_the_time_a_job_holds_one() {
     assert_eq!(empty.goodput(), 0.0);
 }
 
-/// Like [`run_shared`] with a knee of 1,000, but the completions are reported in bursts,
-/// as a busy runtime reports them: one job in 16 finishes after a gap of 16 jobs' time,
-/// the others at the same instant. The jobs and their RTTs are exactly as before.
-fn run_shared_in_bursts(adaptive: &mut Adaptive, now: &mut Instant, samples: usize) -> Vec<usize> {
-    let mut out = Vec::with_capacity(samples);
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    for _ in 0..samples {
-        let in_flight = adaptive.admitted;
-        let rtt = Duration::from_millis(20).mul_f64((in_flight as f64 / 1_000.0).max(1.0));
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        if seed % 16 == 0 {
-            *now += rtt * 16 / u32::try_from(in_flight).unwrap_or(u32::MAX);
-        }
-        out.push(adaptive.update(&Sample {
-            now: *now,
-            rtt,
-            in_flight,
-            dropped: false,
-            refused: 0,
-        }));
-    }
-    out
-}
-
 #[test]
 fn completions_reported_in_bursts_do_not_move_the_knee() {
     let mut adaptive = adaptive(16);
     let mut now = Instant::now();
     // 20 s of work at about 50,000 jobs a second; judged over the last 15.
-    let limits = run_shared_in_bursts(&mut adaptive, &mut now, 1_000_000);
+    // Completions reported in bursts, as a busy runtime reports them: one job in 16
+    // finishes after a gap of 16 jobs' time, the others at the same instant.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let bursts = |gap: Duration| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed % 16 == 0 {
+            gap * 16
+        } else {
+            Duration::ZERO
+        }
+    };
+    let limits = run_shared_reported(&mut adaptive, &mut now, 1_000, 1_000_000, bursts);
     let settled = &limits[250_000..];
     let near = settled
         .iter()
