@@ -22,6 +22,8 @@ pub(super) struct Point {
     goodput: f64,
     /// Mean RTT, seconds.
     rtt: f64,
+    /// Whether the limiter refused work during the window (demand above the limit).
+    refused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,7 @@ impl Adaptive {
             limit: self.limit,
             goodput,
             rtt,
+            refused: w.refused() > 0,
         };
         if let Some(from) = self.moved_from.take() {
             if !self.judge_move(w, from, here) {
@@ -130,12 +133,16 @@ impl Adaptive {
         }
         let mut kept = here.goodput >= from.goodput * (1.0 + self.config.gain * change);
         // An up-move whose goodput did not follow is still kept if the limit turned
-        // work away all along and the latency stayed clearly flat (it rose by less
-        // than half the move, two standard errors included): the move cost nothing,
-        // and goodput could not follow because refused callers went away for a
-        // while. Past the knee the latency rises with the limit, so this never
-        // keeps a move there.
-        if !kept && change > 0.0 && w.refused() > 0 {
+        // work away, before the move or after it, and the latency stayed clearly flat
+        // (it rose by less than half the move, two standard errors included): the move
+        // cost nothing, and goodput could not follow because refused callers went away
+        // for a while, or because the move only made room for the bursts of a demand
+        // just above the old limit (Poisson arrivals at half the capacity: at the
+        // mean demand a few % are refused, and serving them is a gain of a few %, short
+        // of half a 5 % move, so the climber stayed there and refused them for good).
+        // Past the knee the latency rises with the limit, so this never keeps a move
+        // there.
+        if !kept && change > 0.0 && (w.refused() > 0 || from.refused) {
             kept = here.rtt + 2.0 * w.std_error(here.rtt) <= from.rtt * (1.0 + HALF * change);
         }
         if !kept {

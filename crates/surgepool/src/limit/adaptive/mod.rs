@@ -40,8 +40,9 @@
 //!    direction and hold for 1, 2, 4, 8, 16 windows before trying again (4 times as long
 //!    before repeating a rejected down-move of a quarter of the limit or more). An up-move
 //!    nobody came for is kept untested, and one whose goodput did not follow is kept if
-//!    work was refused and latency stayed flat (callers honouring `Retry-After` come back
-//!    later).
+//!    work was refused, before the move or during it, and latency stayed flat (callers
+//!    honouring `Retry-After` come back later; bursts of a demand just above the limit
+//!    are served by the move, and serving a few % more is less than half a move's gain).
 //!
 //! A rise of more than 64 slots is handed to the limiter paced, a few slots per finished job
 //! over about one round (a cut at once), so that a doubling does not admit hundreds of jobs
