@@ -15,6 +15,10 @@ const MAX_HOLD: u32 = 16;
 /// quarter of the limit or more (a limit of 4 or less) and was rejected from here last time.
 const LARGE_DOWN_MOVE_HOLD: u32 = 4;
 
+/// How far past the tolerance a queue must raise the RTT for the latency guard to be
+/// trusted with it: the guard acts on the window's mean less two standard errors.
+const GUARD_MARGIN: f64 = 1.1;
+
 /// A limit and the goodput measured under it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Point {
@@ -81,10 +85,20 @@ impl Adaptive {
         self.step = self.min_step();
         self.hold_left = self.hold;
         let large_down = self.step.saturating_mul(4) >= self.limit;
-        if self.direction == Direction::Down
-            && large_down
-            && self.down_rejected_at == Some(self.limit)
-        {
+        let repeated_down =
+            self.direction == Direction::Down && self.down_rejected_at == Some(self.limit);
+        if repeated_down && self.guard_covers(self.step) {
+            // The latency guard answers this test: a knee `step` below the limit would
+            // queue one job in `limit − step` and raise the RTT by `limit / (limit −
+            // step)`, at least the tolerance, and the guard would have cut. (The base is
+            // re-measured every probe interval, so it cannot hide such a queue for long.)
+            // The test was made once from here and rejected; repeating it only halves
+            // the goodput of a 2-slot limit for two windows every few seconds (the lab's
+            // CPU work on 2 cores: 2 → 1 every 3–4 s, about 40 of 1,470 jobs in 15 s).
+            // Test upwards instead, after the hold the down test would have waited.
+            self.direction = Direction::Up;
+            self.hold_left = self.hold.saturating_mul(LARGE_DOWN_MOVE_HOLD);
+        } else if repeated_down && large_down {
             // The same large down-move was rejected from this limit last time: on a small
             // knee (the lab's CPU work: 2 cores) each such test costs a quarter to half of
             // the goodput for two windows and is rejected every time; every 36 windows they
@@ -96,6 +110,14 @@ impl Adaptive {
             self.hold_left = self.hold.saturating_mul(LARGE_DOWN_MOVE_HOLD);
         }
         self.hold = (self.hold * 2).min(MAX_HOLD);
+    }
+
+    /// Whether a knee `step` below the limit would raise the RTT clearly past the
+    /// tolerance (`limit / (limit − step)`, the jobs sharing `limit − step` slots), so that
+    /// the latency guard cuts to it without a test.
+    fn guard_covers(&self, step: usize) -> bool {
+        let below = self.limit.saturating_sub(step);
+        below > 0 && self.limit as f64 > below as f64 * self.config.tolerance * GUARD_MARGIN
     }
 
     pub(super) fn climb(&mut self, w: &Window, goodput: f64, rtt: f64) {

@@ -126,7 +126,14 @@ impl Adaptive {
         self.cuts_from = None;
         self.deep_from = None;
 
-        if self.next_probe.is_some_and(|at| now >= at) && self.start_probe(w, rtt, now) {
+        // A move awaiting its judgement is judged first: the re-measure restores the limit
+        // it interrupted, so a move tested by this window would otherwise be kept unjudged
+        // (simulated: a rejected test of 3 slots on 2 cores kept that way, and the limit
+        // spent 20 windows at 1–4 slots finding its way back).
+        if self.next_probe.is_some_and(|at| now >= at)
+            && self.moved_from.is_none()
+            && self.start_probe(w, rtt, now)
+        {
             return true;
         }
 

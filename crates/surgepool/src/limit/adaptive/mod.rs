@@ -25,8 +25,8 @@
 //!    such a deep run ends, search again from slow start; when a shorter run ends with the
 //!    RTT still above the base, the climber's next move goes down to where that queue would
 //!    vanish (`⌈limit × base / r⌉`), judged by goodput like any move.
-//! 4. **Periodic re-measure** (every `probe_interval`, jittered): run one window at half the
-//!    limit and take its RTT as the base, so the base cannot drift up forever nor stay
+//! 4. **Periodic re-measure** (every `probe_interval`, jittered, once the climber's move
+//!    under test is judged): run one window at half the limit and take its RTT as the base, so the base cannot drift up forever nor stay
 //!    stuck at an old low. When the limit held nothing back in the last window (no
 //!    refusals, in flight below 90 % of it), the demand sets the concurrency: take that
 //!    window's RTT as the base instead of refusing the callers above the half.
@@ -38,7 +38,9 @@
 //!    move (slow start when it keeps winning; a down-move takes at most half the limit),
 //!    bisect after a rejected large up-move, and after a rejected small move go back, flip
 //!    direction and hold for 1, 2, 4, 8, 16 windows before trying again (4 times as long
-//!    before repeating a rejected down-move of a quarter of the limit or more). An up-move
+//!    before repeating a rejected down-move of a quarter of the limit or more; a rejected
+//!    down-move whose knee would have raised the latency past the tolerance, 2 → 1, is
+//!    not repeated from that limit: the latency guard answers it). An up-move
 //!    nobody came for is kept untested, and one whose goodput did not follow is kept if
 //!    work was refused, before the move or during it, and latency stayed flat (callers
 //!    honouring `Retry-After` come back later; bursts of a demand just above the limit

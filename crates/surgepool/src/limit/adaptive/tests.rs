@@ -311,3 +311,77 @@ fn completions_reported_in_bursts_do_not_move_the_knee() {
         share * 100.0
     );
 }
+
+/// A measure window of `samples` jobs under `limit`, each `rtt` seconds in a slot with
+/// `limit` in flight, all served.
+fn window_of(limit: usize, samples: u32, rtt: f64, now: Instant) -> super::window::Window {
+    use super::window::{Window, WindowKind};
+    let mut w = Window::empty(WindowKind::Measure, limit, now, 0);
+    w.samples = samples;
+    w.successes = samples;
+    w.rtt_sum = rtt * f64::from(samples);
+    w.rtt_sq_sum = rtt * rtt * f64::from(samples);
+    w.max_in_flight = limit;
+    w.in_flight_sum = (limit as f64) * f64::from(samples);
+    w
+}
+
+/// Sets up a climber at `limit` that will test one slot more from its next window.
+fn about_to_move_up(limit: usize, rtt: f64) -> (Adaptive, Instant) {
+    let mut adaptive = adaptive(limit);
+    let now = Instant::now();
+    adaptive.base = Some(rtt);
+    adaptive.starting = false;
+    adaptive.direction = super::Direction::Up;
+    adaptive.step = 1;
+    adaptive.hold_left = 0;
+    adaptive.next_probe = now.checked_add(Duration::from_secs(3600));
+    (adaptive, now)
+}
+
+#[test]
+fn a_move_under_test_is_judged_before_the_base_is_re_measured() {
+    // 2 cores of CPU work: the climber tests a third slot, which raises the latency by half
+    // and buys nothing, and the periodic re-measure falls due in that very window. The
+    // move must be rejected, and the re-measure restore 2, not the tested 3 (it did: the
+    // restore kept the move unjudged, and the simulated limit spent 20 windows at 1–4
+    // slots finding its way back).
+    let (mut adaptive, now) = about_to_move_up(2, 0.020);
+    adaptive.climb(&window_of(2, 16, 0.020, now), 100.0, 0.020);
+    assert_eq!(adaptive.limit, 3, "the climber's test");
+    adaptive.next_probe = Some(now);
+    adaptive.decide(&window_of(3, 16, 0.030, now), now);
+    assert_eq!(adaptive.limit, 2, "the test of 3 slots was not rejected");
+    assert_eq!(adaptive.probing_from, None);
+    // The re-measure runs in the next window, from the judged limit.
+    adaptive.decide(&window_of(2, 16, 0.020, now), now);
+    assert_eq!((adaptive.limit, adaptive.probing_from), (1, Some(2)));
+}
+
+#[test]
+fn a_down_test_the_latency_guard_answers_is_not_repeated_from_the_same_limit() {
+    // At 2 slots on 2 cores a test of 1 halves the goodput for two windows, and a knee of
+    // 1 would double the RTT at 2, past the tolerance: once rejected from 2, the climber
+    // tests upwards only, and holds as long as before between tests.
+    let (mut adaptive, now) = about_to_move_up(2, 0.020);
+    adaptive.direction = super::Direction::Down;
+    adaptive.climb(&window_of(2, 16, 0.020, now), 100.0, 0.020);
+    assert_eq!(adaptive.limit, 1, "the first down test is made");
+    adaptive.climb(&window_of(1, 16, 0.020, now), 50.0, 0.020);
+    assert_eq!(adaptive.limit, 2, "the down test was not rejected");
+    let mut tested = Vec::new();
+    for _ in 0..400 {
+        let (limit, rtt, goodput) = match adaptive.limit {
+            1 => (1, 0.020, 50.0),
+            2 => (2, 0.020, 100.0),
+            n => (n, 0.010 * n as f64, 100.0),
+        };
+        adaptive.climb(&window_of(limit, 16, rtt, now), goodput, rtt);
+        if adaptive.limit != 2 {
+            tested.push(adaptive.limit);
+        }
+    }
+    assert!(tested.iter().all(|&l| l == 3), "tests: {tested:?}");
+    // Up tests held 1, 2, 4, 8, then 16 windows × 4 apart: a handful in 400 windows.
+    assert!((3..=12).contains(&tested.len()), "tests: {tested:?}");
+}
