@@ -90,7 +90,7 @@ impl Adaptive {
         if repeated_down && self.guard_covers(self.step) {
             // The latency guard answers this test: a knee `step` below the limit would
             // queue one job in `limit − step` and raise the RTT by `limit / (limit −
-            // step)`, at least the tolerance, and the guard would have cut. (The base is
+            // step)`, clearly past the tolerance, and the guard would have cut. (The base is
             // re-measured every probe interval, so it cannot hide such a queue for long.)
             // The test was made once from here and rejected; repeating it only halves
             // the goodput of a 2-slot limit for two windows every few seconds (the lab's
