@@ -4,7 +4,8 @@
 //! `limit/README.md` gives the formulas, the reasons and the sources.
 //!
 //! Samples are folded into windows of about one round trip (every slot turned over once,
-//! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`).
+//! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`,
+//! unless the window already rejects the move under test, see `verdict_settled`).
 //! After every change of the limit one *settle* window is thrown away (counted from when
 //! the work admitted under a higher limit has drained), so each decision sees the system
 //! as the new limit shaped it; then a *measure* window gives the mean RTT

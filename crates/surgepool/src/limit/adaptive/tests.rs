@@ -385,3 +385,51 @@ fn a_down_test_the_latency_guard_answers_is_not_repeated_from_the_same_limit() {
     // Up tests held 1, 2, 4, 8, then 16 windows × 4 apart: a handful in 400 windows.
     assert!((3..=12).contains(&tested.len()), "tests: {tested:?}");
 }
+
+/// A measure window of `samples` jobs at `limit`, half of them taking `fast` seconds and half
+/// `slow`, with callers refused during it (the demand is above the limit).
+fn two_speed_window(
+    limit: usize,
+    samples: u32,
+    fast: f64,
+    slow: f64,
+    now: Instant,
+) -> super::window::Window {
+    let mut w = window_of(limit, samples, 0.0, now);
+    let half = f64::from(samples) / 2.0;
+    w.rtt_sum = (fast + slow) * half;
+    w.rtt_sq_sum = (fast * fast + slow * slow) * half;
+    w.refused_to = 5;
+    w
+}
+
+#[test]
+fn a_move_whose_goodput_clearly_stayed_flat_is_judged_before_the_noise_rule_is_satisfied() {
+    // 2 slots on 2 cores, then a test of a third: every job 1.5× slower on average (10 or
+    // 50 ms, so noisy that the noise rule asks for 57 samples), the goodput flat where the
+    // move needed 25 % more. That is clear well before 57 samples.
+    let (mut adaptive, now) = about_to_move_up(2, 0.020);
+    adaptive.climb(&window_of(2, 16, 0.020, now), 100.0, 0.020);
+    assert_eq!(adaptive.limit, 3, "the up test is made");
+    for samples in [16, 24] {
+        let w = two_speed_window(3, samples, 0.010, 0.050, now);
+        assert!(
+            !adaptive.window_done(&w, now),
+            "{samples} samples settle it"
+        );
+    }
+    let w = two_speed_window(3, 32, 0.010, 0.050, now);
+    assert!(adaptive.window_done(&w, now), "32 samples do not settle it");
+    adaptive.climb(&w, w.goodput(), 0.030);
+    assert_eq!(adaptive.limit, 2, "the flat goodput kept the move");
+
+    // A move whose goodput rose past the bar waits for the whole noise rule: a winning
+    // move is not kept on less evidence than before.
+    let (mut adaptive, now) = about_to_move_up(2, 0.020);
+    adaptive.climb(&window_of(2, 16, 0.020, now), 100.0, 0.020);
+    let w = two_speed_window(3, 32, 0.005, 0.035, now);
+    assert!(
+        !adaptive.window_done(&w, now),
+        "a winning move was kept early"
+    );
+}

@@ -118,7 +118,9 @@ impl Adaptive {
                 w.samples >= MIN_WINDOW_SAMPLES
                     && (w.samples >= round_samples
                         || (self.round > 0.0 && elapsed() >= 4.0 * self.round))
-                    && (w.samples >= self.noise_samples(w) || self.queued(w))
+                    && (w.samples >= self.noise_samples(w)
+                        || self.queued(w)
+                        || self.verdict_settled(w))
             }
         }
     }
