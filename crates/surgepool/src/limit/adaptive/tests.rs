@@ -423,6 +423,19 @@ fn a_move_whose_goodput_clearly_stayed_flat_is_judged_before_the_noise_rule_is_s
     adaptive.climb(&w, w.goodput(), 0.030);
     assert_eq!(adaptive.limit, 2, "the flat goodput kept the move");
 
+    // Without noise, half the minimum window settles it: a doubling from 2 to 4 slots on
+    // 2 cores (every job twice as slow) is rejected after 8 jobs, not 16.
+    let (mut adaptive, now) = about_to_move_up(2, 0.020);
+    adaptive.step = 2;
+    adaptive.climb(&window_of(2, 16, 0.020, now), 100.0, 0.020);
+    assert_eq!(adaptive.limit, 4, "the doubling is made");
+    let mut w = window_of(4, 7, 0.040, now);
+    w.refused_to = 5;
+    assert!(!adaptive.window_done(&w, now), "7 samples settle it");
+    let mut w = window_of(4, 8, 0.040, now);
+    w.refused_to = 5;
+    assert!(adaptive.window_done(&w, now), "8 samples do not settle it");
+
     // A move whose goodput rose past the bar waits for the whole noise rule: a winning
     // move is not kept on less evidence than before.
     let (mut adaptive, now) = about_to_move_up(2, 0.020);
