@@ -162,22 +162,26 @@ impl Adaptive {
             return false;
         }
         let change = w.limit as f64 / from.limit as f64 - 1.0;
-        if change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0 {
+        if untested(w, &from, change) {
             // Nobody has come for the new slots yet: later samples may.
             return false;
         }
         let rtt = w.rtt_sum / f64::from(w.successes);
         let noise = relative_noise(w, rtt);
         let doubt = 2.0 * (noise * noise + from.noise * from.noise).sqrt();
-        let goodput = w.goodput();
-        let bar = from.goodput * (1.0 + self.config.gain * change);
         // A rejection is settled only if the flat-latency exception cannot keep the move:
         // that needs the latency clearly flat, so a mean already past its bar would have
         // to fall well below it.
-        let may_keep_flat = change > 0.0
-            && (w.refused() > 0 || from.refused)
-            && rtt <= from.rtt * (1.0 + HALF * change);
-        goodput * (1.0 + doubt) < bar && !may_keep_flat
+        let may_keep_flat =
+            flat_exception_applies(w, &from, change) && rtt <= flat_rtt(&from, change);
+        w.goodput() * (1.0 + doubt) < self.bar(&from, change) && !may_keep_flat
+    }
+
+    /// The goodput a move by `change` (a share of `from`'s limit) must reach to be kept:
+    /// up (change > 0), a rise of at least `gain` × the proportional gain; down
+    /// (change < 0), a fall of at most `gain` × the proportional loss.
+    fn bar(&self, from: &Point, change: f64) -> f64 {
+        from.goodput * (1.0 + self.config.gain * change)
     }
 
     /// Judges the pending move from `from` to `here` by the window `w` measured under it:
@@ -185,9 +189,7 @@ impl Adaptive {
     fn judge_move(&mut self, w: &Window, from: Point, here: Point) -> bool {
         let queue_move = std::mem::take(&mut self.to_queue_free);
         let change = here.limit as f64 / from.limit as f64 - 1.0;
-        // Up (change > 0): goodput must rise by at least `gain` x the proportional gain.
-        // Down (change < 0): goodput may fall by at most `gain` x the proportional loss.
-        if change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0 {
+        if untested(w, &from, change) {
             // Untested: no caller came for the new slots while it was measured, so the
             // window says nothing about the move. Keep it (it costs nothing while
             // unused, and at most one step sits above the demand: the next move waits
@@ -195,7 +197,7 @@ impl Adaptive {
             // callers that return in bursts (they honour `Retry-After`) for seconds.
             return true;
         }
-        let mut kept = here.goodput >= from.goodput * (1.0 + self.config.gain * change);
+        let mut kept = here.goodput >= self.bar(&from, change);
         // An up-move whose goodput did not follow is still kept if the limit turned
         // work away, before the move or after it, and the latency stayed clearly flat
         // (it rose by less than half the move, two standard errors included): the move
@@ -206,8 +208,8 @@ impl Adaptive {
         // of half a 5 % move, so the climber stayed there and refused them for good).
         // Past the knee the latency rises with the limit, so this never keeps a move
         // there.
-        if !kept && change > 0.0 && (w.refused() > 0 || from.refused) {
-            kept = here.rtt + 2.0 * w.std_error(here.rtt) <= from.rtt * (1.0 + HALF * change);
+        if !kept && flat_exception_applies(w, &from, change) {
+            kept = here.rtt + 2.0 * w.std_error(here.rtt) <= flat_rtt(&from, change);
         }
         if !kept {
             self.set_limit(from.limit);
@@ -266,6 +268,25 @@ impl Adaptive {
             self.moved_from = Some(here);
         }
     }
+}
+
+/// Whether the window `w` says nothing about an up-move by `change` from `from`: no caller
+/// came for the new slots (none was refused, and no more than `from`'s limit ran at once).
+fn untested(w: &Window, from: &Point, change: f64) -> bool {
+    change > 0.0 && w.max_in_flight <= from.limit && w.refused() == 0
+}
+
+/// Whether the flat-latency exception of [`Adaptive::judge_move`] may keep an up-move by
+/// `change` from `from` that the window `w` measured: the limit refused work before the
+/// move or during it.
+fn flat_exception_applies(w: &Window, from: &Point, change: f64) -> bool {
+    change > 0.0 && (w.refused() > 0 || from.refused)
+}
+
+/// The mean RTT below which the flat-latency exception counts an up-move by `change` from
+/// `from` as free: a rise of less than half the move.
+fn flat_rtt(from: &Point, change: f64) -> f64 {
+    from.rtt * (1.0 + HALF * change)
 }
 
 /// The standard error of the window's mean RTT `rtt`, as a share of it.
