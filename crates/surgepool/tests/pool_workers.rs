@@ -195,3 +195,35 @@ async fn the_minimum_never_dips_under_churn() {
     pool.shutdown().await;
     assert_eq!(pool.snapshot().workers, 0);
 }
+
+/// A worker that held its thread for a millisecond with one task yields before it runs the
+/// next queued one, so that the runtime's other tasks run in between. (It counted the hold
+/// from the second task on: with 20 ms CPU-bound tasks, it ran two before it yielded, and
+/// with three slots on two threads the third task waited behind two others, 60 ms.)
+#[tokio::test]
+async fn a_worker_yields_after_one_task_that_held_its_thread_for_a_millisecond() {
+    let pool = Pool::builder()
+        .limit(Limit::fixed(1))
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = log.clone();
+    let first = pool
+        .try_submit(async move {
+            // Blocks the thread, as CPU-bound work does (it never returns early).
+            std::thread::sleep(2 * MS);
+            l.lock().unwrap().push("first");
+        })
+        .unwrap();
+    let l = log.clone();
+    let second = pool
+        .try_submit(async move { l.lock().unwrap().push("second") })
+        .unwrap();
+    let l = log.clone();
+    let other = tokio::spawn(async move { l.lock().unwrap().push("other") });
+    first.await.unwrap();
+    second.await.unwrap();
+    other.await.unwrap();
+    assert_eq!(*log.lock().unwrap(), ["first", "other", "second"]);
+}

@@ -180,6 +180,10 @@ pub(crate) async fn run(mut worker: Worker) {
                 }
             }
         };
+        // The worker holds its thread from the start of the first task it runs after it
+        // got the thread back (or the moment that task was handed over, a little earlier:
+        // no clock read is needed).
+        let since = *holding_since.get_or_insert(running.started);
         worker.current = Some((running.weight, running.job.shared()));
         let step = {
             // Pinned here until dropped at the end of this block: a detached job's future
@@ -222,15 +226,21 @@ pub(crate) async fn run(mut worker: Worker) {
                 // Back-to-back tasks must not starve the runtime's other tasks (timers, the
                 // tasks they wake, other workers). Coop budget alone is not enough: it
                 // yields after 128 units, which is 2.5 s of 20 ms CPU-bound tasks. So the
-                // worker also yields once it has held its thread for `HOLD_LIMIT_NS`; the
-                // time comes free, since a task taken from the queue is stamped with it.
-                // The budget is charged once per `BUDGET_EVERY` tasks: per task it cost
-                // ~90 instructions, and tasks that use tokio resources charge it anyway.
-                let since = *holding_since.get_or_insert(now);
+                // worker also yields once it has held its thread for `HOLD_LIMIT_NS`,
+                // counted from the start of the first task it ran (the time comes free,
+                // since a task taken from the queue is stamped with it). Counted from the
+                // second task instead, a worker ran two 20 ms CPU-bound tasks before it
+                // yielded: with three slots on two threads, the third worker waited behind
+                // two of them, 60 ms for a 20 ms task (the lab's CPU work, every fourth task
+                // while the adaptive limit tested a third slot). The budget is charged once
+                // per `BUDGET_EVERY` tasks: per task it cost ~90 instructions, and tasks
+                // that use tokio resources charge it anyway.
                 back_to_back += 1;
                 if now.nanos_since(since) >= HOLD_LIMIT_NS {
-                    (holding_since, back_to_back) = (None, 0);
                     suspend(&mut worker, tokio::task::yield_now()).await;
+                    // The task it holds was stamped before the yield: the thread is held
+                    // again from now (one clock read per yield, at most one per ms held).
+                    (holding_since, back_to_back) = (Some(inner.settings.clock.now()), 0);
                 } else if back_to_back % BUDGET_EVERY == 0 {
                     suspend(&mut worker, tokio::task::consume_budget()).await;
                 }
