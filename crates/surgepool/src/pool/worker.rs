@@ -237,9 +237,8 @@ pub(crate) async fn run(mut worker: Worker) {
                 // workers whose tasks are ready to finish run first (the lab's mixed work
                 // at a fixed limit of 4: p99 28 ms, against 36 ms when only a task that
                 // held the thread throughout counted; waiting work alike within the
-                // noise). The budget is charged once
-                // per `BUDGET_EVERY` tasks: per task it cost ~90 instructions, and tasks
-                // that use tokio resources charge it anyway.
+                // noise). The budget is charged once per `BUDGET_EVERY` tasks: per task it
+                // cost ~90 instructions, and tasks that use tokio resources charge it anyway.
                 back_to_back += 1;
                 if now.nanos_since(since) >= HOLD_LIMIT_NS {
                     suspend(&mut worker, tokio::task::yield_now()).await;
