@@ -34,7 +34,7 @@ use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::config::Cli;
 use crate::state::AppState;
-use crate::{app, net, storage};
+use crate::{app, net, serve, storage};
 
 /// One exchange that takes longer than this is a hang: every timeout of the service is
 /// shorter (request 2 s, header read 5 s, body pause 1 s, upstream 500 ms).
@@ -50,7 +50,7 @@ pub struct Harness {
     rt: tokio::runtime::Runtime,
     service: Service,
     state: AppState,
-    header_read: Duration,
+    limits: net::ConnLimits,
     dir: PathBuf,
 }
 
@@ -126,7 +126,7 @@ impl Harness {
             rt,
             service,
             state,
-            header_read: cfg.header_timeout,
+            limits: serve::public_limits(&cfg),
             dir,
         })
     }
@@ -149,15 +149,17 @@ impl Harness {
                 req.extensions_mut().insert(ConnectInfo(PEER));
                 req
             });
-        let mut builder = net::http1(self.header_read);
+        let mut builder = net::http1();
         // The client closes its write half once the input is sent: the answers must still
         // come (by default hyper treats a read EOF as the client gone).
         builder.half_close(true);
         let output = self.rt.block_on(async {
             let (client, server) = tokio::io::duplex(64 * 1024);
             // The adapter the listeners use (one copy of the stack per connection).
-            let conn =
-                builder.serve_connection(TokioIo::new(server), net::ConnService::new(service));
+            let heads = Arc::new(net::Heads::default());
+            let server = net::IdleIo::new(server, self.limits, heads.clone());
+            let conn = builder
+                .serve_connection(TokioIo::new(server), net::ConnService::new(service, heads));
             let (mut rd, mut wr) = tokio::io::split(client);
             let send = async {
                 // The server may close early (a refused head): the rest is not wanted.

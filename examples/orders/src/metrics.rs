@@ -2,7 +2,7 @@
 //! The middleware sits outermost, so it counts exactly the answers clients saw, 429s and 503s
 //! from inner layers included.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use std::future::Future;
@@ -21,21 +21,81 @@ pub(crate) const ROUTES: [&str; 5] = [
 ];
 const STATUSES: usize = 500; // codes 100..=599
 
+/// At most this many shards of counters (a power of two).
+const MAX_SHARDS: usize = 64;
+
+/// Numbers threads in the order they first count; the shard is this modulo the shards.
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Request ids are handed to threads in blocks of this many, so that giving one out is not an
+/// atomic operation on a counter that every core shares.
+const ID_BLOCK: u64 = 1024;
+
+/// The next block of request ids to hand out.
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's block: the next id and the end of the block.
+    static IDS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A request id unique in this process (increasing on each thread, not across threads).
+fn next_request_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next.saturating_add(ID_BLOCK);
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
+
 /// The counters.
+///
+/// Sharded by thread: every request adds to a counter and to the in-flight gauge, and a
+/// counter that both cores add to moves its cache line between them on every request (the
+/// `/api/hello` profile: the metrics layer's atomics were its largest cost). Each runtime
+/// thread adds to its own shard; `/metrics` sums them.
 #[derive(Debug)]
 pub(crate) struct HttpMetrics {
+    shards: Box<[Shard]>,
+}
+
+/// One thread's counters, on cache lines of their own.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
     counts: Box<[AtomicU64]>,
+    /// Requests begun minus requests ended on this shard's threads, wrapping: a request may
+    /// end on another thread than it began on, so one shard can go "negative"; the sum is exact.
     in_flight: AtomicU64,
 }
 
 impl HttpMetrics {
     pub(crate) fn new() -> Arc<HttpMetrics> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = threads.next_power_of_two().min(MAX_SHARDS);
         Arc::new(HttpMetrics {
-            counts: (0..ROUTES.len() * STATUSES)
-                .map(|_| AtomicU64::new(0))
+            shards: (0..shards)
+                .map(|_| Shard {
+                    counts: (0..ROUTES.len() * STATUSES)
+                        .map(|_| AtomicU64::new(0))
+                        .collect(),
+                    in_flight: AtomicU64::new(0),
+                })
                 .collect(),
-            in_flight: AtomicU64::new(0),
         })
+    }
+
+    /// This thread's shard.
+    fn shard(&self) -> &Shard {
+        &self.shards[THREAD_INDEX.with(|i| *i) & (self.shards.len() - 1)]
     }
 
     fn route(path: &str) -> usize {
@@ -50,15 +110,42 @@ impl HttpMetrics {
 
     fn count(&self, route: usize, status: u16) {
         let status = usize::from(status.clamp(100, 599)) - 100;
-        self.counts[route * STATUSES + status].fetch_add(1, Ordering::Relaxed);
+        self.shard().counts[route * STATUSES + status].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn begin(&self) {
+        self.shard().in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.shard().in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Requests in flight (summed over the shards, each read once: a sum taken while
+    /// requests move may be off by those, never negative).
+    pub(crate) fn in_flight(&self) -> u64 {
+        let sum = self.shards.iter().fold(0u64, |sum, shard| {
+            sum.wrapping_add(shard.in_flight.load(Ordering::Relaxed))
+        });
+        // Wrapped below zero: a request that ended on one shard after the sum read the shard
+        // it began on.
+        if sum > u64::MAX / 2 {
+            0
+        } else {
+            sum
+        }
     }
 
     /// Prometheus text lines.
     pub(crate) fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
         out.push_str("# TYPE orders_http_requests_total counter\n");
-        for (i, c) in self.counts.iter().enumerate() {
-            let v = c.load(Ordering::Relaxed);
+        for i in 0..ROUTES.len() * STATUSES {
+            let v: u64 = self
+                .shards
+                .iter()
+                .map(|shard| shard.counts[i].load(Ordering::Relaxed))
+                .sum();
             if v > 0 {
                 let _ = writeln!(
                     out,
@@ -68,11 +155,7 @@ impl HttpMetrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "orders_http_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "orders_http_in_flight {}", self.in_flight());
     }
 }
 
@@ -83,8 +166,8 @@ pub(crate) struct Arrival(pub(crate) tokio::time::Instant);
 
 /// The counting layer; it also stamps each request's [`Arrival`] and gives it a request id.
 ///
-/// The request id is the `x-request-id` header: the client's if it sent one, else the next
-/// number of a process-wide counter (unique per process, no RNG). It is echoed on the answer
+/// The request id is the `x-request-id` header: the client's if it sent one, else a number
+/// unique in this process (no RNG; see [`next_request_id`]). It is echoed on the answer
 /// unless the answer carries one already. Done here rather than with tower-http's
 /// `SetRequestIdLayer` and `PropagateRequestIdLayer`, which are two more layers (a call, a
 /// future and a header lookup each) around every request.
@@ -95,15 +178,11 @@ pub(crate) struct Arrival(pub(crate) tokio::time::Instant);
 #[derive(Debug, Clone)]
 pub(crate) struct RecordLayer {
     metrics: Arc<HttpMetrics>,
-    ids: Arc<AtomicU64>,
 }
 
 impl RecordLayer {
     pub(crate) fn new(metrics: Arc<HttpMetrics>) -> RecordLayer {
-        RecordLayer {
-            metrics,
-            ids: Arc::default(),
-        }
+        RecordLayer { metrics }
     }
 }
 
@@ -113,18 +192,42 @@ impl<S> tower::Layer<S> for RecordLayer {
     fn layer(&self, inner: S) -> Record<S> {
         Record {
             inner,
-            metrics: self.metrics.clone(),
-            ids: self.ids.clone(),
+            metrics: Arc::new(MetricsHandle(self.metrics.clone())),
         }
     }
 }
 
 /// The service of [`RecordLayer`].
-#[derive(Debug, Clone)]
+///
+/// Each request's future holds the metrics until it is answered. It holds them through an
+/// `Arc` of this copy of the service, not the shared `Arc<HttpMetrics>`: a connection's
+/// requests run on one thread at a time, so that count stays on its core, where the shared
+/// one moved between the cores on every request. Hence the hand-written `Clone`.
+#[derive(Debug)]
 pub(crate) struct Record<S> {
     inner: S,
-    metrics: Arc<HttpMetrics>,
-    ids: Arc<AtomicU64>,
+    metrics: Arc<MetricsHandle>,
+}
+
+/// One copy's handle on the shared metrics (see [`Record`]).
+#[derive(Debug)]
+struct MetricsHandle(Arc<HttpMetrics>);
+
+impl std::ops::Deref for MetricsHandle {
+    type Target = HttpMetrics;
+
+    fn deref(&self) -> &HttpMetrics {
+        &self.0
+    }
+}
+
+impl<S: Clone> Clone for Record<S> {
+    fn clone(&self) -> Self {
+        Record {
+            inner: self.inner.clone(),
+            metrics: Arc::new(MetricsHandle(self.metrics.0.clone())),
+        }
+    }
 }
 
 /// The request id header, set on requests without one and echoed on every answer.
@@ -148,13 +251,13 @@ where
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
-                let id = HeaderValue::from(self.ids.fetch_add(1, Ordering::Relaxed));
+                let id = HeaderValue::from(next_request_id());
                 req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
                 id
             }
         };
         let route = HttpMetrics::route(req.uri().path());
-        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.begin();
         RecordFuture {
             inner: self.inner.call(req),
             id: Some(id),
@@ -178,13 +281,13 @@ pin_project_lite::pin_project! {
 }
 
 struct InFlight {
-    metrics: Arc<HttpMetrics>,
+    metrics: Arc<MetricsHandle>,
     route: usize,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.end();
     }
 }
 
@@ -246,7 +349,9 @@ mod tests {
             assert_eq!(res.headers()[&X_REQUEST_ID], res.body().as_str());
             ids.push(res.into_body());
         }
-        assert_eq!(ids, ["0", "1"]);
+        // Numbers; one thread hands out consecutive ones.
+        let ids: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
+        assert_eq!(ids[1], ids[0] + 1, "{ids:?}");
         let req = Request::builder()
             .header(&X_REQUEST_ID, "client-7")
             .body(())
@@ -267,6 +372,36 @@ mod tests {
             .unwrap();
         assert_eq!(res.headers()[&X_REQUEST_ID], "inner");
         assert_eq!(res.headers().get_all(&X_REQUEST_ID).iter().count(), 1);
-        assert_eq!(metrics.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.in_flight(), 0);
+    }
+
+    /// Counts from many threads add up, and a request that begins on one thread and ends on
+    /// another leaves the gauge at zero.
+    #[test]
+    fn counts_and_the_gauge_add_up_across_threads() {
+        let metrics = HttpMetrics::new();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        metrics.count(0, 200);
+                    }
+                    metrics.begin();
+                });
+            }
+        });
+        assert_eq!(metrics.in_flight(), 8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| metrics.end());
+            }
+        });
+        let mut text = String::new();
+        metrics.render(&mut text);
+        assert!(
+            text.contains("orders_http_requests_total{route=\"/api/hello\",status=\"200\"} 8000"),
+            "{text}"
+        );
+        assert!(text.contains("orders_http_in_flight 0\n"), "{text}");
     }
 }

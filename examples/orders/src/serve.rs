@@ -42,12 +42,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let admin_listener = net::bind(cfg.admin_addr, "admin on").await?;
     let public_listener = net::bind(cfg.addr, "listening on").await?;
 
-    // A connection may sit inside a request for the whole request timeout; the idle timeout
-    // is for connections that do nothing at all, so it must be longer than that.
-    let limits = net::ConnLimits {
-        header_read: cfg.header_timeout,
-        idle: cfg.header_timeout + cfg.request_timeout,
-    };
+    let limits = public_limits(&cfg);
     let admin_limits = net::ConnLimits {
         header_read: cfg.header_timeout,
         // A CPU profile holds its request for up to a minute.
@@ -92,6 +87,16 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = admin_task.await;
     eprintln!("orders: stopped");
     Ok(())
+}
+
+/// How the public listener treats its connections.
+pub(crate) fn public_limits(cfg: &ServeConfig) -> net::ConnLimits {
+    // A connection may sit inside a request for the whole request timeout; the idle timeout
+    // is for connections that do nothing at all, so it must be longer than that.
+    net::ConnLimits {
+        header_read: cfg.header_timeout,
+        idle: cfg.header_timeout + cfg.request_timeout,
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -33,8 +33,12 @@ fn post_raw(p: &Proc, content_type: &str, body: &[u8]) -> Option<u16> {
 #[test]
 fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
     let dir = TempDir::new("hostile");
-    // A short header timeout so slowloris connections are cut within the test.
-    let mut p = service(&dir, &["--header-timeout", "1000"]);
+    // A short header timeout so slowloris connections are cut within the test; a long request
+    // timeout, which makes the idle timeout (their sum) long.
+    let mut p = service(
+        &dir,
+        &["--header-timeout", "1000", "--request-timeout", "10000"],
+    );
     hello_ok(&p);
     let rss_start = p.rss_kib();
 
@@ -65,6 +69,23 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
     assert!(start.elapsed() < Duration::from_secs(5));
     drop(slow);
     hello_ok(&p);
+
+    // A keep-alive connection that sends no next request is closed past the header timeout
+    // after its answer (1 to 1.25 s), not kept for the idle timeout (11 s here).
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.write_all(b"GET /api/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let closed = s.read_to_end(&mut answer).is_ok();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        closed && start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 
     // 64 KiB of headers: 431 or a closed connection.
     let big = format!(
