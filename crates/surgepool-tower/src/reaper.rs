@@ -15,8 +15,16 @@
 //! told apart by its slot's generation; the FIFO is compacted when stale entries outnumber
 //! live ones, so memory stays bounded by the bodies in flight (at most the limit), not by the
 //! request rate times the timeout.
+//!
+//! The FIFO is sharded by thread: every admitted response with a body parks its permit and
+//! takes it back microseconds later, and one lock that every core takes moved its cache line
+//! between the cores twice a request (a hello behind `orders`' whole stack: 4 % of the
+//! server's CPU, the layer's largest cost). A body parks on its thread's shard and takes its
+//! permit back from that shard, on whatever thread it ends. The one reaper task looks at
+//! every shard; whether it runs is an atomic that parking only reads.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -29,8 +37,26 @@ use crate::shared::Shared;
 #[derive(Debug)]
 pub(crate) struct BodyPermits {
     timeout: Duration,
-    state: Mutex<State>,
+    shards: Box<[Shard]>,
+    /// [`IDLE`], [`UNAVAILABLE`], or the id of the running reaper task.
+    reaper: AtomicU64,
+    /// The last reaper id handed out.
+    ids: AtomicU64,
 }
+
+/// No reaper task: the next parked permit spawns one.
+const IDLE: u64 = 0;
+/// A reaper panicked: the runtime has no time driver. Bodies keep their permits until they
+/// end, rather than spawn a task that panics for every response.
+const UNAVAILABLE: u64 = u64::MAX;
+
+/// At most this many shards (a power of two).
+const MAX_SHARDS: usize = 64;
+
+/// One shard's lock, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<State>);
 
 #[derive(Debug, Default)]
 struct State {
@@ -39,7 +65,6 @@ struct State {
     order: VecDeque<Entry>,
     live: usize,
     generation: u64,
-    reaper: Reaper,
 }
 
 #[derive(Debug, Default)]
@@ -53,18 +78,6 @@ struct Entry {
     deadline: Instant,
     index: usize,
     generation: u64,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Reaper {
-    /// No reaper task: the next parked permit spawns one.
-    #[default]
-    Idle,
-    /// The reaper task with this id is running (or sleeping).
-    Running(u64),
-    /// A reaper panicked: the runtime has no time driver. Bodies keep their permits until
-    /// they end, rather than spawn a task that panics for every response.
-    Unavailable,
 }
 
 /// What the reaper does after an [`BodyPermits::expire`].
@@ -95,6 +108,7 @@ const MAX_LINGER: Duration = Duration::from_secs(1);
 /// Where a parked permit is; redeemed with [`BodyPermits::take`].
 #[derive(Debug)]
 pub(crate) struct Key {
+    shard: usize,
     index: usize,
     generation: u64,
 }
@@ -103,11 +117,23 @@ pub(crate) struct Key {
 /// not trigger one on every release).
 const COMPACT_SLACK: usize = 64;
 
+/// Numbers threads in the order they first park; a thread parks on its number's shard.
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
 impl BodyPermits {
     pub(crate) fn new(timeout: Duration) -> BodyPermits {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         BodyPermits {
             timeout,
-            state: Mutex::new(State::default()),
+            shards: (0..threads.next_power_of_two().min(MAX_SHARDS))
+                .map(|_| Shard::default())
+                .collect(),
+            reaper: AtomicU64::new(IDLE),
+            ids: AtomicU64::new(IDLE),
         }
     }
 
@@ -115,33 +141,31 @@ impl BodyPermits {
         self.timeout
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, State> {
         // Nothing under this lock runs user code; a poisoned lock still holds valid state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Parks `permit` until its body ends or its time runs out. Gives the permit back when
     /// the deadline is beyond what the clock can represent (a `Duration::MAX` timeout: no
-    /// bound), or when there is no tokio runtime to run the reaper on (the body keeps its
-    /// permit until it ends, as without a timeout).
+    /// bound), or when there is no reaper and no tokio runtime to run one on (the body keeps
+    /// its permit until it ends, as without a timeout).
     pub(crate) fn park(&self, shared: &Arc<Shared>, permit: Permit) -> Result<Key, Permit> {
-        let mut state = self.lock();
+        let shard = THREAD.try_with(|t| *t).unwrap_or(0) & (self.shards.len() - 1);
+        self.park_on(shard, shared, permit)
+    }
+
+    fn park_on(&self, shard: usize, shared: &Arc<Shared>, permit: Permit) -> Result<Key, Permit> {
+        if self.reaper.load(Ordering::SeqCst) == UNAVAILABLE {
+            return Err(permit);
+        }
+        let mut state = self.lock(shard);
         let Some(deadline) = Instant::now().checked_add(self.timeout) else {
             return Err(permit);
         };
-        let mut spawn = None;
-        match state.reaper {
-            Reaper::Running(_) => {}
-            Reaper::Unavailable => return Err(permit),
-            Reaper::Idle => {
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return Err(permit);
-                };
-                state.generation += 1;
-                state.reaper = Reaper::Running(state.generation);
-                spawn = Some((runtime, state.generation));
-            }
-        }
         state.generation += 1;
         let generation = state.generation;
         let index = match state.free.pop() {
@@ -162,18 +186,43 @@ impl BodyPermits {
             generation,
         });
         drop(state);
-        if let Some((runtime, id)) = spawn {
-            // Spawned outside the lock: a runtime that is shutting down drops the task at
-            // once, and its guard then takes the lock to mark the reaper gone.
-            let guard = ReaperGuard(Arc::downgrade(shared), id);
-            runtime.spawn(reap(guard));
+        let key = Key {
+            shard,
+            index,
+            generation,
+        };
+        // After the entry is in: a reaper that gives up its role looks at every shard once
+        // more afterwards (`expire`), so either it sees this entry or this sees it gone.
+        loop {
+            match self.reaper.load(Ordering::SeqCst) {
+                IDLE => {
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        break;
+                    };
+                    let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+                    if self
+                        .reaper
+                        .compare_exchange(IDLE, id, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        let guard = ReaperGuard(Arc::downgrade(shared), id);
+                        runtime.spawn(reap(guard));
+                        return Ok(key);
+                    }
+                }
+                UNAVAILABLE => break,
+                _running => return Ok(key),
+            }
         }
-        Ok(Key { index, generation })
+        // No reaper can run: the body keeps its permit (unless a reaper that was running
+        // released it already: a zero timeout).
+        let permit = self.lock(key.shard).take(key.index, key.generation);
+        permit.map_or(Ok(key), Err)
     }
 
     /// The permit parked under `key`, unless the reaper released it already.
     pub(crate) fn take(&self, key: Key) -> Option<Permit> {
-        let mut state = self.lock();
+        let mut state = self.lock(key.shard);
         let permit = state.take(key.index, key.generation);
         if state.order.len() > 2 * state.live + COMPACT_SLACK {
             let State { order, slots, .. } = &mut *state;
@@ -187,45 +236,79 @@ impl BodyPermits {
     /// done only when nothing was parked through its linger either (then the next parked
     /// permit spawns a new one).
     fn expire(&self, now: Instant, id: u64, may_exit: bool, expired: &mut Vec<Permit>) -> Next {
-        let mut state = self.lock();
-        while let Some(&entry) = state.order.front() {
-            if !state.slots[entry.index].holds(entry.generation) {
-                state.order.pop_front(); // its body ended in time
-                continue;
+        let mut next = None;
+        for shard in 0..self.shards.len() {
+            let mut state = self.lock(shard);
+            while let Some(&entry) = state.order.front() {
+                if !state.slots[entry.index].holds(entry.generation) {
+                    state.order.pop_front(); // its body ended in time
+                    continue;
+                }
+                if entry.deadline > now {
+                    next = earliest(next, entry.deadline);
+                    break;
+                }
+                state.order.pop_front();
+                expired.extend(state.take(entry.index, entry.generation));
             }
-            if entry.deadline > now {
-                return Next::At(entry.deadline);
-            }
-            state.order.pop_front();
-            expired.extend(state.take(entry.index, entry.generation));
+        }
+        if let Some(at) = next {
+            return Next::At(at);
         }
         if !may_exit {
             return Next::Linger;
         }
-        if state.reaper == Reaper::Running(id) {
-            state.reaper = Reaper::Idle;
+        if self
+            .reaper
+            .compare_exchange(id, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Next::Done;
         }
-        Next::Done
+        // A permit parked since the look above saw this reaper running and spawned none.
+        let parked = (0..self.shards.len())
+            .filter_map(|shard| self.lock(shard).first_live())
+            .min();
+        match parked {
+            Some(at)
+                if self
+                    .reaper
+                    .compare_exchange(IDLE, id, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok() =>
+            {
+                Next::At(at)
+            }
+            // Nothing parked, or a new reaper took over.
+            _ => Next::Done,
+        }
     }
 
     /// The reaper `id` is gone without saying so: its runtime shut down (the next parked
     /// permit starts a new one, on whatever runtime it runs on), or it panicked.
     fn reaper_gone(&self, id: u64, panicked: bool) {
-        let mut state = self.lock();
-        if state.reaper == Reaper::Running(id) {
-            state.reaper = if panicked {
-                Reaper::Unavailable
-            } else {
-                Reaper::Idle
-            };
-        }
+        let now = if panicked { UNAVAILABLE } else { IDLE };
+        let _ = self
+            .reaper
+            .compare_exchange(id, now, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Bodies holding a parked permit now.
     #[cfg(test)]
     fn live(&self) -> usize {
-        self.lock().live
+        (0..self.shards.len()).map(|s| self.lock(s).live).sum()
     }
+
+    /// Entries in the FIFOs, stale ones included.
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        (0..self.shards.len())
+            .map(|s| self.lock(s).order.len())
+            .sum()
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 impl State {
@@ -238,6 +321,14 @@ impl State {
         self.live -= 1;
         self.free.push(index);
         permit
+    }
+
+    /// The deadline of the oldest permit still parked here.
+    fn first_live(&self) -> Option<Instant> {
+        self.order
+            .iter()
+            .find(|e| self.slots[e.index].holds(e.generation))
+            .map(|e| e.deadline)
     }
 }
 
@@ -319,7 +410,7 @@ mod tests {
             let permit = shared.bodies.take(key.unwrap()).unwrap();
             permit.success();
         }
-        assert!(shared.bodies.lock().order.len() <= COMPACT_SLACK + 1);
+        assert!(shared.bodies.entries() <= COMPACT_SLACK + 1);
         // Two that never end are released when their time runs out.
         let _a = shared.bodies.park(&shared, limiter.try_acquire().unwrap());
         let _b = shared.bodies.park(&shared, limiter.try_acquire().unwrap());
@@ -329,10 +420,10 @@ mod tests {
         assert_eq!((shared.bodies.live(), limiter.in_flight()), (0, 0));
         assert_eq!(shared.stats().body_timeouts, 2);
         // The reaper lingers a second with nothing parked, then ends.
-        assert!(matches!(shared.bodies.lock().reaper, Reaper::Running(_)));
+        assert!(running(&shared).is_some());
         tokio::time::sleep(MAX_LINGER).await;
         tokio::task::yield_now().await;
-        assert_eq!(shared.bodies.lock().reaper, Reaper::Idle);
+        assert_eq!(shared.bodies.reaper.load(Ordering::SeqCst), IDLE);
     }
 
     /// Bodies that end at once, one after another, share one reaper task: it lingers rather
@@ -344,7 +435,7 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         for _ in 0..100 {
             let key = shared.bodies.park(&shared, limiter.try_acquire().unwrap());
-            if let Reaper::Running(id) = shared.bodies.lock().reaper {
+            if let Some(id) = running(&shared) {
                 ids.insert(id);
             }
             // The reaper runs between two responses and finds nothing parked.
@@ -360,6 +451,61 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(limiter.in_flight(), 0);
         assert_eq!(shared.stats().body_timeouts, 1);
+    }
+
+    /// The running reaper's id.
+    fn running(shared: &Shared) -> Option<u64> {
+        let id = shared.bodies.reaper.load(Ordering::SeqCst);
+        (id != IDLE && id != UNAVAILABLE).then_some(id)
+    }
+
+    /// Permits parked on every shard, from many threads, are all released at their deadline
+    /// by the one reaper, and taken back from any thread.
+    #[tokio::test(start_paused = true)]
+    async fn permits_parked_on_every_shard_are_reaped() {
+        let shared = layer_with_10s_bodies();
+        let limiter = shared.limiter.clone();
+        let mut keys = Vec::new();
+        for shard in 0..shared.bodies.shards.len() {
+            for _ in 0..3 {
+                let permit = limiter.try_acquire().unwrap();
+                keys.push(shared.bodies.park_on(shard, &shared, permit).unwrap());
+            }
+        }
+        let handle = tokio::runtime::Handle::current();
+        std::thread::scope(|s| {
+            let parked: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let _runtime = handle.enter();
+                        let permit = limiter.try_acquire().unwrap();
+                        shared.bodies.park(&shared, permit).unwrap()
+                    })
+                })
+                .collect();
+            keys.extend(parked.into_iter().map(|t| t.join().unwrap()));
+        });
+        let parked = keys.len();
+        // Every third ends in time, taken back here.
+        let ended = keys.into_iter().step_by(3).map(|key| {
+            shared.bodies.take(key).unwrap().success();
+        });
+        let left = parked - ended.count();
+        assert_eq!((shared.bodies.live(), limiter.in_flight()), (left, left));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::task::yield_now().await;
+        assert_eq!((shared.bodies.live(), limiter.in_flight()), (0, 0));
+        assert_eq!(shared.stats().body_timeouts, left as u64);
+    }
+
+    /// Without a runtime there is no reaper: the body keeps its permit.
+    #[test]
+    fn without_a_runtime_the_permit_is_given_back() {
+        let shared = layer_with_10s_bodies();
+        let permit = shared.limiter.try_acquire().unwrap();
+        let permit = shared.bodies.park(&shared, permit).unwrap_err();
+        assert_eq!(shared.bodies.live(), 0);
+        permit.success();
     }
 
     #[test]
