@@ -13,7 +13,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
-use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
 use crate::state::AppState;
@@ -65,9 +64,10 @@ where
         ratelimit::RateLimit::new(cfg.rate_limit, cfg.rate_burst, cfg.trusted_proxies.clone());
     ServiceBuilder::new()
         // Counts first, so the counts are what clients saw: every 429, 503 and 504 included.
-        // It also sets the request id (`x-request-id`, echoed on the answer) before tracing.
+        // It also sets the request id (`x-request-id`, echoed on the answer) and logs: a span
+        // per request, which every line the request logs is in, and a line per answer
+        // (`src/request_log.rs`).
         .layer(metrics::RecordLayer::new(http_metrics))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // A panic anywhere below becomes a 500 for this request only; the layers above still
         // count and log it.
         .layer(CatchPanicLayer::custom(panic_response))
@@ -113,18 +113,6 @@ pub(crate) fn admission(cfg: &ServeConfig) -> anyhow::Result<AdmissionLayer> {
         .queue_capacity(cfg.admission_queue)
         .deadline(cfg.request_timeout)
         .build()?)
-}
-
-/// The span of one request: method, URI and the request id set by the metrics layer, so
-/// every line a request logs names it. At DEBUG, like tower-http's default span; when DEBUG
-/// is off, the fields are not even formatted.
-fn request_span<B>(req: &Request<B>) -> tracing::Span {
-    tracing::debug_span!(
-        "request",
-        method = %req.method(),
-        uri = %req.uri(),
-        id = ?req.headers().get(&metrics::X_REQUEST_ID),
-    )
 }
 
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

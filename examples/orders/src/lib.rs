@@ -22,6 +22,7 @@ pub mod fuzzing;
 mod metrics;
 mod net;
 mod ratelimit;
+mod request_log;
 mod routes;
 mod serve;
 mod state;

@@ -11,6 +11,8 @@ use std::task::{ready, Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response};
 
+use crate::request_log;
+
 /// Route labels; a path that matches none is `other`.
 pub(crate) const ROUTES: [&str; 5] = [
     "/api/hello",
@@ -164,7 +166,8 @@ impl HttpMetrics {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arrival(pub(crate) tokio::time::Instant);
 
-/// The counting layer; it also stamps each request's [`Arrival`] and gives it a request id.
+/// The counting layer; it also stamps each request's [`Arrival`], gives it a request id, and
+/// logs it ([`request_log`]: a span per request and a line per answer).
 ///
 /// The request id is the `x-request-id` header: the client's if it sent one, else a number
 /// unique in this process (no RNG; see [`next_request_id`]). It is echoed on the answer
@@ -246,8 +249,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut()
-            .insert(Arrival(tokio::time::Instant::now()));
+        let arrival = tokio::time::Instant::now();
+        req.extensions_mut().insert(Arrival(arrival));
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
@@ -256,27 +259,34 @@ where
                 id
             }
         };
+        let span = request_log::request_span(&req);
         let route = HttpMetrics::route(req.uri().path());
         self.metrics.begin();
+        let inner = span.in_scope(|| self.inner.call(req));
         RecordFuture {
-            inner: self.inner.call(req),
+            inner,
             id: Some(id),
             counted: InFlight {
                 metrics: self.metrics.clone(),
                 route,
             },
+            span,
+            arrival,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Counts the answer when it is ready; leaves the in-flight gauge when dropped, answered
-    /// or not (a client that went away).
+    /// Counts and logs the answer when it is ready, polling the inner future in the
+    /// request's span; leaves the in-flight gauge when dropped, answered or not (a client
+    /// that went away).
     pub(crate) struct RecordFuture<F> {
         #[pin]
         inner: F,
         id: Option<HeaderValue>,
         counted: InFlight,
+        span: tracing::Span,
+        arrival: tokio::time::Instant,
     }
 }
 
@@ -299,11 +309,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _in_span = this.span.enter();
         let mut result = ready!(this.inner.poll(cx));
         if let Ok(response) = &mut result {
             this.counted
                 .metrics
                 .count(this.counted.route, response.status().as_u16());
+            request_log::answered(response.status(), *this.arrival);
             if let Some(id) = this.id.take() {
                 response
                     .headers_mut()
@@ -403,5 +415,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("orders_http_in_flight 0\n"), "{text}");
+    }
+
+    /// With DEBUG on, the inner service is called and polled in the request's span, so every
+    /// line a handler logs names its request.
+    #[tokio::test]
+    async fn the_inner_service_runs_in_the_request_span() {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_test_writer()
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let in_span = || {
+            tracing::Span::current()
+                .metadata()
+                .is_some_and(|m| m.name() == "request")
+        };
+        let inner = tower::service_fn(move |_req: Request<()>| {
+            let called = in_span();
+            async move {
+                tokio::task::yield_now().await;
+                Ok::<_, ()>(Response::new((called, in_span())))
+            }
+        });
+        let svc = RecordLayer::new(HttpMetrics::new()).layer(inner);
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(*res.body(), (true, true), "(called, polled) in the span");
     }
 }
