@@ -110,6 +110,15 @@ where
         ResponseFuture::new(state, shared)
     }
 
+    /// Admitted, and the inner service already called.
+    pub(crate) fn calling(fut: S::Future, permit: Permit, shared: Arc<Shared>) -> Self {
+        let state = State::Calling {
+            fut,
+            permit: Some(permit),
+        };
+        ResponseFuture::new(state, shared)
+    }
+
     pub(crate) fn queued(svc: S, req: Req, slot: QueueSlot, shared: Arc<Shared>) -> Self {
         let limiter = shared.limiter.clone();
         let state = State::Queued {

@@ -23,10 +23,11 @@ use crate::shared::{AdmissionStats, Shared};
 /// `poll_ready` is always `Ready`: the admission decision is taken in `call`, never in
 /// `poll_ready`, so a cooperative-yield `Pending` of the inner service cannot be mistaken for
 /// overload. The inner service must be `Clone` (axum's routers, `service_fn` and tonic's
-/// generated servers are); each call takes a clone and the response future drives **that
-/// clone's** `poll_ready` after admission, inside the deadline. So an inner service that
-/// applies backpressure is waited for honestly, while the request holds its permit: that
-/// wait is part of the latency the limit sees.
+/// generated servers are). An admitted request is passed to the inner service at once when
+/// that service is ready at once (axum's routers always are); otherwise it takes a clone and
+/// the response future drives **that clone's** `poll_ready`, inside the deadline. So an inner
+/// service that applies backpressure is waited for honestly, while the request holds its
+/// permit: that wait is part of the latency the limit sees.
 ///
 /// # Examples
 ///
@@ -116,6 +117,17 @@ where
         shared.count_request();
         if let Some(permit) = shared.limiter.try_acquire() {
             shared.count_admitted();
+            // Ready at once: called in place. A clone per request would be a reference count
+            // that every connection's copy of the stack shares (axum's router), moved between
+            // the cores on every request.
+            let mut cx = Context::from_waker(noop_waker());
+            if let Poll::Ready(Ok(())) = self.inner.poll_ready(&mut cx) {
+                // A panic in `call` drops the permit, which counts as dropped.
+                let future = self.inner.call(request);
+                return ResponseFuture::calling(future, permit, shared);
+            }
+            // Not ready (or failing): the request's own clone is driven to readiness (or to
+            // its error) with a real waker.
             return ResponseFuture::admitted(self.inner.clone(), request, permit, shared);
         }
         if let Some(slot) = shared.try_enqueue() {
@@ -124,6 +136,17 @@ where
         shared.count_shed(Reason::Overloaded);
         ResponseFuture::shed(Reason::Overloaded, shared)
     }
+}
+
+/// A waker that does nothing, for asking the inner service whether it is ready at once
+/// (`Waker::noop` needs Rust 1.85; the crate supports 1.80).
+fn noop_waker() -> &'static std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    static NOOP: std::sync::OnceLock<std::task::Waker> = std::sync::OnceLock::new();
+    NOOP.get_or_init(|| Arc::new(Noop).into())
 }
 
 impl<S: fmt::Debug> fmt::Debug for Admission<S> {

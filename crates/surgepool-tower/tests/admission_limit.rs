@@ -3,6 +3,8 @@
 mod support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use http::StatusCode;
 use support::{fixed, get, mocked, ok, status, Frames};
@@ -160,14 +162,75 @@ impl Service<http::Request<()>> for PanicsWhenPolledReady {
     }
 }
 
+/// An admitted request's `call` asks the inner service whether it is ready (to call it in
+/// place): a panic there unwinds out of `call`, and the permit it took is back, as a drop.
 #[test]
 fn releases_as_a_drop_when_the_inner_poll_ready_panics() {
     let layer = fixed(1);
     let mut svc = layer.layer(PanicsWhenPolledReady);
-    let mut fut = spawn(svc.call(get()));
-    assert!(catch_unwind(AssertUnwindSafe(|| fut.poll())).is_err());
+    assert!(catch_unwind(AssertUnwindSafe(|| svc.call(get()))).is_err());
     let stats = layer.stats().limiter;
     assert_eq!((stats.in_flight, stats.dropped), (0, 1));
+}
+
+/// The same for a panic in the inner service's `call`.
+#[test]
+fn releases_as_a_drop_when_the_inner_call_panics() {
+    let layer = fixed(1);
+    let mut svc = layer.layer(tower::service_fn(|_req: http::Request<()>| {
+        if true {
+            panic!("call bug");
+        }
+        std::future::ready(Ok::<_, std::convert::Infallible>(support::ok(
+            Frames::empty(),
+        )))
+    }));
+    assert!(catch_unwind(AssertUnwindSafe(|| svc.call(get()))).is_err());
+    let stats = layer.stats().limiter;
+    assert_eq!((stats.in_flight, stats.dropped), (0, 1));
+}
+
+/// An inner service that counts its clones.
+struct CountsClones(Arc<AtomicUsize>);
+
+impl Clone for CountsClones {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        CountsClones(self.0.clone())
+    }
+}
+
+impl Service<http::Request<()>> for CountsClones {
+    type Response = http::Response<Frames>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: http::Request<()>) -> Self::Future {
+        std::future::ready(Ok(support::ok(Frames::empty())))
+    }
+}
+
+/// A request admitted to an inner service that is ready at once is passed to it in place:
+/// no clone of the inner service per request (for axum's router, a reference count that
+/// every connection shares).
+#[tokio::test]
+async fn a_ready_inner_service_is_called_in_place() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let layer = fixed(4);
+    let mut svc = layer.layer(CountsClones(clones.clone()));
+    for _ in 0..10 {
+        let response = svc.call(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(clones.load(Ordering::Relaxed), 0);
+    assert_eq!(layer.stats().limiter.succeeded, 10);
 }
 
 #[test]

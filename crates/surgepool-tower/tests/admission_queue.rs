@@ -346,8 +346,10 @@ async fn cancellation_at_every_await_keeps_every_count() {
     let _req = handle.next_request().await.unwrap();
     drop(calling);
 
-    // 3. Admitted in `call`, never polled.
+    // 3. Admitted in `call`, and passed to the (ready) inner service there; the response
+    // future never polled.
     drop(svc.call(get()));
+    let _req = handle.next_request().await.unwrap();
 
     // 4. Queued (behind two held permits), polled once, and never polled.
     let mut a = spawn(svc.call(get()));

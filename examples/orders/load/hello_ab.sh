@@ -6,7 +6,17 @@
 #   examples/orders/load/hello_ab.sh 3 target/release/orders [/path/to/other/orders ...]
 #
 # The bare server is the first binary's `orders bare`. Run it with nothing else on the machine.
+#
+# PIN=1 puts every server on CPU 1 and wrk on CPU 0 (taskset): the servers then never share a
+# core with the client, so the rate says how much one core serves, and the scheduler's
+# placement of wrk against the server's threads stops moving the ratio from run to run.
 set -euo pipefail
+server_cpu=()
+client_cpu=()
+if [ "${PIN:-0}" = 1 ]; then
+  server_cpu=(taskset -c 1)
+  client_cpu=(taskset -c 0)
+fi
 rounds=$1
 shift
 servers=()
@@ -20,17 +30,17 @@ hz=$(getconf CLK_TCK)
 for round in $(seq 1 "$rounds"); do
   for server in bare "${servers[@]}"; do
     if [ "$server" = bare ]; then
-      "$first" bare --addr 127.0.0.1:8081 >/dev/null 2>&1 &
+      "${server_cpu[@]}" "$first" bare --addr 127.0.0.1:8081 >/dev/null 2>&1 &
       url=http://127.0.0.1:8081/api/hello
     else
       rm -rf "$work"/data*
-      "$server" --rate-limit 100000000 --rate-burst 100000000 >/dev/null 2>&1 &
+      "${server_cpu[@]}" "$server" --rate-limit 100000000 --rate-burst 100000000 >/dev/null 2>&1 &
       url=http://127.0.0.1:8080/api/hello
     fi
     pid=$!
     sleep 1.5
     before=$(cpu_ticks "$pid")
-    out=$(wrk -t1 -c64 -d8s "$url")
+    out=$("${client_cpu[@]}" wrk -t1 -c64 -d8s "$url")
     after=$(cpu_ticks "$pid")
     kill -INT "$pid"
     wait "$pid" || true
