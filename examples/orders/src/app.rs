@@ -84,7 +84,6 @@ where
         // Size and pace of the body, before admission: a body that cannot be taken should
         // not hold a permit.
         .layer(RequestBodyLimitLayer::new(cfg.body_limit))
-        .map_response(IntoResponse::into_response)
         .layer(RequestBodyTimeoutLayer::new(BODY_DEADLINE))
         // Adaptive admission innermost: the limit it learns is the handlers' own latency,
         // not that of a slow client or a rate-limited burst.

@@ -23,6 +23,9 @@ pub(crate) const ROUTES: [&str; 5] = [
 ];
 const STATUSES: usize = 500; // codes 100..=599
 
+/// `/api/orders` in [`ROUTES`].
+const ORDERS: usize = 2;
+
 /// At most this many shards of counters (a power of two).
 const MAX_SHARDS: usize = 64;
 
@@ -103,7 +106,7 @@ impl HttpMetrics {
     fn route(path: &str) -> usize {
         match path {
             "/api/hello" => 0,
-            "/api/orders" => 2,
+            "/api/orders" => ORDERS,
             "/api/quote" => 3,
             p if p.starts_with("/api/users/") => 1,
             _ => 4,
@@ -161,8 +164,9 @@ impl HttpMetrics {
     }
 }
 
-/// When the request reached the service: deadlines inside (the orders route's) count from
-/// here, so time spent in the admission queue is not given out twice.
+/// When the request reached the service: deadlines inside the orders route count from here,
+/// so time spent in the admission queue is not given out twice. Set on that route's requests
+/// only.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arrival(pub(crate) tokio::time::Instant);
 
@@ -250,7 +254,11 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let arrival = tokio::time::Instant::now();
-        req.extensions_mut().insert(Arrival(arrival));
+        let route = HttpMetrics::route(req.uri().path());
+        if route == ORDERS {
+            // Only its handler reads it; an extension is an allocation and a map insert.
+            req.extensions_mut().insert(Arrival(arrival));
+        }
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
@@ -260,7 +268,6 @@ where
             }
         };
         let span = request_log::request_span(&req);
-        let route = HttpMetrics::route(req.uri().path());
         self.metrics.begin();
         let inner = span.in_scope(|| self.inner.call(req));
         RecordFuture {
@@ -441,5 +448,19 @@ mod tests {
         let svc = RecordLayer::new(HttpMetrics::new()).layer(inner);
         let res = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(*res.body(), (true, true), "(called, polled) in the span");
+    }
+
+    /// The arrival stamp goes on the orders route's requests, the only ones that read it.
+    #[tokio::test]
+    async fn orders_requests_carry_their_arrival() {
+        let inner = tower::service_fn(|req: Request<()>| async move {
+            Ok::<_, ()>(Response::new(req.extensions().get::<Arrival>().is_some()))
+        });
+        let svc = RecordLayer::new(HttpMetrics::new()).layer(inner);
+        for (path, stamped) in [("/api/orders", true), ("/api/hello", false)] {
+            let req = Request::builder().uri(path).body(()).unwrap();
+            let res = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(*res.body(), stamped, "{path}");
+        }
     }
 }
