@@ -43,6 +43,9 @@ enum Command {
     FleetConsumer(experiments::fleet::ConsumerArgs),
     /// Seed 001: batched inserts on SQLite and PostgreSQL, by hand and through `Batcher`.
     Batch(experiments::batch::Args),
+    /// The adaptive layer over loopback under disturbances (cheap warm-up, clients honouring
+    /// Retry-After, a burst of 5xx, client disconnects), each against a control run.
+    Disturb(experiments::disturb::Args),
     /// Run the lab's HTTP server on its own until Ctrl-C, then drain and exit.
     Serve(experiments::serve::Args),
     /// Print the path of the newest HTML report under a directory (or open it with --open).
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Fleet(args) => experiments::fleet::run(args),
         Command::FleetConsumer(args) => experiments::fleet::run_consumer(args),
         Command::Serve(args) => experiments::serve::run(args),
+        Command::Disturb(args) => experiments::disturb::run(args),
         Command::Report(args) => experiments::latest_report::run(args),
         Command::Soak(args) => experiments::soak::run(args),
         Command::Batch(args) => experiments::batch::run(args),

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +80,37 @@ pub(crate) struct ServerConfig {
     /// Admission queue capacity (0: shed at once). Needs `deadline`.
     pub(crate) queue: usize,
     pub(crate) deadline: Option<Duration>,
+    /// Failures to inject into `/work` (the `disturb` experiment); `None` for none.
+    pub(crate) faults: Option<Arc<Faults>>,
+}
+
+/// Failures an experiment switches on while the server runs: a share of `/work` requests
+/// answered at once with a 500, as when a downstream fails fast.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Out of every 1,000 `/work` requests, how many fail.
+    fail_per_mille: AtomicU32,
+    /// Requests seen while failing, to spread the failures evenly.
+    seen: AtomicU64,
+}
+
+impl Faults {
+    /// From now on, `per_mille` of every 1,000 `/work` requests fail fast (0 stops it; above
+    /// 1,000 every request fails).
+    pub(crate) fn fail_per_mille(&self, per_mille: u32) {
+        self.fail_per_mille.store(per_mille, Ordering::Relaxed);
+    }
+
+    /// Whether this request fails. Deterministic: request `i` fails when `(i × 389) mod 1000`
+    /// (a permutation of 0..1000) is below the share, so failures are spread, not bunched.
+    fn fails_next(&self) -> bool {
+        let per_mille = u64::from(self.fail_per_mille.load(Ordering::Relaxed));
+        if per_mille == 0 {
+            return false;
+        }
+        let i = self.seen.fetch_add(1, Ordering::Relaxed);
+        (i % 1000) * 389 % 1000 < per_mille
+    }
 }
 
 /// Counters the handlers keep, served at `/stats`.
@@ -154,6 +185,9 @@ impl Drop for InFlight<'_> {
 /// (`spawn_blocking`), as a careful axum user would write it, so the runtime's workers stay
 /// free to parse requests and answer 503s; sleep work runs in the handler.
 async fn work(State(state): State<AppState>) -> impl IntoResponse {
+    if state.config.faults.as_ref().is_some_and(|f| f.fails_next()) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "injected failure");
+    }
     let _in_flight = InFlight::enter(&state.counters);
     let work = Work {
         kind: state.config.work,
@@ -256,5 +290,23 @@ mod tests {
         assert!("fixed:0".parse::<LayerChoice>().is_err());
         assert!("fixed:x".parse::<LayerChoice>().is_err());
         assert!("bogus".parse::<LayerChoice>().is_err());
+    }
+
+    #[test]
+    fn faults_fail_the_share_asked_for_spread_out() {
+        let faults = Faults::default();
+        assert!(!(0..100).any(|_| faults.fails_next()));
+        faults.fail_per_mille(200);
+        let fails: Vec<bool> = (0..1000).map(|_| faults.fails_next()).collect();
+        assert_eq!(fails.iter().filter(|&&f| f).count(), 200);
+        // Spread: every 100 consecutive requests hold between 10 and 30 failures.
+        for chunk in fails.chunks(100) {
+            let n = chunk.iter().filter(|&&f| f).count();
+            assert!((10..=30).contains(&n), "{n} failures in a chunk of 100");
+        }
+        faults.fail_per_mille(1000);
+        assert!((0..1000).all(|_| faults.fails_next()));
+        faults.fail_per_mille(0);
+        assert!(!(0..100).any(|_| faults.fails_next()));
     }
 }

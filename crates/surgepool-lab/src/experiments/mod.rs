@@ -1,6 +1,7 @@
 //! One module per experiment.
 
 pub(crate) mod batch;
+pub(crate) mod disturb;
 pub(crate) mod fleet;
 pub(crate) mod http;
 pub(crate) mod latest_report;

@@ -72,6 +72,7 @@ impl Args {
                 .context("--alloc-kb is too large")?,
             queue: self.queue,
             deadline: self.deadline_ms.map(Duration::from_millis),
+            faults: None,
         })
     }
 

@@ -17,7 +17,7 @@ mod target;
 pub(crate) use self::closed_loop::{closed_loop, ClosedLoop};
 pub(crate) use self::open_loop::{open_loop, OpenLoop};
 pub(crate) use self::report::LoadReport;
-pub(crate) use self::request::RequestTemplate;
+pub(crate) use self::request::{exchange_answer, RequestTemplate};
 pub(crate) use self::target::Target;
 
 /// A report of nothing, for other modules' unit tests.

@@ -1,5 +1,7 @@
 //! What a request is ([`RequestTemplate`]) and one exchange of it on a keep-alive connection.
 
+use std::time::Duration;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -27,12 +29,28 @@ impl Default for RequestTemplate {
     }
 }
 
+/// What came back: the status and, when the server sent one in seconds, its `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+}
+
 /// One request and its whole response body on `conn`, (re)connecting when needed.
 pub(super) async fn exchange(
     conn: &mut Option<SendRequest<Full<Bytes>>>,
     target: &Target,
     template: &RequestTemplate,
 ) -> anyhow::Result<u16> {
+    Ok(exchange_answer(conn, target, template).await?.status)
+}
+
+/// [`exchange`], keeping the `Retry-After` header too.
+pub(crate) async fn exchange_answer(
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    target: &Target,
+    template: &RequestTemplate,
+) -> anyhow::Result<Answer> {
     let reusable = match conn.as_mut() {
         // A keep-alive connection the server closed shows up here, not as a failed request.
         Some(sender) => sender.ready().await.is_ok(),
@@ -53,6 +71,15 @@ pub(super) async fn exchange(
     let request = request.body(Full::new(template.body.clone()))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     response.into_body().collect().await?;
-    Ok(status)
+    Ok(Answer {
+        status,
+        retry_after,
+    })
 }

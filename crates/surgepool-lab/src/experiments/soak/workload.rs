@@ -399,6 +399,7 @@ pub(crate) async fn http(until: Instant, live: Arc<Live>) -> anyhow::Result<Part
         alloc_bytes: 16 * 1024,
         queue: 0,
         deadline: None,
+        faults: None,
     })?;
     let listener = server::bind("127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr()?;

@@ -1,0 +1,74 @@
+//! Smoke test of `disturb`: a tiny run of each case, checking that the disturbance happened
+//! (injected 500s, abandoned requests, 503s honoured) and that the JSON holds the traces and
+//! verdicts; never how fast the limit comes back (that is the machine's, and measured).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn u(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{field}` is not a u64 in {v}"))
+}
+
+#[test]
+fn each_case_disturbs_its_run_and_not_the_control() {
+    let dir = std::env::temp_dir().join(format!("surgepool-disturb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_surgepool-lab"))
+        .arg("disturb")
+        .args(["--clients", "8", "--service-ms", "20", "--alloc-kb", "16"])
+        .args(["--before-s", "1", "--during-s", "0.5", "--after-s", "2.2"])
+        .args(["--server-threads", "1"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("the lab binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "disturb failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("goals, this run:"), "{stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cases = doc["cases"].as_array().expect("cases");
+    let names: Vec<&str> = cases.iter().map(|c| c["case"].as_str().unwrap()).collect();
+    assert_eq!(names, ["warmup", "retry-after", "errors", "disconnects"]);
+    for c in cases {
+        let name = c["case"].as_str().unwrap();
+        for run in ["control", "disturbed"] {
+            let limits = c[run]["limits"].as_array().expect("limits");
+            // 3.7 s sampled every 50 ms.
+            assert!(limits.len() >= 60, "{name} {run}: {} samples", limits.len());
+            assert!(
+                limits.iter().all(|l| l.as_u64().unwrap() >= 1),
+                "{name} {run}"
+            );
+            assert!(u(&c[run], "ok") > 0, "{name} {run}: nothing served");
+        }
+        assert!(c["verdict"]["knee"].as_f64().unwrap() >= 1.0, "{name}");
+        assert!(c["met"].is_boolean(), "{name}");
+        // Only the errors case injects failures, only in its disturbed run.
+        let injected = u(&c["disturbed"], "errors_5xx");
+        assert_eq!(u(&c["control"], "errors_5xx"), 0, "{name}");
+        assert_eq!(injected > 0, name == "errors", "{name}: {injected} 500s");
+        // Only the disconnects case abandons requests: its client 0 gives up at 10 ms on
+        // 20 ms requests during the half second.
+        let abandoned = u(&c["disturbed"], "abandoned");
+        assert_eq!(
+            abandoned > 0,
+            name == "disconnects",
+            "{name}: {abandoned} abandoned"
+        );
+        assert_eq!(u(&c["control"], "abandoned"), 0, "{name}");
+    }
+    // The limit starts at 2 below 8 clients, so the retry-after run saw 503s, and its clients,
+    // waiting a second or more after each, sent far fewer requests than the control's.
+    let retry = &cases[1];
+    assert!(u(&retry["disturbed"], "shed") > 0);
+    assert!(u(&retry["disturbed"], "shed") < u(&retry["control"], "shed"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
