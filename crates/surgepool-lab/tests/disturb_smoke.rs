@@ -20,7 +20,7 @@ fn each_case_disturbs_its_run_and_not_the_control() {
     let output = Command::new(env!("CARGO_BIN_EXE_surgepool-lab"))
         .arg("disturb")
         .args(["--clients", "8", "--service-ms", "20", "--alloc-kb", "16"])
-        .args(["--before-s", "1", "--during-s", "0.5", "--after-s", "2.2"])
+        .args(["--before-s", "1.5", "--during-s", "0.5", "--after-s", "2.2"])
         .args(["--server-threads", "1"])
         .arg("--json")
         .arg(&json)
@@ -41,8 +41,8 @@ fn each_case_disturbs_its_run_and_not_the_control() {
         let name = c["case"].as_str().unwrap();
         for run in ["control", "disturbed"] {
             let limits = c[run]["limits"].as_array().expect("limits");
-            // 3.7 s sampled every 50 ms.
-            assert!(limits.len() >= 60, "{name} {run}: {} samples", limits.len());
+            // 4.2 s sampled every 50 ms.
+            assert!(limits.len() >= 70, "{name} {run}: {} samples", limits.len());
             assert!(
                 limits.iter().all(|l| l.as_u64().unwrap() >= 1),
                 "{name} {run}"

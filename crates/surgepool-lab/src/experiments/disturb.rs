@@ -4,8 +4,8 @@
 //! Each case runs twice, each time on a fresh lab server (`/work`: 20 ms of sleep holding
 //! 500 KiB, behind `AdmissionLayer` with `Limit::adaptive()`) driven by closed-loop clients
 //! that pause 2 ms after a 503: once **disturbed**, once as a **control** with the same load
-//! and no disturbance. The knee is where the disturbed run's limit was in the second before
-//! the disturbance, or, for a disturbance from the start, the control run's median limit
+//! and no disturbance. The knee is where the disturbed run's limit was (its median) in the
+//! two seconds before the disturbance, or, for a disturbance from the start, the control run's median limit
 //! from 2 s on; the goal is the disturbed run's limit back within 20 % of it within 2 s of
 //! the disturbance ending.
 //!
@@ -66,7 +66,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1024)]
     clients: usize,
     /// Seconds of load before the disturbance (`warmup`: of cheap `/hello` calls).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 4.0)]
     before_s: f64,
     /// Seconds the disturbance lasts (`errors`, `disconnects`).
     #[arg(long, default_value_t = 1.0)]
@@ -115,6 +115,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let before = seconds("before-s", args.before_s, 600.0)?;
     let during = seconds("during-s", args.during_s, 600.0)?;
     let after = seconds("after-s", args.after_s, 600.0)?;
+    if before <= Duration::from_secs(1) {
+        bail!(
+            "--before-s must be above 1 s: the knee is where the limit was from the end of its \
+             first second (slow start) to the disturbance"
+        );
+    }
     if after <= SETTLE {
         bail!(
             "--after-s must be above {} s: the knee is read after that",
@@ -272,7 +278,7 @@ fn print_table(results: &[CaseResult]) {
         );
     }
     println!(
-        "knee: the disturbed run's median limit in the second before the disturbance (warmup, \
+        "knee: the disturbed run's median limit in the 2 s before the disturbance (warmup, \
          retry-after: the control run's median from 2 s after the start of the judged load); \
          lowest: the disturbed run's lowest limit during the disturbance (warmup: after the \
          switch; retry-after: over the whole run); after: from 2 s after the disturbance to the end; within 20 %: \

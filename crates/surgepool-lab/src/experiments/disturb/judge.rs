@@ -1,6 +1,7 @@
 //! Reading two limit traces: where the knee is, and when the disturbed run's limit came back
 //! within 20 % of it. For a disturbance in the middle of a run the knee is where the
-//! disturbed run's own limit was in the second before it; for one at the start (cheap
+//! disturbed run's own limit was (its median) in the two seconds before it, from the end of
+//! the first second on (slow start); for one at the start (cheap
 //! warm-up, clients honouring `Retry-After`), the control run's median limit once it had time
 //! to settle. (Two fresh undisturbed runs can settle 20–30 % apart on a real machine, so a
 //! run's own level is the sharper reference where it has one.)
@@ -13,7 +14,7 @@ pub(super) const BAND: f64 = 0.2;
 /// What one case's two runs say.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(super) struct Verdict {
-    /// The reference: the disturbed run's median limit in the second before the disturbance,
+    /// The reference: the disturbed run's median limit in the 2 s before the disturbance,
     /// or (for a disturbance from the start) the control run's median over the judged span.
     pub(super) knee: f64,
     /// The control run's median limit over the judged span.
@@ -34,7 +35,8 @@ pub(super) struct Verdict {
 /// Judges the traces (one sample every `every`): the disturbance runs from `from` to `to`
 /// (from the start of the run; `from == to` for a change at one instant, such as cheap work
 /// turning dear); the judged span is from `to` + `settle` to the end. With `own_reference`,
-/// the knee is the disturbed run's median limit in the second before `from`; otherwise the
+/// the knee is the disturbed run's median limit in the two seconds before `from` (none of
+/// the run's first second, its slow start); otherwise the
 /// control run's median over the judged span. The lowest limit is taken over the
 /// disturbance, or from an instant's change to the end.
 pub(super) fn judge(
@@ -53,7 +55,10 @@ pub(super) fn judge(
     let before = index(from);
     let one_second = index(Duration::from_secs(1));
     let knee = if own_reference {
-        median(disturbed.get(before.saturating_sub(one_second)..before)?)?
+        let first = before
+            .saturating_sub(2 * one_second)
+            .max(one_second.min(before));
+        median(disturbed.get(first..before)?)?
     } else {
         control_median
     };
@@ -106,14 +111,16 @@ mod tests {
 
     #[test]
     fn back_is_the_first_sample_within_the_band_after_the_end() {
-        // 100 ms samples; disturbance from 1 s to 2 s; settle 1 s. The control settled
-        // elsewhere: the run's own level before the disturbance is the knee.
-        let control = vec![150; 50];
-        let mut disturbed = vec![100; 10];
+        // 100 ms samples; disturbance from 3 s to 4 s; settle 1 s. The control settled
+        // elsewhere: the run's own level in the 2 s before the disturbance is the knee (its
+        // first second, slow start, is not).
+        let control = vec![150; 70];
+        let mut disturbed = vec![2; 10];
+        disturbed.extend([100; 20]);
         disturbed.extend([10; 10]); // during: down to 10
         disturbed.extend([30, 50, 70, 85, 90]); // 85 is the first within 20 %
         disturbed.extend([100; 25]);
-        let window = (Duration::from_secs(1), Duration::from_secs(2));
+        let window = (Duration::from_secs(3), Duration::from_secs(4));
         let v = judge(
             &control,
             &disturbed,
