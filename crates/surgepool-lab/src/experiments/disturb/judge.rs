@@ -1,94 +1,111 @@
-//! Reading two limit traces: where the knee is, and when the disturbed run's limit came back
-//! within 20 % of it. For a disturbance in the middle of a run the knee is where the
-//! disturbed run's own limit was (its median) in the two seconds before it, from the end of
-//! the first second on (slow start); for one at the start (cheap
-//! warm-up, clients honouring `Retry-After`), the control run's median limit once it had time
-//! to settle. (Two fresh undisturbed runs can settle 20–30 % apart on a real machine, so a
-//! run's own level is the sharper reference where it has one.)
+//! Reading two limit traces: the reference level the disturbed run's limit should come back
+//! to, and when it came back within 20 % of it to stay.
+//!
+//! For a disturbance in the middle of a run the reference is where the disturbed run's own
+//! limit was (its median) in the two seconds before it, leaving out the run's first second
+//! (slow start). For one that starts with the run or at an instant (cheap warm-up turning
+//! dear, clients honouring `Retry-After`) it is the control run's median limit over the
+//! judged span. Two fresh undisturbed runs can settle 20–30 % apart on a real machine, so a
+//! run's own level is the sharper reference where it has one, and the control run's wander
+//! around its own median is reported beside every verdict.
 
 use std::time::Duration;
 
-/// "Back" means within this share of the knee, as the goal says.
+/// "Back" means within this share of the reference, as the goal says.
 pub(super) const BAND: f64 = 0.2;
+
+/// Back means staying within [`BAND`] this long (or to the end of the run, if sooner).
+pub(super) const STAY: Duration = Duration::from_secs(1);
+
+/// What the disturbed run's limit is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reference {
+    /// Its own median limit in the two seconds before the disturbance.
+    OwnBefore,
+    /// The control run's median limit over the judged span.
+    Control,
+}
+
+/// When the disturbance ran, from the start of the run (`from == to`: a change at one
+/// instant, such as cheap work turning dear, or one that starts with the run).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub(super) from: Duration,
+    pub(super) to: Duration,
+}
 
 /// What one case's two runs say.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub(super) struct Verdict {
-    /// The reference: the disturbed run's median limit in the 2 s before the disturbance,
-    /// or (for a disturbance from the start) the control run's median over the judged span.
-    pub(super) knee: f64,
-    /// The control run's median limit over the judged span.
+    /// The level the limit should come back to (see [`Reference`]).
+    pub(super) reference: f64,
+    /// The control run's median limit over the judged span (from `to` + settle to the end).
     pub(super) control_median: f64,
     /// The disturbed run's median limit over the same span.
     pub(super) disturbed_median: f64,
-    /// The disturbed run's lowest limit from the start of the disturbance to its end
-    /// (to the end of the run for a case judged from the start).
+    /// The disturbed run's lowest limit from the disturbance's start to `settle` after its end.
     pub(super) lowest: usize,
-    /// Seconds from the end of the disturbance to the first sample within [`BAND`] of the
-    /// knee; `None` when it never came back.
+    /// Seconds from the end of the disturbance to the first sample from which the limit
+    /// stays within [`BAND`] of the reference for [`STAY`]; `None` when it never does.
     pub(super) back_after_s: Option<f64>,
-    /// Shares of the judged span's samples within [`BAND`] of the knee.
-    pub(super) control_within: f64,
+    /// Share of the judged span's samples within [`BAND`] of the reference.
     pub(super) disturbed_within: f64,
+    /// Share of the control run's judged samples within [`BAND`] of its own median: how
+    /// much the limit wanders with no disturbance at all.
+    pub(super) control_steady: f64,
 }
 
-/// Judges the traces (one sample every `every`): the disturbance runs from `from` to `to`
-/// (from the start of the run; `from == to` for a change at one instant, such as cheap work
-/// turning dear); the judged span is from `to` + `settle` to the end. With `own_reference`,
-/// the knee is the disturbed run's median limit in the two seconds before `from` (none of
-/// the run's first second, its slow start); otherwise the
-/// control run's median over the judged span. The lowest limit is taken over the
-/// disturbance, or from an instant's change to the end.
+/// Judges two traces sampled every `every`: the judged span is from `window.to + settle`
+/// to the end. `None` when a trace is too short for the reference or the span.
 pub(super) fn judge(
     control: &[usize],
     disturbed: &[usize],
     every: Duration,
-    (from, to): (Duration, Duration),
+    window: Window,
     settle: Duration,
-    own_reference: bool,
+    reference: Reference,
 ) -> Option<Verdict> {
     let index =
         |t: Duration| usize::try_from(t.as_nanos() / every.as_nanos().max(1)).unwrap_or(usize::MAX);
-    let span_start = index(to + settle);
+    let span_start = index(window.to + settle);
     let span = |trace: &[usize]| -> Vec<usize> { trace.get(span_start..).unwrap_or(&[]).to_vec() };
     let control_median = median(&span(control))?;
-    let before = index(from);
-    let one_second = index(Duration::from_secs(1));
-    let knee = if own_reference {
-        let first = before
-            .saturating_sub(2 * one_second)
-            .max(one_second.min(before));
-        median(disturbed.get(first..before)?)?
-    } else {
-        control_median
-    };
     let disturbed_median = median(&span(disturbed))?;
-    let within = |limit: usize| (limit as f64 - knee).abs() <= BAND * knee;
-    let share = |trace: &[usize]| {
+    let before = index(window.from);
+    let second = index(Duration::from_secs(1));
+    let level = match reference {
+        Reference::OwnBefore => {
+            let first = before.saturating_sub(2 * second).max(second);
+            median(disturbed.get(first..before)?)?
+        }
+        Reference::Control => control_median,
+    };
+    let near = |limit: usize, of: f64| (limit as f64 - of).abs() <= BAND * of;
+    let share = |trace: &[usize], of: f64| {
         let s = span(trace);
-        s.iter().filter(|&&l| within(l)).count() as f64 / s.len().max(1) as f64
+        s.iter().filter(|&&l| near(l, of)).count() as f64 / s.len().max(1) as f64
     };
-    let end = index(to);
-    let lowest_span = if to > from {
-        disturbed.get(before.min(disturbed.len())..end.min(disturbed.len()))?
-    } else {
-        disturbed.get(end.min(disturbed.len())..)?
-    };
-    let lowest = lowest_span.iter().copied().min().unwrap_or(0);
-    let back_after_s = disturbed
-        .iter()
-        .enumerate()
-        .skip(end)
-        .find(|(_, &l)| within(l))
-        .map(|(i, _)| (i - end) as f64 * every.as_secs_f64());
+    let end = index(window.to);
+    let lowest = disturbed
+        .get(before.min(disturbed.len())..span_start.min(disturbed.len()))
+        .and_then(|s| s.iter().copied().min())
+        .unwrap_or(0);
+    let stay = index(STAY).max(1);
+    let back_after_s = (end..disturbed.len())
+        .find(|&i| {
+            disturbed[i..(i + stay).min(disturbed.len())]
+                .iter()
+                .all(|&l| near(l, level))
+        })
+        .map(|i| (i - end) as f64 * every.as_secs_f64());
     Some(Verdict {
-        knee,
+        reference: level,
         control_median,
         disturbed_median,
         lowest,
         back_after_s,
-        control_within: share(control),
-        disturbed_within: share(disturbed),
+        disturbed_within: share(disturbed, level),
+        control_steady: share(control, control_median),
     })
 }
 
@@ -109,50 +126,56 @@ mod tests {
 
     const MS100: Duration = Duration::from_millis(100);
 
+    fn secs(from: u64, to: u64) -> Window {
+        Window {
+            from: Duration::from_secs(from),
+            to: Duration::from_secs(to),
+        }
+    }
+
     #[test]
-    fn back_is_the_first_sample_within_the_band_after_the_end() {
+    fn back_is_the_first_sample_from_which_the_limit_stays_within_the_band() {
         // 100 ms samples; disturbance from 3 s to 4 s; settle 1 s. The control settled
-        // elsewhere: the run's own level in the 2 s before the disturbance is the knee (its
-        // first second, slow start, is not).
-        let control = vec![150; 70];
+        // elsewhere: the run's own level in the 2 s before the disturbance is the reference
+        // (its first second, slow start, is not).
+        let control = vec![150; 80];
         let mut disturbed = vec![2; 10];
         disturbed.extend([100; 20]);
         disturbed.extend([10; 10]); // during: down to 10
-        disturbed.extend([30, 50, 70, 85, 90]); // 85 is the first within 20 %
-        disturbed.extend([100; 25]);
-        let window = (Duration::from_secs(3), Duration::from_secs(4));
+        disturbed.extend([85, 50, 70, 85, 90]); // 85 touches the band, then leaves it
+        disturbed.extend([100; 35]); // back to stay from the fourth sample after the end
         let v = judge(
             &control,
             &disturbed,
             MS100,
-            window,
+            secs(3, 4),
             Duration::from_secs(1),
-            true,
+            Reference::OwnBefore,
         )
         .unwrap();
-        assert_eq!(v.knee, 100.0);
+        assert_eq!(v.reference, 100.0);
         assert_eq!(v.control_median, 150.0);
         assert_eq!(v.lowest, 10);
-        assert!((v.back_after_s.unwrap() - 0.3).abs() < 1e-9);
-        assert_eq!(v.control_within, 0.0);
+        assert!((v.back_after_s.unwrap() - 0.3).abs() < 1e-9, "{v:?}");
+        assert_eq!(v.control_steady, 1.0);
         assert_eq!(v.disturbed_within, 1.0);
     }
 
     #[test]
-    fn never_back_is_none_and_a_case_from_the_start_takes_its_lowest_over_the_run() {
+    fn the_lowest_counts_the_dip_after_the_end_and_never_back_is_none() {
         let control = vec![200; 40];
-        let disturbed = vec![3; 40];
-        let window = (Duration::ZERO, Duration::ZERO);
+        let mut disturbed = vec![200; 10];
+        disturbed.extend([3; 30]); // falls right after an instant's change, stays down
         let v = judge(
             &control,
             &disturbed,
             MS100,
-            window,
+            secs(1, 1),
             Duration::from_secs(2),
-            false,
+            Reference::Control,
         )
         .unwrap();
-        assert_eq!(v.knee, 200.0);
+        assert_eq!(v.reference, 200.0);
         assert_eq!(v.back_after_s, None);
         assert_eq!(v.lowest, 3);
         assert_eq!(v.disturbed_within, 0.0);
@@ -160,16 +183,47 @@ mod tests {
     }
 
     #[test]
+    fn a_wandering_control_shows_in_its_steadiness() {
+        let control: Vec<usize> = (0..40)
+            .map(|i| if i % 2 == 0 { 100 } else { 300 })
+            .collect();
+        let disturbed = vec![200; 40];
+        let v = judge(
+            &control,
+            &disturbed,
+            MS100,
+            secs(0, 0),
+            Duration::from_secs(2),
+            Reference::Control,
+        )
+        .unwrap();
+        assert_eq!(v.control_median, 200.0);
+        assert_eq!(v.control_steady, 0.0);
+        assert_eq!(v.back_after_s, Some(0.0));
+    }
+
+    #[test]
     fn too_short_a_trace_gives_no_verdict() {
-        let window = (Duration::ZERO, Duration::from_secs(1));
         assert_eq!(
             judge(
                 &[1; 5],
                 &[1; 5],
                 MS100,
-                window,
+                secs(0, 1),
                 Duration::from_secs(1),
-                false
+                Reference::Control
+            ),
+            None
+        );
+        // No sample between the end of the first second and the disturbance.
+        assert_eq!(
+            judge(
+                &[1; 50],
+                &[1; 50],
+                MS100,
+                secs(1, 2),
+                Duration::from_secs(1),
+                Reference::OwnBefore
             ),
             None
         );
