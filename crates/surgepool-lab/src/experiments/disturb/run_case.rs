@@ -18,8 +18,7 @@ use crate::work::WorkKind;
 /// How often the limit is sampled, and the width of the bins answers are counted in.
 pub(super) const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// A client that does not honour `Retry-After` tries again this long after a 503 (the
-/// issue's contrast: "with a 2 ms retry it reaches about 290"), and after a failed exchange.
+/// A client tries again this long after a failed exchange.
 const QUICK_RETRY: Duration = Duration::from_millis(2);
 
 /// The share of `/work` requests that fail fast during the `errors` disturbance (per mille).
@@ -46,6 +45,8 @@ pub(super) struct RunSpec {
     pub(super) service: Duration,
     pub(super) alloc_bytes: usize,
     pub(super) server_threads: usize,
+    /// How long a client that does not honour `Retry-After` waits after a 503.
+    pub(super) retry: Duration,
 }
 
 impl RunSpec {
@@ -271,7 +272,7 @@ impl Client {
                             let jitter = (rng >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
                             after.min(Duration::from_secs(60)).mul_f64(1.0 + jitter)
                         }
-                        _ => QUICK_RETRY,
+                        _ => spec.retry,
                     };
                     self.pause(pause).await;
                 }
