@@ -6,9 +6,10 @@
 //! that pause 2 ms after a 503 (`--retry-ms`): once **disturbed**, once as a **control**
 //! with the same load and no disturbance (the order alternates from case to case). The
 //! limit is sampled every 50 ms. The goal: the disturbed run's limit is back within 20 % of
-//! its reference level, to stay for a second, within 2 s of the disturbance ending. The reference is where the
-//! run's own limit was in the two seconds before a mid-run disturbance, or the control
-//! run's median from 2 s after the change for a change at an instant or from the start.
+//! its reference level, to stay for a second, within 2 s of the disturbance ending. The
+//! reference is where the run's own limit was in the two seconds before a mid-run
+//! disturbance, or the control run's median from 2 s after the change for a change at an
+//! instant or from the start.
 //!
 //! | case | disturbance | judged from |
 //! |---|---|---|
