@@ -33,7 +33,7 @@
 //! * **Where the adaptive limit settles** (simulated on paused tokio time, not a wall-clock
 //!   measurement; `src/limit/README.md`):
 //!   `cargo test -p surgepool --test limit_simulation -- --nocapture`. Median limit 16
-//!   against a CPU knee of 16; 2028 against a waiting knee of 2000, reached in 0.68 s from 2.
+//!   against a CPU knee of 16; 2048 against a waiting knee of 2000, reached in 0.54 s from 2.
 //! * **Overload** (naive spawning against fixed and adaptive pools, open loop):
 //!   `cargo run --release -p surgepool-lab -- overload --report lab-out`, on a quiet
 //!   machine. Figures measured on a 2-core machine: the repository's README and

@@ -5,7 +5,8 @@
 //!
 //! Samples are folded into windows of about one round trip (every slot turned over once,
 //! and at least [`MIN_WINDOW_SAMPLES`]; more when RTTs are noisy, see `noise_samples`,
-//! unless the window already rejects the move under test, see `verdict_settled`).
+//! unless the window already rejects the move under test, see `verdict_settled`, or, in
+//! slow start, already keeps its doubling, see `start_settled`).
 //! After every change of the limit one *settle* window is thrown away (counted from when
 //! the work admitted under a higher limit has drained), so each decision sees the system
 //! as the new limit shaped it; then a *measure* window gives the mean RTT

@@ -446,3 +446,49 @@ fn a_move_whose_goodput_clearly_stayed_flat_is_judged_before_the_noise_rule_is_s
         "a winning move was kept early"
     );
 }
+
+/// Slow start at a small limit: the first window and every doubling that goodput clearly
+/// followed end after `MIN_REJECT_SAMPLES` (8) samples instead of `MIN_WINDOW_SAMPLES`
+/// (16), so from 2 slots of 20 ms jobs the limit reaches 32 after 220 ms of jobs, where the
+/// sample floor took 360 ms (its windows: 8 rounds at 2 slots, 4 at 4, 2 at 8; the lab's
+/// sleep work at the seed's rate spent 0.4 s of its 10 s run below 32 slots).
+#[test]
+fn slow_start_keeps_a_clear_doubling_without_waiting_for_the_sample_floor() {
+    let mut fast = adaptive(2);
+    let start = Instant::now();
+    let mut now = start;
+    let rtt = Duration::from_millis(20);
+    let mut limit = fast.admitted;
+    while limit < 32 {
+        limit = feed(&mut fast, &mut now, rtt, false);
+        assert!(
+            now - start < Duration::from_millis(1_000),
+            "stuck at {limit}"
+        );
+    }
+    let took = now - start;
+    assert!(
+        took <= Duration::from_millis(250),
+        "32 slots only after {took:?}"
+    );
+
+    // A doubling that goodput did not follow (the jobs take twice as long at 4 slots as at
+    // 2: two cores) is not kept early: its window ends early only to reject it.
+    let mut slow = adaptive(2);
+    let mut now = Instant::now();
+    let mut after = None;
+    for _ in 0..200 {
+        let at = slow.admitted;
+        let rtt = Duration::from_millis(if at > 2 { 40 } else { 20 });
+        let limit = feed(&mut slow, &mut now, rtt, false);
+        if at == 4 && limit != 4 {
+            after = Some(limit);
+            break;
+        }
+    }
+    assert_eq!(
+        after,
+        Some(2),
+        "a doubling that goodput did not follow was kept"
+    );
+}

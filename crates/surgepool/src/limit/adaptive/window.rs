@@ -127,7 +127,8 @@ impl Adaptive {
                         || (self.round > 0.0 && elapsed() >= 4.0 * self.round))
                     && ((w.samples >= MIN_WINDOW_SAMPLES
                         && (w.samples >= self.noise_samples(w) || self.queued(w)))
-                        || self.verdict_settled(w))
+                        || self.verdict_settled(w)
+                        || self.start_settled(w))
             }
         }
     }
