@@ -7,10 +7,17 @@ use std::time::Duration;
 use proptest::prelude::*;
 use surgepool::limit::{Limit, Limiter, Permit};
 
-/// One of the four algorithms with random bounds (and, for the float ones, smoothing).
+/// One of the four algorithms with random bounds (and, for the float ones, smoothing; for
+/// the default, sometimes a latency objective from 1 ns to `Duration::MAX`).
 fn bounded_limit() -> impl Strategy<Value = (Limit, usize, usize)> {
-    (1usize..40, 0usize..40, 0usize..40, 0usize..4, 1u32..=10).prop_map(
-        |(min, span, at, algorithm, smoothing)| {
+    (
+        (1usize..40, 0usize..40, 0usize..40, 0usize..5, 1u32..=10),
+        prop_oneof![
+            Just(Duration::MAX),
+            (1u64..200_000_000).prop_map(Duration::from_nanos)
+        ],
+    )
+        .prop_map(|((min, span, at, algorithm, smoothing), slo)| {
             let max = min + span;
             let initial = min + at.min(span);
             let smoothing = f64::from(smoothing) / 10.0;
@@ -21,6 +28,14 @@ fn bounded_limit() -> impl Strategy<Value = (Limit, usize, usize)> {
                     .initial(initial)
                     .smoothing(smoothing)
                     .probe_interval(Duration::from_millis(30))
+                    .build(),
+                4 => Limit::adaptive_builder()
+                    .min(min)
+                    .max(max)
+                    .initial(initial)
+                    .smoothing(smoothing)
+                    .probe_interval(Duration::from_millis(30))
+                    .slo(slo)
                     .build(),
                 1 => Limit::aimd_builder()
                     .min(min)
@@ -41,8 +56,7 @@ fn bounded_limit() -> impl Strategy<Value = (Limit, usize, usize)> {
                     .build(),
             };
             (limit.unwrap(), min, max)
-        },
-    )
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +163,7 @@ async fn the_largest_accepted_knobs_never_panic_in_success() {
         .probe_jitter(1.0)
         .tolerance(100.0)
         .max(usize::MAX)
+        .slo(Duration::MAX)
         .build()
         .unwrap();
     let limiter = Limiter::new(limit).unwrap();

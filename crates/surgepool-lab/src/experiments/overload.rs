@@ -71,8 +71,9 @@ struct Options {
     #[arg(long, value_enum, default_value_t = WorkKind::Sleep)]
     work: WorkKind,
     /// Strategies to run, comma-separated: naive, fixed, tower, adaptive, aimd, vegas,
-    /// gradient2, fixed_<N>, adaptive_tol<T>, adaptive_gain<G>, adaptive_tol<T>_gain<G> (the
-    /// adaptive limit with its tolerance and/or gain set, e.g. adaptive_tol1.5_gain0.25),
+    /// gradient2, fixed_<N>, adaptive_tol<T>, adaptive_gain<G>, adaptive_slo<MS>, or several
+    /// of those knobs joined by `_` (the adaptive limit with its tolerance, gain and/or
+    /// latency objective in ms set, e.g. adaptive_tol1.5_gain0.25, adaptive_slo60),
     /// adaptive_metrics (adaptive, publishing metrics to a Prometheus recorder).
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,

@@ -26,6 +26,8 @@ pub(crate) struct AdaptiveConfig {
     pub(crate) smoothing: f64,
     pub(crate) probe_interval: Duration,
     pub(crate) probe_jitter: f64,
+    /// The latency objective the caller stated, if any (see [`AdaptiveBuilder::slo`]).
+    pub(crate) slo: Option<Duration>,
 }
 
 impl Default for AdaptiveConfig {
@@ -39,6 +41,7 @@ impl Default for AdaptiveConfig {
             smoothing: 0.5,
             probe_interval: Duration::from_secs(10),
             probe_jitter: 0.15,
+            slo: None,
         }
     }
 }
@@ -87,6 +90,14 @@ impl AdaptiveConfig {
                 ),
             ));
         }
+        if self.slo == Some(Duration::ZERO) {
+            return Err(BuildError::new(
+                "slo",
+                "must be more than zero: the time a job may hold its slot and still count as \
+                 served in time"
+                    .to_string(),
+            ));
+        }
         check_range(
             "probe_jitter",
             self.probe_jitter,
@@ -112,6 +123,7 @@ impl AdaptiveConfig {
 /// | `smoothing` | 0.5 | share of the first latency cut of a run applied at once |
 /// | `probe_interval` | 10 s | how often the base RTT is re-measured at half the limit |
 /// | `probe_jitter` | 0.15 | random extra delay of a re-measure, share of the interval |
+/// | `slo` | none | the latency objective: climb for the jobs served within it |
 ///
 /// # Examples
 ///
@@ -216,6 +228,43 @@ impl AdaptiveBuilder {
     /// See the [example on `AdaptiveBuilder`](AdaptiveBuilder#examples).
     pub fn probe_jitter(mut self, jitter: f64) -> Self {
         self.config.probe_jitter = jitter;
+        self
+    }
+
+    /// The latency objective of a job's time in its slot, if you know it (default: none).
+    ///
+    /// Without it the limit settles where one more slot stops buying half of its
+    /// proportional share of goodput ([`gain`](Self::gain)): the knee, where latency starts
+    /// to rise. Where goodput still grows past that knee, slowly and at a higher latency (a
+    /// machine whose memory bandwidth, not its cores, runs out first; work that half waits
+    /// and half computes), a limit a little above it serves more requests within a
+    /// latency objective. Given the objective, the hill climber counts as goodput only the
+    /// jobs that finished within it, and keeps a move that wins a fifth of what it asks for
+    /// without one (`gain / 5`: 0.1 by default): the limit climbs while more slots still
+    /// serve more jobs in time, and stops where the jobs past the objective cost more than
+    /// the extra slots win. The latency guard ([`tolerance`](Self::tolerance)) still cuts a
+    /// queue. An objective no job can meet (below the work's own unloaded time) is ignored
+    /// until the work gets faster.
+    ///
+    /// Measure from when the job takes its slot, as the limiter does; leave room for what
+    /// your callers also wait for (a queue in front, the network). `Duration::ZERO` is an
+    /// error; any other value, however large, is accepted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use surgepool::Limit;
+    ///
+    /// // Requests take about 20 ms unloaded; answers within 60 ms count.
+    /// let limit = Limit::adaptive_builder().slo(Duration::from_millis(60)).build()?;
+    /// # let _ = limit;
+    /// let err = Limit::adaptive_builder().slo(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.setting(), "slo");
+    /// # Ok::<(), surgepool::BuildError>(())
+    /// ```
+    pub fn slo(mut self, slo: Duration) -> Self {
+        self.config.slo = Some(slo);
         self
     }
 

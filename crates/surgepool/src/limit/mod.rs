@@ -380,6 +380,12 @@ mod tests {
                 "probe_jitter",
             ),
             (
+                Limit::adaptive_builder()
+                    .slo(std::time::Duration::ZERO)
+                    .build(),
+                "slo",
+            ),
+            (
                 Limit::aimd_builder().backoff_ratio(f64::NAN).build(),
                 "backoff_ratio",
             ),

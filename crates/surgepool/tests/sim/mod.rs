@@ -94,6 +94,11 @@ pub struct Server {
     /// If set, the share of clients that disconnect after 10 ms at time `t` (one draw per
     /// job that takes longer than that).
     pub disconnects: Option<Share>,
+    /// If set, a *soft* knee: past it a job takes `S × load^soft` instead of `S × load`
+    /// (with `soft` < 1, goodput keeps growing past the knee, by `1 − soft` of each added
+    /// slot's proportional share, while the latency rises: memory bandwidth, not cores,
+    /// running out; or work that half waits).
+    pub soft: Option<f64>,
 }
 
 impl Server {
@@ -106,6 +111,7 @@ impl Server {
             reject_above: None,
             errors: None,
             disconnects: None,
+            soft: None,
         }
     }
 
@@ -115,7 +121,11 @@ impl Server {
             return Fate::Failed(Duration::from_millis(1));
         }
         let noise = 1.0 + self.noise_amp * (2.0 * self.noise.next() - 1.0);
-        let rtt = (self.service)(t).mul_f64(load.max(1.0) * noise);
+        let slowdown = match self.soft {
+            Some(soft) => load.max(1.0).powf(soft),
+            None => load.max(1.0),
+        };
+        let rtt = (self.service)(t).mul_f64(slowdown * noise);
         if let Some(errors) = &self.errors {
             if self.noise.next() < errors(t) {
                 return Fate::Failed(Duration::from_millis(1));
@@ -159,6 +169,8 @@ fn start_job<T>(
 pub struct Point {
     pub t: f64,
     pub samples: u64,
+    /// Jobs served within `Sim::slo` so far.
+    pub in_time: u64,
     pub limit: usize,
 }
 
@@ -173,6 +185,10 @@ pub struct Sim {
     pub clients: usize,
     pub trace: Vec<Point>,
     pub samples: u64,
+    /// The latency objective the run's SLO goodput counts against (default 3 × `S`).
+    pub slo: Duration,
+    /// Jobs served within `slo`.
+    pub in_time: u64,
 }
 
 /// How a finished job releases its permit.
@@ -193,6 +209,8 @@ impl Sim {
             clients,
             trace: Vec::new(),
             samples: 0,
+            slo: S * 3,
+            in_time: 0,
         }
     }
 
@@ -201,7 +219,8 @@ impl Sim {
         let start = Instant::now();
         // (finish time, seq, slot); a slot holds the permit and how it is released.
         let mut heap: BinaryHeap<Reverse<(Duration, u64, usize)>> = BinaryHeap::new();
-        let mut slots: Vec<Option<(Permit, Release)>> = Vec::new();
+        // A slot holds the permit, how it is released and whether it is served in time.
+        let mut slots: Vec<Option<(Permit, Release, bool)>> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
         let (mut waiting, mut seq, mut next_record) = (self.clients, 0u64, 0.0);
         // Clients away until a given time (honouring Retry-After), soonest first.
@@ -235,7 +254,8 @@ impl Sim {
                     Fate::Failed(rtt) => (rtt, Release::Dropped),
                     Fate::Gone(rtt) => (rtt, Release::Gone),
                 };
-                let job = (permit, release);
+                let in_time = matches!(release, Release::Success) && rtt <= self.slo;
+                let job = (permit, release, in_time);
                 start_job(&mut heap, &mut slots, &mut free, &mut seq, now, rtt, job);
             }
             self.record(t, &mut next_record);
@@ -255,8 +275,9 @@ impl Sim {
                     break;
                 }
                 heap.pop();
-                let (permit, release) = slots[slot].take().unwrap();
+                let (permit, release, in_time) = slots[slot].take().unwrap();
                 free.push(slot);
+                self.in_time += u64::from(in_time);
                 match release {
                     Release::Success => permit.success(),
                     Release::Dropped => permit.dropped(),
@@ -267,7 +288,7 @@ impl Sim {
             }
         }
         // Release what is still in flight (as ignored: the run is over, not the server).
-        for (permit, _) in slots.into_iter().flatten() {
+        for (permit, _, _) in slots.into_iter().flatten() {
             permit.ignore();
         }
         assert_eq!(self.limiter.in_flight(), 0);
@@ -280,6 +301,7 @@ impl Sim {
             self.trace.push(Point {
                 t: *next_record,
                 samples: self.samples,
+                in_time: self.in_time,
                 limit: self.limiter.limit(),
             });
             *next_record += 0.01;
@@ -302,6 +324,18 @@ impl Sim {
             .take_while(|p| p.t <= t)
             .last()
             .map_or(0, |p| p.samples)
+    }
+
+    /// Jobs served within `slo` per second of virtual time from `from` to `to` seconds.
+    pub fn slo_goodput(&self, from: f64, to: f64) -> f64 {
+        let at = |t: f64| {
+            self.trace
+                .iter()
+                .take_while(|p| p.t <= t)
+                .last()
+                .map_or(0, |p| p.in_time)
+        };
+        (at(to) - at(from)) as f64 / (to - from)
     }
 
     /// The virtual time at which the `n`-th job finished.

@@ -48,11 +48,13 @@ pub(crate) enum Strategy {
     /// surgepool `Pool` with `Limit::fixed(n)` and the recommended queue (the sweep).
     FixedN(usize),
     /// surgepool `Pool` with `Limit::adaptive_builder()`, its `tolerance` and/or `gain` set
-    /// (in hundredths; `None`: the default), and the recommended queue: the default's knobs,
-    /// swept (`adaptive_tol<T>`, `adaptive_gain<G>`, `adaptive_tol<T>_gain<G>`).
+    /// (in hundredths; `None`: the default) and/or a latency objective `slo` (ms), and the
+    /// recommended queue: the default's knobs, swept (`adaptive_tol<T>`, `adaptive_gain<G>`,
+    /// `adaptive_slo<MS>`, or several joined by `_`: `adaptive_tol<T>_gain<G>`).
     AdaptiveTuned {
         tolerance: Option<u32>,
         gain: Option<u32>,
+        slo_ms: Option<u32>,
     },
     /// `Adaptive` with surgepool's `metrics` feature at work: a Prometheus recorder installed,
     /// a `metrics::Publisher` publishing the pool every 100 ms (ten times the usual rate) and
@@ -99,8 +101,9 @@ impl Strategy {
                     return parse_tuned(knobs).ok_or_else(|| {
                         format!(
                             "bad strategy `{other}`: expected adaptive_tol<T> (tolerance T in \
-                             [1, 100], e.g. adaptive_tol1.5), adaptive_gain<G> (G in [0.01, 1]) \
-                             or adaptive_tol<T>_gain<G>"
+                             [1, 100], e.g. adaptive_tol1.5), adaptive_gain<G> (G in [0.01, 1]), \
+                             adaptive_slo<MS> (a latency objective of MS whole milliseconds, 1 \
+                             to 3,600,000) or several joined by `_`, e.g. adaptive_tol2_slo60"
                         )
                     });
                 }
@@ -109,7 +112,7 @@ impl Strategy {
                     _ => Err(format!(
                         "unknown strategy `{other}`: expected naive, fixed, tower, adaptive, \
                          aimd, vegas, gradient2, fixed_<N> with N >= 1, adaptive_tol<T>, \
-                         adaptive_gain<G> or adaptive_metrics"
+                         adaptive_gain<G>, adaptive_slo<MS> or adaptive_metrics"
                     )),
                 }
             }
@@ -130,13 +133,20 @@ impl Strategy {
             Strategy::Fixed => Limit::fixed(SEED_LIMIT),
             Strategy::Adaptive | Strategy::AdaptiveMetrics => Limit::adaptive(),
             Strategy::FixedN(n) => Limit::fixed(n),
-            Strategy::AdaptiveTuned { tolerance, gain } => {
+            Strategy::AdaptiveTuned {
+                tolerance,
+                gain,
+                slo_ms,
+            } => {
                 let mut b = Limit::adaptive_builder();
                 if let Some(t) = tolerance {
                     b = b.tolerance(f64::from(t) / 100.0);
                 }
                 if let Some(g) = gain {
                     b = b.gain(f64::from(g) / 100.0);
+                }
+                if let Some(ms) = slo_ms {
+                    b = b.slo(std::time::Duration::from_millis(u64::from(ms)));
                 }
                 b.build().ok()?
             }
@@ -170,13 +180,20 @@ impl Strategy {
                  a Prometheus recorder, rendered every 1 s"
             ),
             Strategy::FixedN(n) => format!("surgepool Pool, Limit::fixed({n}), {rec}"),
-            Strategy::AdaptiveTuned { tolerance, gain } => {
+            Strategy::AdaptiveTuned {
+                tolerance,
+                gain,
+                slo_ms,
+            } => {
                 let mut knobs = String::new();
                 if let Some(t) = tolerance {
                     knobs += &format!(".tolerance({})", f64::from(t) / 100.0);
                 }
                 if let Some(g) = gain {
                     knobs += &format!(".gain({})", f64::from(g) / 100.0);
+                }
+                if let Some(ms) = slo_ms {
+                    knobs += &format!(".slo({ms} ms)");
                 }
                 format!("surgepool Pool, Limit::adaptive_builder(){knobs}, {rec}")
             }
@@ -189,10 +206,11 @@ impl Strategy {
     }
 }
 
-/// `tol<T>`, `gain<G>` or `tol<T>_gain<G>` (after `adaptive_`), each within the builder's
-/// range; hundredths are plenty for a sweep.
+/// `tol<T>`, `gain<G>`, `slo<MS>` or several of them joined by `_` (after `adaptive_`),
+/// each within the builder's range (an objective of 1 ms to 1 hour); hundredths are plenty
+/// for a sweep.
 fn parse_tuned(knobs: &str) -> Option<Strategy> {
-    let (mut tolerance, mut gain) = (None, None);
+    let (mut tolerance, mut gain, mut slo_ms) = (None, None, None);
     for knob in knobs.split('_') {
         let hundredths = |v: &str, lo: f64, hi: f64| {
             v.parse::<f64>()
@@ -204,11 +222,21 @@ fn parse_tuned(knobs: &str) -> Option<Strategy> {
             tolerance = Some(hundredths(t, 1.0, 100.0)?);
         } else if let Some(g) = knob.strip_prefix("gain") {
             gain = Some(hundredths(g, 0.01, 1.0)?);
+        } else if let Some(ms) = knob.strip_prefix("slo") {
+            slo_ms = Some(
+                ms.parse::<u32>()
+                    .ok()
+                    .filter(|ms| (1..=3_600_000).contains(ms))?,
+            );
         } else {
             return None;
         }
     }
-    (tolerance.is_some() || gain.is_some()).then_some(Strategy::AdaptiveTuned { tolerance, gain })
+    (tolerance.is_some() || gain.is_some() || slo_ms.is_some()).then_some(Strategy::AdaptiveTuned {
+        tolerance,
+        gain,
+        slo_ms,
+    })
 }
 
 impl fmt::Display for Strategy {
@@ -220,13 +248,20 @@ impl fmt::Display for Strategy {
             Strategy::Adaptive => f.write_str("adaptive"),
             Strategy::AdaptiveMetrics => f.write_str("adaptive_metrics"),
             Strategy::FixedN(n) => write!(f, "fixed_{n}"),
-            Strategy::AdaptiveTuned { tolerance, gain } => {
+            Strategy::AdaptiveTuned {
+                tolerance,
+                gain,
+                slo_ms,
+            } => {
                 f.write_str("adaptive")?;
                 if let Some(t) = tolerance {
                     write!(f, "_tol{}.{:02}", t / 100, t % 100)?;
                 }
                 if let Some(g) = gain {
                     write!(f, "_gain{}.{:02}", g / 100, g % 100)?;
+                }
+                if let Some(ms) = slo_ms {
+                    write!(f, "_slo{ms}")?;
                 }
                 Ok(())
             }
@@ -254,14 +289,27 @@ mod tests {
             Strategy::AdaptiveTuned {
                 tolerance: Some(150),
                 gain: None,
+                slo_ms: None,
             },
             Strategy::AdaptiveTuned {
                 tolerance: None,
                 gain: Some(25),
+                slo_ms: None,
             },
             Strategy::AdaptiveTuned {
                 tolerance: Some(200),
                 gain: Some(30),
+                slo_ms: None,
+            },
+            Strategy::AdaptiveTuned {
+                tolerance: None,
+                gain: None,
+                slo_ms: Some(60),
+            },
+            Strategy::AdaptiveTuned {
+                tolerance: Some(150),
+                gain: None,
+                slo_ms: Some(100),
             },
         ]) {
             assert_eq!(Strategy::parse(&s.to_string()), Ok(s));
@@ -272,14 +320,16 @@ mod tests {
             Strategy::parse("adaptive_tol1.5"),
             Ok(Strategy::AdaptiveTuned {
                 tolerance: Some(150),
-                gain: None
+                gain: None,
+                slo_ms: None,
             })
         );
         assert_eq!(
             Strategy::parse("adaptive_tol2_gain0.3"),
             Ok(Strategy::AdaptiveTuned {
                 tolerance: Some(200),
-                gain: Some(30)
+                gain: Some(30),
+                slo_ms: None,
             })
         );
         for bad in [
@@ -292,6 +342,10 @@ mod tests {
             "adaptive_",
             "adaptive_tol1.5_",
             "adaptive_speed3",
+            "adaptive_slo0",
+            "adaptive_slo1.5",
+            "adaptive_slo-60",
+            "adaptive_slo99999999999",
         ] {
             assert!(Strategy::parse(bad).is_err(), "{bad}");
         }

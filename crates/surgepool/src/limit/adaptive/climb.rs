@@ -174,7 +174,7 @@ impl Adaptive {
         // to fall well below it.
         let may_keep_flat =
             flat_exception_applies(w, &from, change) && rtt <= flat_rtt(&from, change);
-        w.goodput() * (1.0 + doubt) < self.bar(&from, change) && !may_keep_flat
+        self.objective(w) * (1.0 + doubt) < self.bar(&from, change) && !may_keep_flat
     }
 
     /// Whether the window `w`, during slow start, may end before
@@ -203,14 +203,14 @@ impl Adaptive {
         let rtt = w.rtt_sum / f64::from(w.successes);
         let noise = relative_noise(w, rtt);
         let doubt = 2.0 * (noise * noise + from.noise * from.noise).sqrt();
-        w.goodput() * (1.0 - doubt) >= self.bar(&from, change)
+        self.objective(w) * (1.0 - doubt) >= self.bar(&from, change)
     }
 
     /// The goodput a move by `change` (a share of `from`'s limit) must reach to be kept:
     /// up (change > 0), a rise of at least `gain` × the proportional gain; down
     /// (change < 0), a fall of at most `gain` × the proportional loss.
     fn bar(&self, from: &Point, change: f64) -> f64 {
-        from.goodput * (1.0 + self.config.gain * change)
+        from.goodput * (1.0 + self.bar_gain() * change)
     }
 
     /// Judges the pending move from `from` to `here` by the window `w` measured under it:

@@ -47,7 +47,7 @@ impl Adaptive {
             return self.limit != before;
         }
         let rtt = w.rtt_sum / f64::from(w.successes);
-        let goodput = w.goodput();
+        let goodput = self.objective(w);
         if u64::from(w.dropped) * 10 > u64::from(w.samples) && self.drops_mean_overload(w, rtt) {
             // Overload reported by the caller (timeouts, 503s): back off like AIMD.
             self.back_off(before);

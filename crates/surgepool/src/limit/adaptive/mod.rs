@@ -77,6 +77,10 @@ const PACE_ABOVE: usize = 64;
 /// A latency cut is judged, and a flat latency is told from a rising one, by half the
 /// proportional change (the climber's own bar is the `gain` setting).
 const HALF: f64 = 0.5;
+/// With a latency objective stated, the climber's bar is this share of `gain`: its goodput
+/// counts only the jobs served in time, so a move whose extra latency pushes jobs past the
+/// objective already loses what it costs, and the bar need only tell a gain from noise.
+const SLO_BAR_SHARE: f64 = 0.2;
 
 /// The live state of the default controller.
 #[derive(Debug)]
@@ -157,6 +161,36 @@ impl Adaptive {
         }
     }
 
+    /// Whether the stated latency objective is in reach: above the base RTT. (Below it no
+    /// job is served in time whatever the limit, and goodput within it says nothing.)
+    fn slo_in_reach(&self) -> bool {
+        match (self.config.slo, self.base) {
+            (Some(slo), Some(base)) => base < slo.as_secs_f64(),
+            _ => false,
+        }
+    }
+
+    /// What the hill climber maximises over the window `w`: its goodput, counting only the
+    /// jobs served within the latency objective when one is stated and in reach.
+    fn objective(&self, w: &Window) -> f64 {
+        let goodput = w.goodput();
+        if self.slo_in_reach() && w.successes > 0 {
+            goodput * f64::from(w.within_slo) / f64::from(w.successes)
+        } else {
+            goodput
+        }
+    }
+
+    /// The share of its proportional goodput change a move must win: `gain`, or a fifth of
+    /// it while a latency objective is in reach.
+    fn bar_gain(&self) -> f64 {
+        if self.slo_in_reach() {
+            self.config.gain * SLO_BAR_SHARE
+        } else {
+            self.config.gain
+        }
+    }
+
     fn min_step(&self) -> usize {
         ((self.limit as f64 * STEP_FRACTION) as usize).max(1)
     }
@@ -198,6 +232,9 @@ impl Algorithm for Adaptive {
             w.drop_rtt_sum += sample.rtt.as_secs_f64();
         } else {
             w.successes = w.successes.saturating_add(1);
+            if self.config.slo.is_some_and(|slo| sample.rtt <= slo) {
+                w.within_slo = w.within_slo.saturating_add(1);
+            }
             let rtt = sample.rtt.as_secs_f64();
             w.rtt_sum += rtt;
             w.rtt_sq_sum += rtt * rtt;

@@ -492,3 +492,31 @@ fn slow_start_keeps_a_clear_doubling_without_waiting_for_the_sample_floor() {
         "a doubling that goodput did not follow was kept"
     );
 }
+
+/// With a latency objective the climber's goodput counts only the jobs served within it,
+/// its bar is a fifth of `gain`, and an objective below the base RTT (no job can meet it)
+/// is ignored.
+#[test]
+fn a_stated_objective_counts_only_the_jobs_served_in_time() {
+    let mut adaptive = Adaptive::new(AdaptiveConfig {
+        initial: Some(8),
+        slo: Some(Duration::from_millis(30)),
+        ..AdaptiveConfig::default()
+    });
+    let mut now = Instant::now();
+    for rtt in [20, 40, 20, 40] {
+        feed(&mut adaptive, &mut now, Duration::from_millis(rtt), false);
+    }
+    let w = adaptive.window.expect("a window is open");
+    assert_eq!((w.successes, w.within_slo), (4, 2));
+    // No base yet: plain goodput, plain bar.
+    assert_eq!(adaptive.objective(&w), w.goodput());
+    assert_eq!(adaptive.bar_gain(), 0.5);
+    adaptive.base = Some(0.020);
+    assert!((adaptive.objective(&w) - w.goodput() / 2.0).abs() < 1e-9);
+    assert!((adaptive.bar_gain() - 0.1).abs() < 1e-12);
+    // The work got slower than the objective: it is out of reach, and ignored.
+    adaptive.base = Some(0.035);
+    assert_eq!(adaptive.objective(&w), w.goodput());
+    assert_eq!(adaptive.bar_gain(), 0.5);
+}

@@ -35,6 +35,8 @@ pub(super) struct Window {
     pub(super) start: Instant,
     pub(super) samples: u32,
     pub(super) successes: u32,
+    /// Successes within the stated latency objective (`AdaptiveBuilder::slo`; 0 without).
+    pub(super) within_slo: u32,
     pub(super) dropped: u32,
     /// Sum of the successes' RTTs, in seconds.
     pub(super) rtt_sum: f64,
@@ -61,6 +63,7 @@ impl Window {
             start,
             samples: 0,
             successes: 0,
+            within_slo: 0,
             dropped: 0,
             rtt_sum: 0.0,
             rtt_sq_sum: 0.0,
@@ -161,7 +164,7 @@ impl Adaptive {
             Some(from) => (self.limit as f64 / from.limit as f64 - 1.0).abs(),
             None => self.step as f64 / self.limit.max(1) as f64,
         };
-        let effect = self.config.gain * change.max(STEP_FRACTION);
+        let effect = self.bar_gain() * change.max(STEP_FRACTION);
         (8.0 * cv * cv / (effect * effect)).min(f64::from(MAX_NOISE_SAMPLES)) as u32
     }
 }
