@@ -33,6 +33,9 @@ pub(crate) enum LayerChoice {
     None,
     /// `surgepool_tower::AdmissionLayer` with `Limit::adaptive()`.
     Adaptive,
+    /// `surgepool_tower::AdmissionLayer` with `Limit::adaptive_builder().slo(ms)`: the
+    /// adaptive limit given a latency objective of this many milliseconds.
+    AdaptiveSlo(u32),
     /// `surgepool_tower::AdmissionLayer` with `Limit::fixed(n)`.
     Fixed(usize),
 }
@@ -45,8 +48,20 @@ impl FromStr for LayerChoice {
             "none" => Ok(LayerChoice::None),
             "adaptive" => Ok(LayerChoice::Adaptive),
             _ => {
+                if let Some(ms) = s.strip_prefix("adaptive:slo=") {
+                    let ms: u32 = ms.parse().with_context(|| {
+                        format!("adaptive:slo=<MS> needs whole milliseconds, got {ms:?}")
+                    })?;
+                    if !(1..=3_600_000).contains(&ms) {
+                        bail!("adaptive:slo=<MS> needs 1 <= MS <= 3600000, got {ms}");
+                    }
+                    return Ok(LayerChoice::AdaptiveSlo(ms));
+                }
                 let Some(n) = s.strip_prefix("fixed:") else {
-                    bail!("unknown layer {s:?}: expected none, adaptive or fixed:<N>");
+                    bail!(
+                        "unknown layer {s:?}: expected none, adaptive, adaptive:slo=<MS> or \
+                         fixed:<N>"
+                    );
                 };
                 let n: usize = n
                     .parse()
@@ -65,6 +80,7 @@ impl std::fmt::Display for LayerChoice {
         match self {
             LayerChoice::None => f.write_str("none"),
             LayerChoice::Adaptive => f.write_str("adaptive"),
+            LayerChoice::AdaptiveSlo(ms) => write!(f, "adaptive:slo={ms}"),
             LayerChoice::Fixed(n) => write!(f, "fixed:{n}"),
         }
     }
@@ -133,6 +149,12 @@ pub(crate) fn app(config: ServerConfig) -> anyhow::Result<(Router, Option<Admiss
     let layer = match config.layer {
         LayerChoice::None => None,
         LayerChoice::Adaptive => Some(build_layer(Limit::adaptive(), &config)?),
+        LayerChoice::AdaptiveSlo(ms) => {
+            let limit = Limit::adaptive_builder()
+                .slo(Duration::from_millis(u64::from(ms)))
+                .build()?;
+            Some(build_layer(limit, &config)?)
+        }
         LayerChoice::Fixed(n) => Some(build_layer(Limit::fixed(n), &config)?),
     };
     let state = AppState {
@@ -287,6 +309,13 @@ mod tests {
             "fixed:16".parse::<LayerChoice>().unwrap(),
             LayerChoice::Fixed(16)
         );
+        assert_eq!(
+            "adaptive:slo=60".parse::<LayerChoice>().unwrap(),
+            LayerChoice::AdaptiveSlo(60)
+        );
+        assert_eq!(LayerChoice::AdaptiveSlo(60).to_string(), "adaptive:slo=60");
+        assert!("adaptive:slo=0".parse::<LayerChoice>().is_err());
+        assert!("adaptive:slo=1.5".parse::<LayerChoice>().is_err());
         assert!("fixed:0".parse::<LayerChoice>().is_err());
         assert!("fixed:x".parse::<LayerChoice>().is_err());
         assert!("bogus".parse::<LayerChoice>().is_err());

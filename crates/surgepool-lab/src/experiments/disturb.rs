@@ -2,7 +2,8 @@
 //! to leave its limit stuck or collapsed, over loopback, each against a control run.
 //!
 //! Each case runs twice, each time on a fresh lab server (`/work`: 20 ms of sleep holding
-//! 500 KiB, behind `AdmissionLayer` with `Limit::adaptive()`) driven by closed-loop clients
+//! 500 KiB, behind `AdmissionLayer` with `Limit::adaptive()`, or with a latency objective
+//! given by `--slo-ms`) driven by closed-loop clients
 //! that pause 2 ms after a 503 (`--retry-ms`): once **disturbed**, once as a **control**
 //! with the same load and no disturbance (the order alternates from case to case). The
 //! limit is sampled every 50 ms. The goal: the disturbed run's limit is back within 20 % of
@@ -33,6 +34,8 @@ mod run_case;
 
 use judge::{judge, Reference, Verdict, Window, BAND};
 use run_case::{RunSpec, RunTrace, SAMPLE_EVERY};
+
+use crate::server::LayerChoice;
 
 /// How long after the disturbance the judged span starts, and the goal's deadline.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -94,6 +97,10 @@ pub(crate) struct Args {
     /// costs the server a parse and an answer each.
     #[arg(long, default_value_t = 2)]
     retry_ms: u64,
+    /// Give the adaptive layer this latency objective, in ms
+    /// (`Limit::adaptive_builder().slo(..)`), instead of the default `Limit::adaptive()`.
+    #[arg(long)]
+    slo_ms: Option<u32>,
     /// The server's runtime threads (default: the machine's parallelism); the clients run
     /// on one more thread.
     #[arg(long)]
@@ -211,9 +218,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let settings = check(&args)?;
     println!(
         "disturb: {} closed-loop clients over loopback on /work ({} ms of sleep, {} KiB; {} ms \
-         pause after a 503), the adaptive layer on {} server threads; each case disturbed and \
+         pause after a 503), the adaptive layer{} on {} server threads; each case disturbed and \
          as a control run",
-        args.clients, args.service_ms, args.alloc_kb, args.retry_ms, settings.threads
+        args.clients,
+        args.service_ms,
+        args.alloc_kb,
+        args.retry_ms,
+        args.slo_ms
+            .map(|ms| format!(" (latency objective {ms} ms)"))
+            .unwrap_or_default(),
+        settings.threads
     );
     let mut results = Vec::new();
     for (i, &case) in settings.cases.iter().enumerate() {
@@ -226,6 +240,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "service_ms": args.service_ms,
             "alloc_kb": args.alloc_kb,
             "retry_ms": args.retry_ms,
+            "slo_ms": args.slo_ms,
             "server_threads": settings.threads,
             "sample_ms": SAMPLE_EVERY.as_millis() as u64,
             "cases": results,
@@ -281,6 +296,10 @@ fn run_pair(
         alloc_bytes: args.alloc_kb.saturating_mul(1024),
         server_threads: s.threads,
         retry: Duration::from_millis(args.retry_ms),
+        layer: match args.slo_ms {
+            Some(ms) => LayerChoice::AdaptiveSlo(ms),
+            None => LayerChoice::Adaptive,
+        },
     };
     let run = |disturbed: bool| {
         let which = if disturbed { "disturbed" } else { "control" };

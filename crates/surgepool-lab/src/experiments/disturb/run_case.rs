@@ -47,6 +47,8 @@ pub(super) struct RunSpec {
     pub(super) server_threads: usize,
     /// How long a client that does not honour `Retry-After` waits after a 503.
     pub(super) retry: Duration,
+    /// The adaptive layer: `Adaptive` or `AdaptiveSlo`.
+    pub(super) layer: LayerChoice,
 }
 
 impl RunSpec {
@@ -88,7 +90,7 @@ pub(super) fn run(spec: RunSpec) -> anyhow::Result<RunTrace> {
         .build()
         .context("building the server's runtime")?;
     let (app, layer) = server::app(ServerConfig {
-        layer: LayerChoice::Adaptive,
+        layer: spec.layer,
         work: WorkKind::Sleep,
         service_time: spec.service,
         alloc_bytes: spec.alloc_bytes,
