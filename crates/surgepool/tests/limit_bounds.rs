@@ -22,21 +22,19 @@ fn bounded_limit() -> impl Strategy<Value = (Limit, usize, usize)> {
             let initial = min + at.min(span);
             let smoothing = f64::from(smoothing) / 10.0;
             let limit = match algorithm {
-                0 => Limit::adaptive_builder()
-                    .min(min)
-                    .max(max)
-                    .initial(initial)
-                    .smoothing(smoothing)
-                    .probe_interval(Duration::from_millis(30))
-                    .build(),
-                4 => Limit::adaptive_builder()
-                    .min(min)
-                    .max(max)
-                    .initial(initial)
-                    .smoothing(smoothing)
-                    .probe_interval(Duration::from_millis(30))
-                    .slo(slo)
-                    .build(),
+                0 | 4 => {
+                    let builder = Limit::adaptive_builder()
+                        .min(min)
+                        .max(max)
+                        .initial(initial)
+                        .smoothing(smoothing)
+                        .probe_interval(Duration::from_millis(30));
+                    if algorithm == 4 {
+                        builder.slo(slo).build()
+                    } else {
+                        builder.build()
+                    }
+                }
                 1 => Limit::aimd_builder()
                     .min(min)
                     .max(max)
