@@ -12,7 +12,8 @@ use crate::work::WorkKind;
 /// Arguments of `surgepool-lab serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Admission layer: `none`, `adaptive` or `fixed:<N>`.
+    /// Admission layer: `none`, `adaptive`, `adaptive:slo=<MS>` (the adaptive limit told a
+    /// latency objective of MS milliseconds) or `fixed:<N>`.
     #[arg(long, default_value = "adaptive")]
     pub(crate) layer: LayerChoice,
     /// Address to listen on (port 0 picks a free port; the chosen one is printed).

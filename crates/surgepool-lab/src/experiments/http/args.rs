@@ -29,7 +29,8 @@ pub(crate) struct Args {
     /// The latency SLO in ms, from intended send time (default: 3 × the service time).
     #[arg(long)]
     pub(super) slo_ms: Option<f64>,
-    /// The layered server's admission layer: `adaptive` or `fixed:<N>`.
+    /// The layered server's admission layer: `adaptive`, `adaptive:slo=<MS>` (the adaptive
+    /// limit told a latency objective of MS milliseconds) or `fixed:<N>`.
     #[arg(long, default_value = "adaptive")]
     pub(super) layer: LayerChoice,
     /// Offered load as a multiple of the layered server's measured capacity.
