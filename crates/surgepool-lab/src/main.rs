@@ -20,6 +20,9 @@ mod server;
 mod table;
 mod work;
 
+/// The longest duration, in milliseconds, that a flag or a strategy's knob takes: an hour.
+const MAX_MS: u32 = 3_600_000;
+
 /// The surgepool lab: measure concurrency shapes and overload behaviour on this machine.
 #[derive(Debug, Parser)]
 #[command(name = "surgepool-lab", version, about, long_about = None)]

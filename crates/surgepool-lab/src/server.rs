@@ -52,8 +52,11 @@ impl FromStr for LayerChoice {
                     let ms: u32 = ms.parse().with_context(|| {
                         format!("adaptive:slo=<MS> needs whole milliseconds, got {ms:?}")
                     })?;
-                    if !(1..=3_600_000).contains(&ms) {
-                        bail!("adaptive:slo=<MS> needs 1 <= MS <= 3600000, got {ms}");
+                    if !(1..=crate::MAX_MS).contains(&ms) {
+                        bail!(
+                            "adaptive:slo=<MS> needs 1 <= MS <= {}, got {ms}",
+                            crate::MAX_MS
+                        );
                     }
                     return Ok(LayerChoice::AdaptiveSlo(ms));
                 }

@@ -152,17 +152,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or(strategy::RECOMMENDED_QUEUE.capacity),
             timeout: match args.queue_timeout_ms {
                 None => strategy::RECOMMENDED_QUEUE.timeout,
-                Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0 => {
+                Some(ms) if ms.is_finite() && ms > 0.0 && ms <= f64::from(crate::MAX_MS) => {
                     Some(std::time::Duration::from_secs_f64(ms / 1000.0))
                 }
                 Some(0.0) => None,
-                Some(ms) => bail!("--queue-timeout-ms must be between 0 and 3600000, got {ms}"),
+                Some(ms) => bail!(
+                    "--queue-timeout-ms must be between 0 and {}, got {ms}",
+                    crate::MAX_MS
+                ),
             },
         },
         slo_ms: match args.slo_ms {
             None => 3.0 * service_ms as f64,
-            Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0 => ms,
-            Some(ms) => bail!("--slo-ms must be above 0 and at most 3600000, got {ms}"),
+            Some(ms) if ms.is_finite() && ms > 0.0 && ms <= f64::from(crate::MAX_MS) => ms,
+            Some(ms) => bail!(
+                "--slo-ms must be above 0 and at most {}, got {ms}",
+                crate::MAX_MS
+            ),
         },
         change: args.scenario,
     };

@@ -135,8 +135,9 @@ impl Args {
     pub(super) fn slo(&self) -> anyhow::Result<Duration> {
         let ms = self.slo_ms.unwrap_or(3.0 * self.service_ms as f64);
         ensure!(
-            ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0,
-            "--slo-ms must be above 0 and at most 3600000, got {ms}"
+            ms.is_finite() && ms > 0.0 && ms <= f64::from(crate::MAX_MS),
+            "--slo-ms must be above 0 and at most {}, got {ms}",
+            crate::MAX_MS
         );
         Ok(Duration::from_secs_f64(ms / 1000.0))
     }

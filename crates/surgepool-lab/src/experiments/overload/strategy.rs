@@ -226,7 +226,7 @@ fn parse_tuned(knobs: &str) -> Option<Strategy> {
             slo_ms = Some(
                 ms.parse::<u32>()
                     .ok()
-                    .filter(|ms| (1..=3_600_000).contains(ms))?,
+                    .filter(|ms| (1..=crate::MAX_MS).contains(ms))?,
             );
         } else {
             return None;

@@ -166,9 +166,7 @@ impl Adaptive {
             // Nobody has come for the new slots yet: later samples may.
             return false;
         }
-        let rtt = w.rtt_sum / f64::from(w.successes);
-        let noise = relative_noise(w, rtt);
-        let doubt = 2.0 * (noise * noise + from.noise * from.noise).sqrt();
+        let (rtt, doubt) = verdict_doubt(w, &from);
         // A rejection is settled only if the flat-latency exception cannot keep the move:
         // that needs the latency clearly flat, so a mean already past its bar would have
         // to fall well below it.
@@ -200,9 +198,7 @@ impl Adaptive {
         if change <= 0.0 || untested(w, &from, change) {
             return false;
         }
-        let rtt = w.rtt_sum / f64::from(w.successes);
-        let noise = relative_noise(w, rtt);
-        let doubt = 2.0 * (noise * noise + from.noise * from.noise).sqrt();
+        let (_, doubt) = verdict_doubt(w, &from);
         self.objective(w) * (1.0 - doubt) >= self.bar(&from, change)
     }
 
@@ -316,6 +312,15 @@ fn flat_exception_applies(w: &Window, from: &Point, change: f64) -> bool {
 /// `from` as free: a rise of less than half the move.
 fn flat_rtt(from: &Point, change: f64) -> f64 {
     from.rtt * (1.0 + HALF * change)
+}
+
+/// The mean RTT of the window `w`'s successes (it needs at least one), and the doubt of a
+/// verdict on the move from `from` that `w` measured: two standard errors of the difference
+/// between the two windows' means, as a share of them.
+fn verdict_doubt(w: &Window, from: &Point) -> (f64, f64) {
+    let rtt = w.rtt_sum / f64::from(w.successes);
+    let noise = relative_noise(w, rtt);
+    (rtt, 2.0 * (noise * noise + from.noise * from.noise).sqrt())
 }
 
 /// The standard error of the window's mean RTT `rtt`, as a share of it.
