@@ -25,14 +25,20 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
     /// Log level: error, warn, info, debug or trace.
-    #[arg(long, global = true, env = "ORDERS_LOG", default_value = "warn")]
-    log: String,
+    #[arg(long, global = true, env = "ORDERS_LOG", default_value = "warn", value_parser = log_level)]
+    log: tracing::Level,
 }
 
 impl Cli {
     pub(crate) fn log_level(&self) -> tracing::Level {
-        self.log.parse().unwrap_or(tracing::Level::WARN)
+        self.log
     }
+}
+
+/// `--log`: a level by name (any case), or a clear error naming the five.
+fn log_level(s: &str) -> Result<tracing::Level, String> {
+    s.parse()
+        .map_err(|_| format!("unknown log level {s:?}: expected error, warn, info, debug or trace"))
 }
 
 /// The subcommands.
@@ -327,10 +333,10 @@ pub(crate) struct UpstreamArgs {
     #[arg(long, env = "ORDERS_UPSTREAM_ADDR", default_value = "127.0.0.1:9090")]
     pub(crate) addr: String,
     /// Share of requests answered 500, 0.0..=1.0 (`POST /control?fail_rate=X` changes it).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, env = "ORDERS_UPSTREAM_FAIL_RATE", default_value_t = 0.3)]
     pub(crate) fail_rate: f64,
     /// Delay before each answer, in ms (`POST /control?delay_ms=N` changes it).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "ORDERS_UPSTREAM_DELAY_MS", default_value_t = 50)]
     pub(crate) delay_ms: u64,
 }
 
@@ -412,7 +418,7 @@ impl WorkerArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BareArgs {
     /// Listener.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "ORDERS_BARE_ADDR", default_value = "127.0.0.1:8081")]
     pub(crate) addr: String,
 }
 

@@ -279,6 +279,8 @@ fn bad_values_are_clear_errors_at_start() {
         (vec!["--addr", "nope"], "--addr"),
         (vec!["--admission-min", "0"], "--admission-min"),
         (vec!["--admission-min", "10001"], "--admission-min"),
+        (vec!["--log", "loud"], "unknown log level"),
+        (vec!["upstream", "--fail-rate", "1.5"], "fail-rate"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
             .current_dir(&dir.0)
@@ -288,5 +290,20 @@ fn bad_values_are_clear_errors_at_start() {
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // The same checks apply to the environment variables behind the flags.
+    for (var, value, needle) in [
+        ("ORDERS_LOG", "loud", "unknown log level"),
+        ("ORDERS_DRAIN_TIMEOUT", "0", "--drain-timeout"),
+        ("ORDERS_ADMISSION_MIN", "0", "--admission-min"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders"))
+            .current_dir(&dir.0)
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{var}={value}: {err}");
     }
 }

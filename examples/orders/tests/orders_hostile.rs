@@ -234,6 +234,14 @@ fn hostile_input_gets_4xx_or_a_closed_connection_and_the_service_lives() {
         rss_end < rss_start + 64 * 1024,
         "RSS grew from {rss_start} KiB to {rss_end} KiB"
     );
+    // Bounded throughout, not only at the end: the 100 MB body was never buffered, and no
+    // flood above held more than a few tens of MiB at once.
+    let rss_peak = p.rss_peak_kib();
+    eprintln!("RSS: start {rss_start} KiB, end {rss_end} KiB, peak {rss_peak} KiB");
+    assert!(
+        rss_peak < rss_start + 64 * 1024,
+        "RSS peaked at {rss_peak} KiB (start {rss_start} KiB)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,6 +287,17 @@ async fn rate_limit_burst_gets_429_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+
+    // A client that waits as long as `Retry-After` says is served again.
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let r = c.get(p.url("/api/hello")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "after waiting Retry-After: {retry} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
