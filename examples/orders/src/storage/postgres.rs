@@ -125,7 +125,7 @@ impl Storage for PostgresStore {
         // Spawned, so that a caller that stops waiting cannot cancel a commit half-way: the
         // outcome is then decided by the database alone, and the claim tells the caller
         // whether the write had begun.
-        let task = tokio::spawn(async move {
+        let work = async move {
             let client = pool.get().await.map_err(pool_err)?;
             if let Some(claim) = claim {
                 if !claim.start() {
@@ -153,6 +153,17 @@ impl Storage for PostgresStore {
             let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
             ids.sort_unstable();
             Ok(ids)
+        };
+        // Bounded on this side too: the pool's wait and the server's `statement_timeout`
+        // bound a live server, but a connection whose peer vanished without a reset would
+        // wait for the kernel's keepalive (hours), holding a flush. Past the bound the
+        // outcome is unknown (the statement may have reached the server), which the claim
+        // and `StoreError::Timeout` tell the caller.
+        let bound = 2 * QUERY_TIMEOUT + Duration::from_secs(1);
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(bound, work)
+                .await
+                .unwrap_or(Err(StoreError::Timeout))
         });
         Box::pin(async move {
             match task.await {
