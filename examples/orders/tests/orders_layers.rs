@@ -1,5 +1,5 @@
-//! Answers of the layers that no endpoint test reaches: the admission layer's 503 when its
-//! limit is taken, and the body deadline's 408 for a body that stalls.
+//! What no endpoint test reaches: the admission layer's 503 when its limit is taken, the body
+//! deadline's 408 for a body that stalls, and the drain bound cutting a request at shutdown.
 
 mod support;
 
@@ -86,4 +86,49 @@ fn a_body_that_stalls_gets_408_and_writes_nothing() {
     assert_eq!(status_of(&text), Some(408), "{text}");
     assert!(p.alive());
     assert!(sqlite_ids(&dir).is_empty(), "a stalled body wrote an order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_outlives_the_drain_timeout_is_cut_and_the_service_exits_0() {
+    let dir = TempDir::new("drain");
+    // The upstream answers after 8 s; the drain bound is 300 ms.
+    let up = upstream(&dir, "0", "8000");
+    let upstream_url = format!("http://{}", up.addr);
+    let mut p = service(
+        &dir,
+        &[
+            "--upstream-url",
+            &upstream_url,
+            "--upstream-timeout",
+            "9000",
+            "--request-timeout",
+            "10000",
+            "--drain-timeout",
+            "300",
+        ],
+    );
+    let c = client();
+    let slow = tokio::spawn({
+        let (c, url) = (c.clone(), p.url("/api/quote"));
+        async move { c.get(url).send().await.map(|r| r.status()) }
+    });
+    let mut held = false;
+    for _ in 0..500 {
+        if metric(&p.metrics_text().await, "orders_admission_in_flight") == 1 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(held, "the slow request never started");
+
+    p.sigterm();
+    // Far sooner than the upstream's 8 s: the drain bound cut the request.
+    let status = tokio::task::block_in_place(|| p.wait_exit(Duration::from_secs(5)));
+    assert!(status.success(), "exit status {status:?}");
+    let answer = slow.await.unwrap();
+    assert!(
+        !matches!(answer, Ok(s) if s.is_success()),
+        "the cut request was answered {answer:?}"
+    );
 }
