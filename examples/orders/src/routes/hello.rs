@@ -21,7 +21,7 @@ pub(crate) async fn hello() -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The hot path allocates nothing of its own: the body is a static `Bytes`, and the whole
     //! handler costs exactly what an empty response with the same header costs (the header
     //! map and axum's body box, which any handler pays).
@@ -53,7 +53,8 @@ mod tests {
     #[global_allocator]
     static GLOBAL: Counting = Counting;
 
-    fn allocs<T>(f: impl FnOnce() -> T) -> (u64, T) {
+    /// Runs `f` and counts the allocations this thread made meanwhile.
+    pub(crate) fn allocs<T>(f: impl FnOnce() -> T) -> (u64, T) {
         let before = ALLOCS.with(Cell::get);
         let out = f();
         (ALLOCS.with(Cell::get) - before, out)
