@@ -229,3 +229,24 @@ fn no_heap_profile(why: &str) -> Response {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    /// In this test binary jemalloc's profiling is off (`malloc_conf` lives in `main.rs`, and
+    /// the counting allocator of the hello tests is the global one), so the real handler
+    /// takes its 501 branch, which a Linux build of the service never shows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn without_heap_profiling_the_heap_profile_is_a_501_that_says_why() {
+        let answer = super::heap().await;
+        assert_eq!(answer.status(), 501);
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.starts_with("heap profiling is not available: "),
+            "{text}"
+        );
+        assert!(text.contains("/debug/pprof/profile"), "{text}");
+    }
+}

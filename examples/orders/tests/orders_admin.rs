@@ -4,19 +4,62 @@
 mod support;
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use prost::Message;
 use support::*;
 
-/// A non-loopback address of this machine, if it has one (the source address the kernel
-/// would use to reach a public address; no packet is sent).
-fn own_non_loopback_ip() -> Option<IpAddr> {
-    let s = UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("192.0.2.1:9").ok()?;
-    let ip = s.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+/// Every non-loopback address of this machine, as a socket address on `port`: the IPv4
+/// addresses the kernel routes as local (`/proc/net/fib_trie`), the IPv6 addresses of its
+/// interfaces (`/proc/net/if_inet6`, link-local ones with their interface's scope), and the
+/// source address it would use to reach a public address (no packet is sent).
+fn own_non_loopback_addrs(port: u16) -> Vec<SocketAddr> {
+    let mut ips = Vec::new();
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let lines: Vec<&str> = trie.lines().collect();
+    for pair in lines.windows(2) {
+        if pair[1].contains("/32 host LOCAL") {
+            if let Ok(ip) = pair[0].trim_start_matches([' ', '|', '-', '+']).parse() {
+                ips.push((IpAddr::V4(ip), 0));
+            }
+        }
+    }
+    let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    for line in inet6.lines() {
+        let mut cols = line.split_whitespace();
+        let (Some(hex), Some(index)) = (cols.next(), cols.next()) else {
+            continue;
+        };
+        if let (Ok(bits), Ok(scope)) = (
+            u128::from_str_radix(hex, 16),
+            u32::from_str_radix(index, 16),
+        ) {
+            let ip = std::net::Ipv6Addr::from(bits);
+            // Link-local addresses are reachable only through their interface.
+            let scope = if ip.segments()[0] & 0xffc0 == 0xfe80 {
+                scope
+            } else {
+                0
+            };
+            ips.push((IpAddr::V6(ip), scope));
+        }
+    }
+    if let Some(ip) = UdpSocket::bind("0.0.0.0:0").ok().and_then(|s| {
+        s.connect("192.0.2.1:9").ok()?;
+        Some(s.local_addr().ok()?.ip())
+    }) {
+        ips.push((ip, 0));
+    }
+    ips.retain(|(ip, _)| !ip.is_loopback() && !ip.is_unspecified());
+    ips.sort();
+    ips.dedup();
+    ips.into_iter()
+        .map(|(ip, scope)| match ip {
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope)),
+            IpAddr::V4(_) => SocketAddr::new(ip, port),
+        })
+        .collect()
 }
 
 #[test]
@@ -39,15 +82,16 @@ async fn admin_is_loopback_only_and_profiles_are_gzip_pprof() {
     let p = service(&dir, &[]);
     let admin = p.admin.unwrap();
     assert!(admin.ip().is_loopback());
-    match own_non_loopback_ip() {
-        Some(ip) => {
-            let there = SocketAddr::new(ip, admin.port());
-            assert!(
-                TcpStream::connect_timeout(&there, Duration::from_secs(1)).is_err(),
-                "admin reachable on {there}"
-            );
-        }
-        None => eprintln!("note: this machine has no non-loopback address to try"),
+    let others = own_non_loopback_addrs(admin.port());
+    if others.is_empty() {
+        eprintln!("note: this machine has no non-loopback address to try");
+    }
+    for there in others {
+        eprintln!("the admin port must be closed on {there}");
+        assert!(
+            TcpStream::connect_timeout(&there, Duration::from_secs(1)).is_err(),
+            "admin reachable on {there}"
+        );
     }
     // The admin routes are not on the public port.
     let c = client();
