@@ -74,7 +74,7 @@ where
         // Rate limit before anything costs: a flood from one client is refused for the price
         // of a hash lookup, and never takes admission permits from the others.
         .layer(ratelimit::RateLimitLayer(rate_limit))
-        .map_response(IntoResponse::into_response)
+        .map_response(timeout_answer)
         // The whole-request deadline covers the body, the admission queue and the handler.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
@@ -112,6 +112,29 @@ pub(crate) fn admission(cfg: &ServeConfig) -> anyhow::Result<AdmissionLayer> {
         .queue_capacity(cfg.admission_queue)
         .deadline(cfg.request_timeout)
         .build()?)
+}
+
+/// The whole-request deadline's 504 (tower-http's, with an empty body) gets a body that says
+/// what a client must assume: the orders route answers its own 504 first (its deadline is
+/// shorter), but if the runtime was stalled past both, a write may have begun. Any other
+/// answer passes unchanged.
+fn timeout_answer<B>(answer: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if answer.status() == StatusCode::GATEWAY_TIMEOUT
+        && answer.body().size_hint().exact() == Some(0)
+    {
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            axum::Json(serde_json::json!({
+                "error": "request deadline passed; commit outcome unknown"
+            })),
+        )
+            .into_response();
+    }
+    answer.into_response()
 }
 
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -180,6 +203,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("orders_http_in_flight 0"), "{text}");
+    }
+
+    /// The whole-request deadline's 504 says "outcome unknown", as every 504 that may leave
+    /// a row behind must; a route's own 504 passes unchanged.
+    #[tokio::test(start_paused = true)]
+    async fn the_request_deadline_504_says_the_outcome_is_unknown() {
+        let cfg = Cli::try_parse_from(["orders", "--request-timeout", "1000"])
+            .unwrap()
+            .serve
+            .validate()
+            .unwrap();
+        let routes = Router::new()
+            .route(
+                "/stuck",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/own",
+                get(|| async { (StatusCode::GATEWAY_TIMEOUT, "nothing was written") }),
+            );
+        let service = build(&cfg, HttpMetrics::new(), admission(&cfg).unwrap(), routes);
+        let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+        let answer = service.clone().oneshot(get("/stuck")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = answer.into_body().collect().await.ok().unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"error":"request deadline passed; commit outcome unknown"}"#
+        );
+
+        let answer = service.oneshot(get("/own")).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = answer.into_body().collect().await.ok().unwrap().to_bytes();
+        assert_eq!(&body[..], b"nothing was written");
     }
 
     /// What `GET /api/hello` allocates through the whole stack, against the same handler
