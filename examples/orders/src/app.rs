@@ -205,6 +205,27 @@ mod tests {
         assert!(text.contains("orders_http_in_flight 0"), "{text}");
     }
 
+    /// The allocations one `GET /api/hello` makes through `service` (the call, the answer and
+    /// its body), on this thread, after a warm-up (thread-locals, the metrics shard, the
+    /// admission reaper).
+    fn allocations_per_hello<S, RB>(rt: &tokio::runtime::Runtime, service: S) -> u64
+    where
+        S: tower::Service<Request<Body>, Response = http::Response<RB>> + Clone,
+        S::Error: std::fmt::Debug,
+        RB: http_body::Body,
+    {
+        let get = || Request::get("/api/hello").body(Body::empty()).unwrap();
+        for _ in 0..3 {
+            let _ = rt.block_on(service.clone().oneshot(get()));
+        }
+        let (req, svc) = (get(), service.clone());
+        let (n, body) = crate::routes::hello::tests::allocs(|| {
+            rt.block_on(async move { svc.oneshot(req).await.unwrap().into_body().collect().await })
+        });
+        drop(body);
+        n
+    }
+
     /// The whole-request deadline's 504 says "outcome unknown", as every 504 that may leave
     /// a row behind must; a route's own 504 passes unchanged.
     #[tokio::test(start_paused = true)]
@@ -247,7 +268,6 @@ mod tests {
     /// on a bare router, counted by the test binary's counting allocator on one thread.
     #[test]
     fn hello_through_the_stack_allocates_what_it_lists() {
-        use crate::routes::hello::tests::allocs;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -261,35 +281,8 @@ mod tests {
         let _guard = rt.enter();
         let stack = build(&cfg, HttpMetrics::new(), admission(&cfg).unwrap(), routes());
         let bare = routes();
-        let get = || Request::get("/api/hello").body(Body::empty()).unwrap();
-        // Warm up (thread-locals, the metrics shard, the admission reaper), then count one
-        // request: the call, the answer and its body.
-        let stack_n = {
-            for _ in 0..3 {
-                let _ = rt.block_on(stack.clone().oneshot(get()));
-            }
-            let (req, svc) = (get(), stack.clone());
-            let (n, body) = allocs(|| {
-                rt.block_on(
-                    async move { svc.oneshot(req).await.unwrap().into_body().collect().await },
-                )
-            });
-            drop(body);
-            n
-        };
-        let bare_n = {
-            for _ in 0..3 {
-                let _ = rt.block_on(bare.clone().oneshot(get()));
-            }
-            let (req, svc) = (get(), bare.clone());
-            let (n, body) = allocs(|| {
-                rt.block_on(
-                    async move { svc.oneshot(req).await.unwrap().into_body().collect().await },
-                )
-            });
-            drop(body);
-            n
-        };
+        let stack_n = allocations_per_hello(&rt, stack);
+        let bare_n = allocations_per_hello(&rt, bare);
         // The stack's own allocations, found with a backtrace per allocation (2026-12-05):
         // the request id (its buffer, and `freeze` making it a `Bytes`: 2), the test
         // request's empty header map taking that id (its first insert: 2; a parsed request's

@@ -9,6 +9,18 @@ use std::time::Duration;
 
 use support::*;
 
+/// Waits (at most about a second) until the admin listener reports one admitted request in
+/// flight.
+async fn until_one_admitted(p: &Proc) {
+    for _ in 0..500 {
+        if metric(&p.metrics_text().await, "orders_admission_in_flight") == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no request was admitted and in flight");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_admission_limit_sheds_with_503_and_retry_after() {
     let dir = TempDir::new("admission");
@@ -34,15 +46,7 @@ async fn a_full_admission_limit_sheds_with_503_and_retry_after() {
         async move { c.get(url).send().await.unwrap().status() }
     });
     // Explicit synchronisation: the permit is held once the admin listener says so.
-    let mut held = false;
-    for _ in 0..500 {
-        if metric(&p.metrics_text().await, "orders_admission_in_flight") == 1 {
-            held = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert!(held, "the slow request never held the permit");
+    until_one_admitted(&p).await;
 
     let r = c.get(p.url("/api/hello")).send().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -112,15 +116,7 @@ async fn a_request_that_outlives_the_drain_timeout_is_cut_and_the_service_exits_
         let (c, url) = (c.clone(), p.url("/api/quote"));
         async move { c.get(url).send().await.map(|r| r.status()) }
     });
-    let mut held = false;
-    for _ in 0..500 {
-        if metric(&p.metrics_text().await, "orders_admission_in_flight") == 1 {
-            held = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert!(held, "the slow request never started");
+    until_one_admitted(&p).await;
 
     p.sigterm();
     // Far sooner than the upstream's 8 s: the drain bound cut the request.
