@@ -25,7 +25,8 @@ pub(crate) struct OrderWriter {
     deadline: Duration,
     committed: AtomicU64,
     timed_out: AtomicU64,
-    /// Batched orders skipped by their flush: their request had given up.
+    /// Batched orders skipped by their flush: their request had given up. (The batcher's
+    /// own counters count them as committed: their flush succeeded without them.)
     abandoned: Arc<AtomicU64>,
 }
 
@@ -260,16 +261,16 @@ async fn flush_claimed(
     queued: Vec<Queued>,
     abandoned: Arc<AtomicU64>,
 ) -> Result<Vec<Option<i64>>, StoreError> {
-    let mut written = Vec::with_capacity(queued.len());
+    let mut started = Vec::with_capacity(queued.len());
     let mut orders = Vec::with_capacity(queued.len());
     for (order, claim) in queued {
         let start = claim.start();
-        written.push(start);
+        started.push(start);
         if start {
             orders.push(order);
         }
     }
-    let skipped = written.len() - orders.len();
+    let skipped = started.len() - orders.len();
     if skipped > 0 {
         abandoned.fetch_add(skipped as u64, Ordering::Relaxed);
     }
@@ -287,7 +288,7 @@ async fn flush_claimed(
         ids
     };
     let mut ids = ids.into_iter();
-    Ok(written
+    Ok(started
         .into_iter()
         .map(|w| if w { ids.next() } else { None })
         .collect())
