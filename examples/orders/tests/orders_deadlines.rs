@@ -145,3 +145,30 @@ async fn sqlite_batcher_full_is_503_with_retry_after_and_writes_nothing() {
     let rows = sqlite_ids(&dir).len();
     check(&p, &a, rows).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batcher_full_is_503_with_retry_after_and_writes_nothing() {
+    let Some(pg) = postgres("full").await else {
+        return;
+    };
+    let dir = TempDir::new("full-pg");
+    let p = service_on(
+        &dir,
+        &pg.url,
+        &["--request-timeout", "1000", "--queue-capacity", "1"],
+    );
+    pg.client
+        .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let a = orders_while_locked(&p, 48).await;
+    pg.client.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The batcher's adaptive limit starts at the machine's parallelism: that many flushes
+    // wait on the lock, one order is queued, and the others are handed back at once.
+    assert!(a.unavailable >= 10, "{a:?}");
+    let rows = postgres_ids(&pg.client).await.len();
+    check(&p, &a, rows).await;
+    drop(p);
+    pg.drop_schema().await;
+}
