@@ -115,9 +115,9 @@ pub(crate) fn admission(cfg: &ServeConfig) -> anyhow::Result<AdmissionLayer> {
 }
 
 /// The whole-request deadline's 504 (tower-http's, with an empty body) gets a body that says
-/// what a client must assume: the orders route answers its own 504 first (its deadline is
-/// shorter), but if the runtime was stalled past both, a write may have begun. Any other
-/// answer passes unchanged.
+/// what a client must assume, "outcome unknown": the orders route answers its own 504 first
+/// (its deadline is shorter), but if the runtime was stalled past both, its write may have
+/// begun. Any other answer passes unchanged.
 fn timeout_answer<B>(answer: http::Response<B>) -> Response
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -129,7 +129,7 @@ where
         return (
             StatusCode::GATEWAY_TIMEOUT,
             axum::Json(serde_json::json!({
-                "error": "request deadline passed; commit outcome unknown"
+                "error": "request deadline passed; outcome unknown"
             })),
         )
             .into_response();
@@ -255,7 +255,7 @@ mod tests {
         let body = answer.into_body().collect().await.ok().unwrap().to_bytes();
         assert_eq!(
             &body[..],
-            br#"{"error":"request deadline passed; commit outcome unknown"}"#
+            br#"{"error":"request deadline passed; outcome unknown"}"#
         );
 
         let answer = service.oneshot(get("/own")).await.unwrap();
