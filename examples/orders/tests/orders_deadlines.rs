@@ -1,6 +1,7 @@
 //! Orders whose commit misses the deadline: 504, saying whether anything may have been
 //! written, and never a row behind a 504 that said "nothing was written". The database is
 //! made slow for real: the test holds SQLite's write lock (or a PostgreSQL table lock).
+//! Also: a full batcher's 503 on both databases, and a user read past its query timeout.
 
 mod support;
 
@@ -169,6 +170,31 @@ async fn postgres_batcher_full_is_503_with_retry_after_and_writes_nothing() {
     assert!(a.unavailable >= 10, "{a:?}");
     let rows = postgres_ids(&pg.client).await.len();
     check(&p, &a, rows).await;
+    drop(p);
+    pg.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_user_query_past_its_timeout_is_504_and_the_next_is_served() {
+    let Some(pg) = postgres("users_timeout").await else {
+        return;
+    };
+    let dir = TempDir::new("users-timeout-pg");
+    let p = service_on(&dir, &pg.url, &["--request-timeout", "5000"]);
+    pg.client
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let c = client();
+    // The query waits on the lock until its timeout (2 s, the server's and ours): a 504,
+    // well before the 5 s request deadline.
+    let r = c.get(p.url("/api/users/1")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(r.text().await.unwrap().contains("deadline passed"));
+    pg.client.batch_execute("ROLLBACK").await.unwrap();
+    // The failed load was not cached.
+    let r = c.get(p.url("/api/users/1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     drop(p);
     pg.drop_schema().await;
 }
