@@ -350,3 +350,49 @@ async fn with_a_latency_objective_the_limit_still_settles_on_a_sharp_knee() {
         assert!(s.within >= min_within, "{name}: {s:?}");
     }
 }
+
+/// Waiting work whose service time triples halfway (a downstream got three times slower,
+/// the lab's `--scenario slowdown`): the machine's capacity in jobs per second stays, so the
+/// knee in jobs triples with the service time (Little's law), 700 → 2100. The default
+/// notices that its cuts do not lower the latency, takes the slower RTT as its base, and
+/// slow start goes from the limit before the cuts up to that limit × the new base over the
+/// old, where the climber's steps take over. Measured (the default seed and
+/// `SIM_SEED=1..12`): highest limit after the change 2,216–2,351, within 10 % of 2,100
+/// 94–100 % of the time from 2 s after it. Before the bound slow start doubled on to 5,600
+/// on every draw, and the limit was within 10 % 48–52 % of that time.
+#[tokio::test(start_paused = true)]
+async fn adaptive_follows_a_knee_that_triples_with_the_service_time() {
+    let (knee, change, secs) = (700.0, 4.0, 10.0);
+    let mut server = Server::new(700);
+    server.knee = Box::new(move |t| if t < change { knee } else { 3.0 * knee });
+    server.service = Box::new(move |t| if t < change { S } else { S * 3 });
+    let mut sim = Sim::new(Limit::adaptive(), server, clients(3 * 700));
+    sim.run(secs).await;
+    let name = "adaptive, knee 700 → 2100 with the service time at 4 s";
+    let highest = sim
+        .trace
+        .iter()
+        .filter(|p| p.t >= change)
+        .map(|p| p.limit)
+        .max()
+        .unwrap();
+    let reached = sim
+        .first_within(change, 3.0 * knee, 0.20)
+        .expect("never reached the new knee");
+    println!(
+        "{name}: highest limit after it {highest}, within 20 % of 2100 {:.2} s after",
+        reached - change
+    );
+    assert!(
+        reached - change < 1.0,
+        "{name}: took {} s",
+        reached - change
+    );
+    assert!(
+        highest as f64 <= 1.25 * 3.0 * knee,
+        "{name}: overshot to {highest}"
+    );
+    let s = sim.settled(name, sim.samples_at(change + 2.0), secs, 3.0 * knee, 0.10);
+    s.assert_near(name, 3.0 * knee, 0.10);
+    assert!(s.within >= 0.85, "{name}: {s:?}");
+}

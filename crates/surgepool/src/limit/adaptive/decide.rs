@@ -27,6 +27,16 @@ const STILL_RISING: f64 = 1.05;
 /// from one window to the next.
 const DEEP_CUT: f64 = 0.25;
 
+/// How slow start goes on after a new base (see [`Adaptive::rebase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// Double while goodput follows: nothing is known of the new knee (the limit sat at
+    /// the minimum, so the limit before says nothing about it).
+    Unbounded,
+    /// Double up to the limit the cuts began from × (new base / old base).
+    LittlesLaw,
+}
+
 impl Adaptive {
     fn schedule_probe(&mut self, now: Instant) {
         let jitter = 1.0 + self.config.probe_jitter * self.rng.next_f64();
@@ -83,7 +93,7 @@ impl Adaptive {
             // can never be asked, and a base learned on cheaper work would pin the limit
             // here for good (the review: limit 1 for 20+ s after a warm-up on a cheap
             // route). Running at the minimum, no queue is ours: this RTT is the base.
-            self.rebase(rtt);
+            self.rebase(rtt, Restart::Unbounded);
             self.schedule_probe(now);
             return self.limit != before;
         }
@@ -191,7 +201,7 @@ impl Adaptive {
             // the next 7.7×, and 192 slots looked like cuts that had not lowered it).
             let shrink = w.limit as f64 / from as f64;
             if shrink <= DEEP_CUT && rtt > peak_rtt * (1.0 - HALF * (1.0 - shrink)) {
-                self.rebase(rtt);
+                self.rebase(rtt, Restart::LittlesLaw);
                 return;
             }
         }
@@ -212,7 +222,7 @@ impl Adaptive {
                 self.doubted = true;
             } else if shrink < 1.0 && fell_short && !still_rising {
                 // The cuts were a mistake: undo them all.
-                self.rebase(rtt);
+                self.rebase(rtt, Restart::LittlesLaw);
                 return;
             }
         }
@@ -256,8 +266,11 @@ impl Adaptive {
     }
 
     /// The latency is not ours (the work itself got slower): take `rtt` as the new base,
-    /// undo the current run of cuts and search again from slow start.
-    fn rebase(&mut self, rtt: f64) {
+    /// undo the current run of cuts and search again from slow start. With
+    /// [`Restart::LittlesLaw`], slow start stops at the old limit × the ratio of the new
+    /// base to the old (see [`Adaptive::start_cap`]).
+    fn rebase(&mut self, rtt: f64, restart: Restart) {
+        let old_base = self.base;
         self.base = Some(rtt);
         self.last_cut = None;
         self.doubted = false;
@@ -267,6 +280,21 @@ impl Adaptive {
             self.set_limit(from);
         }
         self.restart_search();
+        if let (Restart::LittlesLaw, Some(old)) = (restart, old_base) {
+            // Work that got `rtt / old` times slower at the same capacity needs that many
+            // times the concurrency (Little's law), and no more: if the capacity fell
+            // with it (slower CPU work), the knee stays. So the knee now lies at or below
+            // the limit the cuts began from times that ratio, if that limit was the old
+            // knee; slow start goes no further, and the climber's steps take over there.
+            // (Doubling on, the lab's sleep work whose service time tripled went 725 →
+            // 1,450 → 2,900 → 5,800 where the knee was near 2,000, and a round of 5,800
+            // slots took 0.7 s to judge, at p50 365 ms and 2.5 GB.)
+            let ratio = rtt / old;
+            if ratio.is_finite() && ratio > 1.0 {
+                let cap = whole(self.limit as f64 * ratio, self.limit, usize::MAX);
+                self.start_cap = Some(cap);
+            }
+        }
     }
 
     /// Whether a window's drops say "overload": they were slow (timeouts: the mean drop took
@@ -287,6 +315,7 @@ impl Adaptive {
     /// After a cut: forget the hill climber's reference and continue downwards, gently.
     fn after_cut(&mut self, before: usize, rtt: f64) {
         self.to_queue_free = false;
+        self.start_cap = None;
         if self.last_cut.is_none() {
             self.cuts_from = Some(before);
         }

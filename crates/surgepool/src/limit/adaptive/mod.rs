@@ -21,7 +21,9 @@
 //!    queueing would vanish): the first cut of a run smoothed, the next ones in full. If two
 //!    cuts in a row did not lower the latency, the latency is not ours (the work itself got
 //!    slower): take `r` as the new base instead, undo the cuts and search again from slow
-//!    start. At the minimum, where a cut changes nothing, do so at once; and once a run of
+//!    start, up to the limit before the cuts × the new base over the old (Little's law:
+//!    no more concurrency than the slower work needs at the same capacity); the
+//!    climber's steps go on from there. At the minimum, where a cut changes nothing, do so at once; and once a run of
 //!    latency cuts has taken three quarters of the limit, judge the run as a whole (the
 //!    RTT must have fallen to about 0.6× the highest that caused a cut of the run). When
 //!    such a deep run ends, search again from slow start; when a shorter run ends with the
@@ -114,6 +116,9 @@ pub(crate) struct Adaptive {
     ceiling: Option<usize>,
     /// Slow start: no move rejected and no cut yet.
     starting: bool,
+    /// After a new base: the limit slow start stops at (the old limit scaled by Little's
+    /// law); past it the climber goes on with small steps.
+    start_cap: Option<usize>,
     /// The pending (or next) down-move goes to where the last window's queue would vanish
     /// (after a run of latency cuts): if kept, the climber goes on from there with small
     /// steps instead of doubling this one.
@@ -151,6 +156,7 @@ impl Adaptive {
             step: limit,
             ceiling: None,
             starting: true,
+            start_cap: None,
             to_queue_free: false,
             hold: 1,
             hold_left: 0,
