@@ -213,7 +213,10 @@ impl Adaptive {
             let shrink = w.limit as f64 / cut_from as f64;
             let fell_short = rtt > cut_rtt * (1.0 - HALF * (1.0 - shrink));
             let still_rising = rtt > cut_rtt * STILL_RISING;
-            if shrink < 1.0 && fell_short && !still_rising && !self.doubted {
+            // Only the run's first cut can have been caused by such a window: every later
+            // one was measured after a settle round at its own limit.
+            let first_of_run = self.cuts_from == Some(cut_from);
+            if shrink < 1.0 && fell_short && !still_rising && !self.doubted && first_of_run {
                 // Once is not proof: the window that caused the cut may have straddled
                 // the change (half its RTTs from before), so `cut_rtt` understated the
                 // queue. Cut once more and judge against this window's RTT. (Without
