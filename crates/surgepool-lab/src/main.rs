@@ -10,6 +10,7 @@ mod child;
 mod cpus;
 mod experiments;
 mod http_load;
+mod limit_trace;
 mod machine;
 mod open_loop;
 mod report;

@@ -206,3 +206,51 @@ fn swept_limits_run_as_long_as_the_strategies() {
     assert_eq!(scheduled("adaptive"), 1_700);
     assert_eq!(scheduled("fixed_4"), 1_700);
 }
+
+/// `--trace-limit DIR`: each child writes its adaptive limit's decisions, a line per measure
+/// window, to `DIR/<strategy>.log`; a fixed limit decides nothing.
+#[test]
+fn trace_limit_writes_the_adaptive_decisions() {
+    let dir = scratch_dir("overload-trace");
+    let traces = dir.join("traces");
+    let (doc, _) = run(
+        &dir,
+        &[
+            "--strategies",
+            "adaptive,fixed_4",
+            "--duration",
+            "1",
+            "--trace-limit",
+            traces.to_str().unwrap(),
+        ],
+    );
+    let adaptive = &doc["strategies"][0];
+    assert_eq!(adaptive["name"], "adaptive");
+    let log = std::fs::read_to_string(traces.join("adaptive.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // 200 jobs of 5 ms from 2 slots: slow start's windows at the least.
+    assert!(lines.len() >= 2, "{log}");
+    for line in &lines {
+        for field in [
+            "t_s=",
+            " limit=",
+            " to=",
+            " rtt_ms=",
+            " goodput=",
+            " starting=",
+        ] {
+            assert!(line.contains(field), "no {field} in {line}");
+        }
+    }
+    // The first window ran under the initial limit (the machine's parallelism), and slow
+    // start doubled it.
+    let value = |line: &str, key: &str| -> u64 {
+        let at = line.find(&format!(" {key}=")).unwrap() + key.len() + 2;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let (from, to) = (value(lines[0], "limit"), value(lines[0], "to"));
+    assert_eq!(to, 2 * from, "{}", lines[0]);
+    let fixed = std::fs::read_to_string(traces.join("fixed_4.log")).unwrap();
+    assert!(fixed.is_empty(), "{fixed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

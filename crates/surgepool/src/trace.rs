@@ -7,6 +7,7 @@
 //! | a task was shed from the queue | `DEBUG` | `pool`, `reason` |
 //! | a task panicked | `WARN` | `pool`, `panic` (the message) |
 //! | the limit changed | `DEBUG` | `from`, `to` |
+//! | the adaptive limit decided on a measure window (target `surgepool::limit::adaptive`) | `TRACE` | `limit`, `to`, the window's `samples`, `successes`, `dropped`, `refused`, `max_in_flight`, `mean_in_flight`, `rtt_ms`, `rtt_se_ms`, `goodput`, the `base_ms` and the move it judged (`judged_limit`, `judged_goodput`, `judged_rtt_ms`, `judged_refused`; 0 when none), and the climber's state after it (`starting`, `up`, `step`, `ceiling`, `start_cap`, `hold_left`, `probing`) |
 //! | shutdown began | `INFO` | `pool` |
 //! | shutdown ended | `INFO` | `pool`, `drained`, `cancelled`, `timed_out` |
 //! | the runtime went away under a pool | `WARN` | `pool`, `cancelled` |

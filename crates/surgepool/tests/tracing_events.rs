@@ -127,3 +127,47 @@ fn a_panic_a_shed_a_limit_change_and_a_shutdown_are_events() {
     assert_eq!(field(&ended, "pool"), "checkout");
     assert_eq!(field(&ended, "timed_out"), "false");
 }
+
+/// The adaptive limit's decision trace: one `TRACE` event per measure window, with what it
+/// measured and where the limit went (paused time: every job takes exactly 10 ms).
+#[test]
+fn every_adaptive_measure_window_is_a_trace_event() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let limit = Limit::adaptive_builder().initial(4).build().unwrap();
+            let limiter = Limiter::new(limit).unwrap();
+            for _ in 0..20 {
+                let permits: Vec<_> = std::iter::from_fn(|| limiter.try_acquire()).collect();
+                tokio::time::advance(Duration::from_millis(10)).await;
+                permits.into_iter().for_each(|p| p.success());
+            }
+        });
+    });
+
+    let window = capture.find("adaptive window");
+    assert_eq!(window.level, Level::TRACE);
+    // The first window ran under the initial limit, every job took 10 ms, nothing failed.
+    assert_eq!(field(&window, "limit"), "4");
+    let rtt: f64 = field(&window, "rtt_ms").parse().unwrap();
+    assert!((rtt - 10.0).abs() < 0.5, "{window:?}");
+    assert_eq!(field(&window, "dropped"), "0");
+    assert_eq!(field(&window, "starting"), "true");
+    let samples: u32 = field(&window, "samples").parse().unwrap();
+    assert!(samples >= 4, "{window:?}");
+    // Slow start: a later window under a doubled limit.
+    let events = capture.0.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.message == "adaptive window")
+            .any(|e| field(e, "limit") == "8"),
+        "{events:#?}"
+    );
+}

@@ -128,6 +128,11 @@ struct Options {
     /// Write an HTML report (index.html with charts) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write the decision trace of every adaptive limit into this directory, one
+    /// `<strategy>.log` per strategy: a line per measure window (what it measured, the move
+    /// it judged, where the limit went; see `trace.rs` in surgepool for the fields).
+    #[arg(long)]
+    trace_limit: Option<PathBuf>,
     /// Internal: run one strategy in this process (the parent re-invokes itself with it).
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -171,6 +176,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             ),
         },
         change: args.scenario,
+        trace_dir: args.trace_limit.clone(),
     };
     validate(&params)?;
 
@@ -179,6 +185,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         return child_run::run(strategy, &params);
     }
 
+    if let Some(dir) = &params.trace_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the trace directory {}", dir.display()))?;
+    }
     let memory = crate::rss::total_memory_bytes().context("cannot read the machine's memory")?;
     let mem_cap_bytes = match args.mem_cap_gb {
         Some(gb) if gb.is_finite() && gb > 0.0 => (gb * 1e9) as u64,

@@ -1,5 +1,6 @@
 //! The resolved parameters of one run, shared by the parent and (as arguments) the child.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::change::Change;
@@ -22,6 +23,8 @@ pub(crate) struct Params {
     pub(crate) slo_ms: f64,
     /// How the load changes halfway.
     pub(crate) change: Change,
+    /// Where each child writes the adaptive limit's decision trace (`<strategy>.log`).
+    pub(crate) trace_dir: Option<PathBuf>,
 }
 
 impl Params {
@@ -47,7 +50,7 @@ impl Params {
 
     /// The arguments that make a child run `strategy` with these parameters.
     pub(crate) fn child_args(&self, strategy: &str) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "overload".into(),
             "--child".into(),
             strategy.into(),
@@ -76,6 +79,11 @@ impl Params {
             self.slo_ms.to_string(),
             "--scenario".into(),
             self.change.name().into(),
-        ]
+        ];
+        if let Some(dir) = &self.trace_dir {
+            args.push("--trace-limit".into());
+            args.push(dir.display().to_string());
+        }
+        args
     }
 }

@@ -23,11 +23,11 @@ const GUARD_MARGIN: f64 = 1.1;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Point {
     pub(super) limit: usize,
-    goodput: f64,
+    pub(super) goodput: f64,
     /// Mean RTT, seconds.
-    rtt: f64,
+    pub(super) rtt: f64,
     /// Whether the limiter refused work during the window (demand above the limit).
-    refused: bool,
+    pub(super) refused: bool,
     /// The standard error of the window's mean RTT, as a share of it: the relative noise
     /// of `goodput` too, which is inversely proportional to the RTT.
     noise: f64,

@@ -260,7 +260,14 @@ impl Algorithm for Adaptive {
         }
         let changed = match w.kind {
             WindowKind::Settle => false,
-            WindowKind::Measure => self.decide(&w, now),
+            WindowKind::Measure => {
+                #[cfg(feature = "tracing")]
+                let (judged, base) = (self.moved_from, self.base);
+                let changed = self.decide(&w, now);
+                #[cfg(feature = "tracing")]
+                self.trace_decision(&w, judged, base);
+                changed
+            }
         };
         let kind = if changed {
             WindowKind::Settle
@@ -281,6 +288,9 @@ impl Algorithm for Adaptive {
         self.pace()
     }
 }
+
+#[cfg(feature = "tracing")]
+mod trace;
 
 #[cfg(test)]
 mod tests;
