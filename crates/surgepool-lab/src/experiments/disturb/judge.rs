@@ -8,6 +8,11 @@
 //! judged span. Two fresh undisturbed runs can settle 20–30 % apart on a real machine, so a
 //! run's own level is the sharper reference where it has one, and the control run's wander
 //! around its own median is reported beside every verdict.
+//!
+//! Every limit is judged as the concurrency it allows: a limit above the number of
+//! closed-loop clients counts as that number. With every client in a slot, more slots change
+//! nothing (a control run at 2,048 and a disturbed one at 1,536 both admit all 1,024 clients
+//! and serve alike), so the knee the goal speaks of lies at or below the clients.
 
 use std::time::Duration;
 
@@ -64,7 +69,11 @@ pub(super) fn judge(
     window: Window,
     settle: Duration,
     reference: Reference,
+    clients: usize,
 ) -> Option<Verdict> {
+    let allowed =
+        |trace: &[usize]| -> Vec<usize> { trace.iter().map(|&l| l.min(clients)).collect() };
+    let (control, disturbed) = (&allowed(control)[..], &allowed(disturbed)[..]);
     let index =
         |t: Duration| usize::try_from(t.as_nanos() / every.as_nanos().max(1)).unwrap_or(usize::MAX);
     let span_start = index(window.to + settle);
@@ -125,6 +134,8 @@ mod tests {
     use super::*;
 
     const MS100: Duration = Duration::from_millis(100);
+    /// More clients than any limit of these traces, unless a test says otherwise.
+    const CLIENTS: usize = 10_000;
 
     fn secs(from: u64, to: u64) -> Window {
         Window {
@@ -151,6 +162,7 @@ mod tests {
             secs(3, 4),
             Duration::from_secs(1),
             Reference::OwnBefore,
+            CLIENTS,
         )
         .unwrap();
         assert_eq!(v.reference, 100.0);
@@ -173,6 +185,7 @@ mod tests {
             secs(1, 1),
             Duration::from_secs(2),
             Reference::Control,
+            CLIENTS,
         )
         .unwrap();
         assert_eq!(v.reference, 200.0);
@@ -195,6 +208,7 @@ mod tests {
             secs(0, 0),
             Duration::from_secs(2),
             Reference::Control,
+            CLIENTS,
         )
         .unwrap();
         assert_eq!(v.control_median, 200.0);
@@ -211,7 +225,8 @@ mod tests {
                 MS100,
                 secs(0, 1),
                 Duration::from_secs(1),
-                Reference::Control
+                Reference::Control,
+                CLIENTS,
             ),
             None
         );
@@ -223,11 +238,50 @@ mod tests {
                 MS100,
                 secs(1, 2),
                 Duration::from_secs(1),
-                Reference::OwnBefore
+                Reference::OwnBefore,
+                CLIENTS,
             ),
             None
         );
         assert_eq!(median(&[3, 1, 2]), Some(2.0));
         assert_eq!(median(&[4, 1, 2, 3]), Some(2.5));
+    }
+
+    #[test]
+    fn a_limit_above_the_clients_counts_as_the_clients() {
+        // 1,024 closed-loop clients: the control settled at 2,048 and the disturbed run
+        // came back to 1,536. Both admit every client; neither limit binds.
+        let control = vec![2_048; 80];
+        let mut disturbed = vec![2_048; 40];
+        disturbed.extend([300; 10]);
+        disturbed.extend([1_536; 30]);
+        let v = judge(
+            &control,
+            &disturbed,
+            MS100,
+            secs(4, 5),
+            Duration::from_secs(1),
+            Reference::OwnBefore,
+            1_024,
+        )
+        .unwrap();
+        assert_eq!(v.reference, 1_024.0);
+        assert_eq!(v.disturbed_median, 1_024.0);
+        assert_eq!(v.back_after_s, Some(0.0));
+        assert_eq!(v.lowest, 300);
+        // Below the clients nothing changes: 700 is 32 % short of 1,024.
+        let mut low = vec![2_048; 50];
+        low.extend([700; 30]);
+        let v = judge(
+            &control,
+            &low,
+            MS100,
+            secs(4, 5),
+            Duration::from_secs(1),
+            Reference::OwnBefore,
+            1_024,
+        )
+        .unwrap();
+        assert_eq!(v.back_after_s, None);
     }
 }
