@@ -64,43 +64,49 @@ fn field<'a>(e: &'a Captured, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no field {name} in {e:?}"))
 }
 
-#[test]
-fn a_panic_a_shed_a_limit_change_and_a_shutdown_are_events() {
+/// Runs `body` on a current-thread runtime with paused time, capturing every event.
+fn captured<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) -> Capture {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
-            .unwrap();
-        rt.block_on(async {
-            let pool = Pool::builder()
-                .name("checkout")
-                .limit(Limit::fixed(1))
-                .queue_timeout(Duration::from_millis(10))
-                .build()
-                .unwrap();
-            let slow = pool
-                .try_submit(async {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    panic!("card declined")
-                })
-                .unwrap();
-            // Waits behind the slow task longer than its queue timeout: shed.
-            let late = pool.try_submit(async { 1 }).unwrap();
-            assert!(slow.await.unwrap_err().is_panic());
-            assert!(late.await.unwrap_err().is_shed());
-            let report = pool.shutdown().await;
-            assert!(!report.timed_out);
+            .unwrap()
+            .block_on(body());
+    });
+    capture
+}
 
-            // A limit that moves: AIMD backs off on a drop.
-            let aimd = Limit::aimd_builder().initial(10).min(1).build().unwrap();
-            let limiter = Limiter::new(aimd).unwrap();
-            let before = limiter.limit();
-            limiter.try_acquire().unwrap().dropped();
-            assert!(limiter.limit() < before);
-        });
+#[test]
+fn a_panic_a_shed_a_limit_change_and_a_shutdown_are_events() {
+    let capture = captured(|| async {
+        let pool = Pool::builder()
+            .name("checkout")
+            .limit(Limit::fixed(1))
+            .queue_timeout(Duration::from_millis(10))
+            .build()
+            .unwrap();
+        let slow = pool
+            .try_submit(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                panic!("card declined")
+            })
+            .unwrap();
+        // Waits behind the slow task longer than its queue timeout: shed.
+        let late = pool.try_submit(async { 1 }).unwrap();
+        assert!(slow.await.unwrap_err().is_panic());
+        assert!(late.await.unwrap_err().is_shed());
+        let report = pool.shutdown().await;
+        assert!(!report.timed_out);
+
+        // A limit that moves: AIMD backs off on a drop.
+        let aimd = Limit::aimd_builder().initial(10).min(1).build().unwrap();
+        let limiter = Limiter::new(aimd).unwrap();
+        let before = limiter.limit();
+        limiter.try_acquire().unwrap().dropped();
+        assert!(limiter.limit() < before);
     });
 
     let panicked = capture.find("task panicked");
@@ -132,23 +138,14 @@ fn a_panic_a_shed_a_limit_change_and_a_shutdown_are_events() {
 /// measured and where the limit went (paused time: every job takes exactly 10 ms).
 #[test]
 fn every_adaptive_measure_window_is_a_trace_event() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let limit = Limit::adaptive_builder().initial(4).build().unwrap();
-            let limiter = Limiter::new(limit).unwrap();
-            for _ in 0..20 {
-                let permits: Vec<_> = std::iter::from_fn(|| limiter.try_acquire()).collect();
-                tokio::time::advance(Duration::from_millis(10)).await;
-                permits.into_iter().for_each(|p| p.success());
-            }
-        });
+    let capture = captured(|| async {
+        let limit = Limit::adaptive_builder().initial(4).build().unwrap();
+        let limiter = Limiter::new(limit).unwrap();
+        for _ in 0..20 {
+            let permits: Vec<_> = std::iter::from_fn(|| limiter.try_acquire()).collect();
+            tokio::time::advance(Duration::from_millis(10)).await;
+            permits.into_iter().for_each(|p| p.success());
+        }
     });
 
     let window = capture.find("adaptive window");

@@ -137,6 +137,21 @@ mod tests {
     /// More clients than any limit of these traces, unless a test says otherwise.
     const CLIENTS: usize = 10_000;
 
+    /// Judges traces sampled every 100 ms, with a settle of `settle_s` seconds.
+    fn at_100ms(
+        control: &[usize],
+        disturbed: &[usize],
+        window: Window,
+        settle_s: u64,
+        reference: Reference,
+        clients: usize,
+    ) -> Option<Verdict> {
+        let settle = Duration::from_secs(settle_s);
+        judge(
+            control, disturbed, MS100, window, settle, reference, clients,
+        )
+    }
+
     fn secs(from: u64, to: u64) -> Window {
         Window {
             from: Duration::from_secs(from),
@@ -155,12 +170,11 @@ mod tests {
         disturbed.extend([10; 10]); // during: down to 10
         disturbed.extend([85, 50, 70, 85, 90]); // 85 touches the band, then leaves it
         disturbed.extend([100; 35]); // back to stay from the fourth sample after the end
-        let v = judge(
+        let v = at_100ms(
             &control,
             &disturbed,
-            MS100,
             secs(3, 4),
-            Duration::from_secs(1),
+            1,
             Reference::OwnBefore,
             CLIENTS,
         )
@@ -178,12 +192,11 @@ mod tests {
         let control = vec![200; 40];
         let mut disturbed = vec![200; 10];
         disturbed.extend([3; 30]); // falls right after an instant's change, stays down
-        let v = judge(
+        let v = at_100ms(
             &control,
             &disturbed,
-            MS100,
             secs(1, 1),
-            Duration::from_secs(2),
+            2,
             Reference::Control,
             CLIENTS,
         )
@@ -201,12 +214,11 @@ mod tests {
             .map(|i| if i % 2 == 0 { 100 } else { 300 })
             .collect();
         let disturbed = vec![200; 40];
-        let v = judge(
+        let v = at_100ms(
             &control,
             &disturbed,
-            MS100,
             secs(0, 0),
-            Duration::from_secs(2),
+            2,
             Reference::Control,
             CLIENTS,
         )
@@ -219,27 +231,18 @@ mod tests {
     #[test]
     fn too_short_a_trace_gives_no_verdict() {
         assert_eq!(
-            judge(
-                &[1; 5],
-                &[1; 5],
-                MS100,
-                secs(0, 1),
-                Duration::from_secs(1),
-                Reference::Control,
-                CLIENTS,
-            ),
+            at_100ms(&[1; 5], &[1; 5], secs(0, 1), 1, Reference::Control, CLIENTS),
             None
         );
         // No sample between the end of the first second and the disturbance.
         assert_eq!(
-            judge(
+            at_100ms(
                 &[1; 50],
                 &[1; 50],
-                MS100,
                 secs(1, 2),
-                Duration::from_secs(1),
+                1,
                 Reference::OwnBefore,
-                CLIENTS,
+                CLIENTS
             ),
             None
         );
@@ -255,12 +258,11 @@ mod tests {
         let mut disturbed = vec![2_048; 40];
         disturbed.extend([300; 10]);
         disturbed.extend([1_536; 30]);
-        let v = judge(
+        let v = at_100ms(
             &control,
             &disturbed,
-            MS100,
             secs(4, 5),
-            Duration::from_secs(1),
+            1,
             Reference::OwnBefore,
             1_024,
         )
@@ -272,16 +274,7 @@ mod tests {
         // Below the clients nothing changes: 700 is 32 % short of 1,024.
         let mut low = vec![2_048; 50];
         low.extend([700; 30]);
-        let v = judge(
-            &control,
-            &low,
-            MS100,
-            secs(4, 5),
-            Duration::from_secs(1),
-            Reference::OwnBefore,
-            1_024,
-        )
-        .unwrap();
+        let v = at_100ms(&control, &low, secs(4, 5), 1, Reference::OwnBefore, 1_024).unwrap();
         assert_eq!(v.back_after_s, None);
     }
 }
