@@ -1,13 +1,15 @@
 //! `--trace-limit`: writes the adaptive limit's decision trace (surgepool's `TRACE` events
 //! of target `surgepool::limit::adaptive`, feature `tracing`) to a file, a line per
-//! measure window: `t_s=<seconds since install> field=value ...`. Every other event is of no
-//! interest to this subscriber, so its callsites stay disabled.
+//! measure window: `t_s=<seconds since the file was opened> field=value ...`. Every other
+//! event is of no interest to this subscriber, so its callsites stay disabled. The
+//! subscriber is installed once per process; [`write_to`] may switch it to a new file
+//! between runs (`disturb` runs many servers in one process).
 
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -19,10 +21,15 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 /// The target of the adaptive limit's decision events.
 const TARGET: &str = "surgepool::limit::adaptive";
 
+/// The file the trace goes to now, and when it was opened.
+type Sink = Arc<Mutex<Option<(Instant, File)>>>;
+
 struct TraceFile {
-    start: Instant,
-    file: Mutex<File>,
+    sink: Sink,
 }
+
+/// The installed subscriber's sink, once [`write_to`] has installed it.
+static SINK: OnceLock<Sink> = OnceLock::new();
 
 struct Line<'a>(&'a mut String);
 
@@ -52,26 +59,46 @@ impl<S: Subscriber> Layer<S> for TraceFile {
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut line = format!("t_s={:.4}", self.start.elapsed().as_secs_f64());
+        // A line per window (tens a second): written at once, so nothing is lost when
+        // the process exits. A failed write loses that line only.
+        let Ok(mut sink) = self.sink.lock() else {
+            return;
+        };
+        let Some((start, file)) = sink.as_mut() else {
+            return;
+        };
+        let mut line = format!("t_s={:.4}", start.elapsed().as_secs_f64());
         event.record(&mut Line(&mut line));
         line.push('\n');
-        // A line per window (tens a second): written at once, so nothing is lost when
-        // the child exits. A failed write loses that line only.
-        if let Ok(mut file) = self.file.lock() {
-            let _ = file.write_all(line.as_bytes());
-        }
+        let _ = file.write_all(line.as_bytes());
     }
 }
 
-/// Installs the global subscriber that writes the decision trace to `path` (created or
-/// truncated). Call once, before the pools start.
-pub(crate) fn install(path: &Path) -> anyhow::Result<()> {
+/// Sends the decision trace to `path` (created or truncated) from now on, its times counted
+/// from now: installs the global subscriber on the first call, and switches its file on
+/// later ones. Call before the limits to trace start.
+pub(crate) fn write_to(path: &Path) -> anyhow::Result<()> {
     let file = File::create(path)
         .with_context(|| format!("cannot create the limit trace {}", path.display()))?;
-    let layer = TraceFile {
-        start: Instant::now(),
-        file: Mutex::new(file),
-    };
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
-        .context("a tracing subscriber is already installed")
+    let mut installed = false;
+    let sink = SINK.get_or_init(|| {
+        installed = true;
+        Arc::default()
+    });
+    *sink
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the limit trace's lock is poisoned"))? =
+        Some((Instant::now(), file));
+    if installed {
+        let layer = TraceFile { sink: sink.clone() };
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .context("a tracing subscriber is already installed")?;
+    }
+    Ok(())
+}
+
+/// Creates `--trace-limit`'s directory (and its parents) if it is not there.
+pub(crate) fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the trace directory {}", dir.display()))
 }

@@ -18,6 +18,7 @@ fn each_case_disturbs_its_run_and_not_the_control() {
     let dir = std::env::temp_dir().join(format!("surgepool-disturb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("out.json");
+    let traces = dir.join("traces");
     let output = Command::new(env!("CARGO_BIN_EXE_surgepool-lab"))
         .arg("disturb")
         .args(["--clients", "8", "--service-ms", "20", "--alloc-kb", "16"])
@@ -25,6 +26,8 @@ fn each_case_disturbs_its_run_and_not_the_control() {
         .args(["--server-threads", "1"])
         .arg("--json")
         .arg(&json)
+        .arg("--trace-limit")
+        .arg(&traces)
         .output()
         .expect("the lab binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -77,6 +80,18 @@ fn each_case_disturbs_its_run_and_not_the_control() {
         let expect_drops = name == "errors" || name == "disconnects";
         assert_eq!(dropped > 0, expect_drops, "{name}: {dropped} dropped");
         assert_eq!(u(&c["control"], "limiter_dropped"), 0, "{name}");
+        // Each run's limit decisions went to a file of its own: its windows, from slow
+        // start's first doubling on.
+        for run in ["control", "disturbed"] {
+            let log = std::fs::read_to_string(traces.join(format!("{name}-{run}.log")))
+                .unwrap_or_else(|e| panic!("{name} {run}: no trace: {e}"));
+            assert!(log.lines().count() >= 2, "{name} {run}: {log}");
+            assert!(
+                log.lines()
+                    .all(|l| l.starts_with("t_s=") && l.contains(" limit=")),
+                "{name} {run}: {log}"
+            );
+        }
     }
     // The warm-up's first 1.5 s went to /hello, which is not counted; the control's to /work.
     let first = |run: &Value| -> u64 {

@@ -139,6 +139,42 @@ fn http_smoke_run_writes_consistent_json() {
 }
 
 #[test]
+fn http_trace_limit_writes_each_adaptive_servers_decisions() {
+    let dir = std::env::temp_dir().join(format!("surgepool-http-trace-{}", std::process::id()));
+    let output = Command::new(LAB)
+        .args([
+            "http", "--preset", "smoke", "--layer", "adaptive", "--sweep",
+        ])
+        .args(["--sweep-limits", "4", "--trace-limit"])
+        .arg(&dir)
+        .output()
+        .expect("run surgepool-lab http");
+    assert!(
+        output.status.success(),
+        "http failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The open loop's server and the /hello runs' server, each to its own file; the fixed
+    // layer and the bare server have no adaptive limit to trace.
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["adaptive-hello.log", "adaptive.log"]);
+    for file in &files {
+        let log = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(log.lines().count() >= 2, "{file}: {log}");
+        assert!(
+            log.lines()
+                .all(|l| l.starts_with("t_s=") && l.contains(" limit=")),
+            "{file}: {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn http_refuses_non_loopback_targets() {
     let output = Command::new(LAB)
         .args(["http", "--target", "http://192.0.2.1:80/", "--rps", "10"])

@@ -111,6 +111,10 @@ pub(crate) struct Args {
     /// Write the traces and verdicts as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the adaptive limit's decisions of each run to `DIR/<case>-<control|disturbed>.log`,
+    /// a line per measure window (see `overload --trace-limit`).
+    #[arg(long, value_name = "DIR")]
+    trace_limit: Option<PathBuf>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -219,6 +223,9 @@ fn check_fd_limit(clients: usize) -> anyhow::Result<()> {
 /// Runs `disturb`.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let settings = check(&args)?;
+    if let Some(dir) = &args.trace_limit {
+        crate::limit_trace::create_dir(dir)?;
+    }
     println!(
         "disturb: {} closed-loop clients over loopback on /work ({} ms of sleep, {} KiB; {} ms \
          pause after a 503), the adaptive layer{} on {} server threads; each case disturbed and \
@@ -306,6 +313,9 @@ fn run_pair(
     };
     let run = |disturbed: bool| {
         let which = if disturbed { "disturbed" } else { "control" };
+        if let Some(dir) = &args.trace_limit {
+            crate::limit_trace::write_to(&dir.join(format!("{}-{which}.log", case.name())))?;
+        }
         run_case::run(spec(disturbed)).with_context(|| format!("{}: {which} run", case.name()))
     };
     let (control, disturbed) = if disturbed_first {

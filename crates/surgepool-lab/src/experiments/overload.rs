@@ -186,8 +186,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if let Some(dir) = &params.trace_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the trace directory {}", dir.display()))?;
+        crate::limit_trace::create_dir(dir)?;
     }
     let memory = crate::rss::total_memory_bytes().context("cannot read the machine's memory")?;
     let mem_cap_bytes = match args.mem_cap_gb {

@@ -2,6 +2,7 @@
 //! until Ctrl-C or SIGTERM; then it stops accepting, drains in-flight requests and exits.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -53,6 +54,10 @@ pub(crate) struct Args {
     /// other.
     #[arg(long)]
     pub(crate) cpus: Option<crate::cpus::CpuList>,
+    /// Write the adaptive limit's decisions to this file, a line per measure window (see
+    /// `overload --trace-limit`); with another layer it stays empty.
+    #[arg(long)]
+    pub(crate) trace_limit: Option<PathBuf>,
 }
 
 impl Args {
@@ -98,6 +103,9 @@ impl Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let config = args.server_config()?;
     let timeouts = args.timeouts()?;
+    if let Some(path) = &args.trace_limit {
+        crate::limit_trace::write_to(path)?;
+    }
     if let Some(cpus) = &args.cpus {
         // Before the runtime starts: its threads inherit the pinning, and its default
         // worker count is then the number of these CPUs.

@@ -63,6 +63,11 @@ pub(crate) struct Args {
     /// Write an HTML report (index.html with charts) into this directory.
     #[arg(long)]
     pub(super) report: Option<PathBuf>,
+    /// Write each adaptive layer's decisions to `DIR/<layer>.log` (`adaptive.log`), a line
+    /// per measure window (see `overload --trace-limit`); the `/hello` runs' server to
+    /// `DIR/<layer>-hello.log`.
+    #[arg(long, value_name = "DIR")]
+    pub(super) trace_limit: Option<PathBuf>,
     /// Clients of the closed-loop capacity probe (default: from the preset). It must keep more
     /// requests in flight than the server can finish, or it measures itself.
     #[arg(long)]

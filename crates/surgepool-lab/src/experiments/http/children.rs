@@ -24,7 +24,7 @@ pub(super) async fn run_children(args: &Args, plan: &Plan) -> anyhow::Result<Val
     let slo = args.slo()?;
 
     // 1. The bare server: warm up, then the median of several short probes of its capacity.
-    let mut bare = ServerChild::start(args, LayerChoice::None)?;
+    let mut bare = ServerChild::start(args, LayerChoice::None, false)?;
     let work = bare.target.with_path("/work");
     let (capacity, probes) = probe_capacity(plan, &bare, &work, deadline).await?;
     let rate = offered_rate(args, plan, capacity, &probes);

@@ -30,8 +30,8 @@ pub(super) async fn rounds(args: &Args, plan: &Plan, deadline: Duration) -> anyh
         plan.hello_rounds,
         plan.hello.as_secs_f64()
     );
-    let hello_bare = ServerChild::start(args, LayerChoice::None)?;
-    let hello_layered = ServerChild::start(args, args.layer)?;
+    let hello_bare = ServerChild::start(args, LayerChoice::None, true)?;
+    let hello_layered = ServerChild::start(args, args.layer, true)?;
     let (mut bare_rps, mut layered_rps) = (Vec::new(), Vec::new());
     let mut statuses: BTreeMap<&str, BTreeMap<u16, u64>> = BTreeMap::new();
     let round = |child: &ServerChild| ClosedLoop {

@@ -55,6 +55,9 @@ use crate::server::LayerChoice;
 
 pub(crate) fn run(mut args: Args) -> anyhow::Result<()> {
     let plan = args.plan()?;
+    if let Some(dir) = &args.trace_limit {
+        crate::limit_trace::create_dir(dir)?;
+    }
     // The machine's cores as this process found them, before `--pin` narrows its view.
     let _ = MACHINE_CORES.set(crate::machine::cores());
     if args.pin {

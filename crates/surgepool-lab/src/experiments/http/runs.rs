@@ -26,7 +26,7 @@ pub(super) async fn run_server(
     layer: LayerChoice,
     spec: &OpenLoop,
 ) -> anyhow::Result<Run> {
-    let mut server = ServerChild::start(args, layer)?;
+    let mut server = ServerChild::start(args, layer, false)?;
     let work = server.target.with_path("/work");
     eprintln!(
         "{name} ({layer}) on {}: {:.1} s warm-up, then open loop at {:.0} requests/s for {:.1} s",

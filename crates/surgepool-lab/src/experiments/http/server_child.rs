@@ -20,7 +20,13 @@ pub(super) struct ServerChild {
 }
 
 impl ServerChild {
-    pub(super) fn start(args: &Args, layer: LayerChoice) -> anyhow::Result<ServerChild> {
+    /// Starts a server with `layer`; `hello` says it serves the `/hello` overhead runs (its
+    /// limit trace, if any, goes to a file of its own).
+    pub(super) fn start(
+        args: &Args,
+        layer: LayerChoice,
+        hello: bool,
+    ) -> anyhow::Result<ServerChild> {
         let exe = std::env::current_exe().context("finding the lab's own executable")?;
         let mut child = Command::new(exe)
             .args([
@@ -39,6 +45,12 @@ impl ServerChild {
                     .iter()
                     .flat_map(|cpus| ["--cpus".to_owned(), crate::cpus::format_list(cpus)]),
             )
+            .args(trace_file(args, layer, hello).into_iter().flat_map(|path| {
+                [
+                    std::ffi::OsString::from("--trace-limit"),
+                    path.into_os_string(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -163,6 +175,17 @@ impl Drop for ServerChild {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Where a server with `layer` writes its limit's decisions: `--trace-limit DIR`'s
+/// `DIR/<layer>.log` (`adaptive.log`, `adaptive_slo=55.log`), or `DIR/<layer>-hello.log`
+/// for the `/hello` runs' server; adaptive layers only.
+fn trace_file(args: &Args, layer: LayerChoice, hello: bool) -> Option<std::path::PathBuf> {
+    let dir = args.trace_limit.as_ref()?;
+    let name = layer.to_string().replace(':', "_");
+    let suffix = if hello { "-hello" } else { "" };
+    matches!(layer, LayerChoice::Adaptive | LayerChoice::AdaptiveSlo(_))
+        .then(|| dir.join(format!("{name}{suffix}.log")))
 }
 
 async fn fetch(target: &Target) -> anyhow::Result<String> {

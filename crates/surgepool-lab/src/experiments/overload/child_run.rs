@@ -184,7 +184,7 @@ impl Admission {
 /// Runs `strategy` and prints samples and the result on stdout.
 pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
     if let Some(dir) = &params.trace_dir {
-        crate::limit_trace::install(&dir.join(format!("{strategy}.log")))?;
+        crate::limit_trace::write_to(&dir.join(format!("{strategy}.log")))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(params.worker_threads)
