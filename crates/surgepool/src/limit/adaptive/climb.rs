@@ -51,7 +51,7 @@ impl Adaptive {
         self.moved_from = None;
         self.ceiling = None;
         self.starting = true;
-        self.start_cap = None;
+        self.restart_from = None;
         self.direction = Direction::Up;
         self.step = self.limit.max(1);
         self.hold = 1;
@@ -72,7 +72,7 @@ impl Adaptive {
         self.to_queue_free = false;
         let half = tried.saturating_sub(self.limit) / 2;
         self.starting = false;
-        self.start_cap = None;
+        self.restart_from = None;
         if self.direction == Direction::Up && half >= 2 * self.min_step() {
             self.step = half;
             self.ceiling = Some(tried);
@@ -275,11 +275,11 @@ impl Adaptive {
         if !binding {
             return;
         }
-        if let Some(cap) = self.start_cap.filter(|_| self.direction == Direction::Up) {
+        if let Some(cap) = self.start_cap().filter(|_| self.direction == Direction::Up) {
             if self.limit >= cap {
                 // Slow start after a new base has reached what Little's law allows: the
                 // climber's small steps go on from here (and double while kept).
-                self.start_cap = None;
+                self.restart_from = None;
                 self.starting = false;
                 self.step = self.min_step();
             } else {

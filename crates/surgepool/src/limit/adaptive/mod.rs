@@ -21,17 +21,19 @@
 //!    queueing would vanish): the first cut of a run smoothed, the next ones in full. If two
 //!    cuts in a row did not lower the latency, the latency is not ours (the work itself got
 //!    slower): take `r` as the new base instead, undo the cuts and search again from slow
-//!    start, up to the limit before the cuts × the new base over the old (Little's law:
-//!    no more concurrency than the slower work needs at the same capacity); the
-//!    climber's steps go on from there. At the minimum, where a cut changes nothing, do so at once; and once a run of
-//!    latency cuts has taken three quarters of the limit, judge the run as a whole (the
-//!    RTT must have fallen to about 0.6× the highest that caused a cut of the run). When
-//!    such a deep run ends, search again from slow start; when a shorter run ends with the
-//!    RTT still above the base, the climber's next move goes down to where that queue would
-//!    vanish (`⌈limit × base / r⌉`), judged by goodput like any move.
+//!    start, up to the limit before the cuts × the base over the old one (Little's law: no
+//!    more concurrency than the slower work needs at the same capacity; read from the
+//!    current base, so a later window at a lower RTT lowers the cap too); the climber's
+//!    steps go on from there. At the minimum, where a cut changes nothing, do so at once;
+//!    and once a run of latency cuts has taken three quarters of the limit, judge the run
+//!    as a whole (the RTT must have fallen to about 0.6× the highest that caused a cut of
+//!    the run). When such a deep run ends, search again from slow start, up to the limit
+//!    the run began from; when a shorter run ends with the RTT still above the base, the
+//!    climber's next move goes down to where that queue would vanish
+//!    (`⌈limit × base / r⌉`), judged by goodput like any move.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered, once the climber's move
-//!    under test is judged): run one window at half the limit and take its RTT as the base, so the base cannot drift up forever nor stay
-//!    stuck at an old low. When the limit held nothing back in the last window (no
+//!    under test is judged): run one window at half the limit and take its RTT as the
+//!    base, so the base cannot drift up forever nor stay stuck at an old low. When the limit held nothing back in the last window (no
 //!    refusals, in flight below 90 % of it), the demand sets the concurrency: take that
 //!    window's RTT as the base instead of refusing the callers above the half.
 //! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
@@ -63,7 +65,7 @@ mod window;
 use tokio::time::Instant;
 
 use super::adaptive_config::AdaptiveConfig;
-use super::algorithm::{Algorithm, Rng, Sample};
+use super::algorithm::{self, Algorithm, Rng, Sample};
 use climb::{Direction, Point};
 use window::{Window, WindowKind};
 
@@ -116,9 +118,11 @@ pub(crate) struct Adaptive {
     ceiling: Option<usize>,
     /// Slow start: no move rejected and no cut yet.
     starting: bool,
-    /// After a new base: the limit slow start stops at (the old limit scaled by Little's
-    /// law); past it the climber goes on with small steps.
-    start_cap: Option<usize>,
+    /// After a new base, or after a deep run of cuts ended: the limit the cuts began from
+    /// and the base then. Slow start stops at that limit scaled by Little's law, the
+    /// current base over that one (see [`Adaptive::start_cap`]); past it the climber goes
+    /// on with small steps.
+    restart_from: Option<(usize, f64)>,
     /// The pending (or next) down-move goes to where the last window's queue would vanish
     /// (after a run of latency cuts): if kept, the climber goes on from there with small
     /// steps instead of doubling this one.
@@ -156,7 +160,7 @@ impl Adaptive {
             step: limit,
             ceiling: None,
             starting: true,
-            start_cap: None,
+            restart_from: None,
             to_queue_free: false,
             hold: 1,
             hold_left: 0,
@@ -195,6 +199,24 @@ impl Adaptive {
         } else {
             self.config.gain
         }
+    }
+
+    /// Where slow start after a new base (or a deep run of cuts) stops: the limit the cuts
+    /// began from × the current base / the base then (Little's law: work that got that many
+    /// times slower at the same capacity needs that many times the concurrency; with the
+    /// base unchanged, the limit the cuts began from). Read from the current
+    /// base, not the one the new base was taken at: a window at a lower RTT lowers the
+    /// base, and the cap with it, so a rebase on a latency spike that the next windows
+    /// refute does not double on to the spike's ratio.
+    fn start_cap(&self) -> Option<usize> {
+        let (from, old) = self.restart_from?;
+        let ratio = self.base? / old;
+        let cap = if ratio.is_finite() && ratio > 1.0 {
+            algorithm::whole(from as f64 * ratio, from, usize::MAX)
+        } else {
+            from
+        };
+        Some(cap)
     }
 
     fn min_step(&self) -> usize {

@@ -520,3 +520,81 @@ fn a_stated_objective_counts_only_the_jobs_served_in_time() {
     assert_eq!(adaptive.objective(&w), w.goodput());
     assert_eq!(adaptive.bar_gain(), 0.5);
 }
+
+/// Feeds ideal waiting work (see [`run`]) and returns the decided limit (not the paced one)
+/// each time it changed, starting with the current one.
+fn decided_path(
+    adaptive: &mut Adaptive,
+    now: &mut Instant,
+    rtt: Duration,
+    samples: usize,
+) -> Vec<usize> {
+    let mut path = vec![adaptive.limit];
+    let mut admitted = adaptive.admitted;
+    for _ in 0..samples {
+        *now += rtt / u32::try_from(admitted).unwrap_or(u32::MAX);
+        admitted = adaptive.update(&Sample {
+            now: *now,
+            rtt,
+            in_flight: admitted,
+            dropped: false,
+            refused: 0,
+        });
+        if path.last() != Some(&adaptive.limit) {
+            path.push(adaptive.limit);
+        }
+    }
+    path
+}
+
+#[test]
+fn a_new_base_that_the_next_window_refutes_does_not_raise_the_slow_start_cap() {
+    // Cuts from 512 to 256 did not lower a latency spike of 4× the base, so the guard took
+    // the spike's RTT as the new base and went back to 512. The next window, at the old
+    // RTT, refutes that base: the work did not get slower, so slow start must not double
+    // on to 4 × 512 (the lab's HTTP server on a saturated core: 542 → 1,084 → 2,168 at
+    // 114 ms, where the RTT had been 28 ms, then cut back down).
+    let mut adaptive = adaptive(256);
+    let rtt = Duration::from_millis(20);
+    adaptive.base = Some(rtt.as_secs_f64());
+    adaptive.starting = false;
+    adaptive.cuts_from = Some(512);
+    adaptive.next_probe = Instant::now().checked_add(Duration::from_secs(3600));
+    adaptive.rebase(4.0 * rtt.as_secs_f64(), super::decide::Restart::LittlesLaw);
+    assert_eq!(adaptive.limit, 512, "the cuts are undone");
+    assert_eq!(
+        adaptive.start_cap(),
+        Some(2048),
+        "while the new base stands"
+    );
+    let mut now = Instant::now();
+    let path = decided_path(&mut adaptive, &mut now, rtt, 20_000);
+    assert!(
+        path[1] <= 512 + 512 / 20,
+        "the first move after the refuted base is a small step: {path:?}"
+    );
+    assert!(
+        path.iter().take_while(|&&l| l < 1024).count() >= 4,
+        "the limit doubled on after the refuted base: {path:?}"
+    );
+}
+
+#[test]
+fn slow_start_after_a_deep_run_of_cuts_stops_where_the_run_began() {
+    // A run of latency cuts took 1,024 to 200 and the latency is back within tolerance:
+    // slow start searches again, doubling up to the 1,024 the run began from, then the
+    // climber's small steps go on (before: 200 → 400 → 800 → 1,600).
+    let mut adaptive = adaptive(200);
+    let rtt = Duration::from_millis(20);
+    adaptive.base = Some(rtt.as_secs_f64());
+    adaptive.starting = false;
+    adaptive.deep_from = Some((1024, 3.0 * rtt.as_secs_f64()));
+    adaptive.next_probe = Instant::now().checked_add(Duration::from_secs(3600));
+    let mut now = Instant::now();
+    let path = decided_path(&mut adaptive, &mut now, rtt, 20_000);
+    assert_eq!(&path[..4], &[200, 400, 800, 1024], "slow start: {path:?}");
+    assert!(
+        path[4] <= 1024 + 1024 / 20,
+        "small steps from where the run began: {path:?}"
+    );
+}

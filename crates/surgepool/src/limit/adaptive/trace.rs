@@ -43,7 +43,7 @@ impl Adaptive {
             up = self.direction == Direction::Up,
             step = self.step,
             ceiling = self.ceiling.unwrap_or(0),
-            start_cap = self.start_cap.unwrap_or(0),
+            start_cap = self.start_cap().unwrap_or(0),
             hold_left = self.hold_left,
             probing = self.probing_from.is_some(),
             "adaptive window"
