@@ -83,6 +83,11 @@ fn http_smoke_run_writes_consistent_json() {
         assert!(
             s["slo_goodput_rps"].as_f64().unwrap() <= s["goodput_rps"].as_f64().unwrap() + 1e-9
         );
+        // How far the generator fell behind its schedule: a lag, never negative, its
+        // percentiles in order.
+        let lag = &s["send_lag_ms"];
+        let (p50, p99) = (lag["p50"].as_f64().unwrap(), lag["p99"].as_f64().unwrap());
+        assert!(0.0 <= p50 && p50 <= p99, "{s}");
         // Where the CPU went during the open loop.
         assert!(s["server"]["cpu"]["server_s"].as_f64().is_some(), "{s}");
         assert!(

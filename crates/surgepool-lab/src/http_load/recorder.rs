@@ -30,6 +30,7 @@ pub(super) struct Recorder {
     shed_latency: Histogram<u64>,
     ok_service: Histogram<u64>,
     shed_from_intended: Histogram<u64>,
+    send_lag: Histogram<u64>,
     by_second: Vec<Histogram<u64>>,
     slo_us: u64,
     within_slo: u64,
@@ -61,6 +62,7 @@ impl Recorder {
             shed_latency: histogram(),
             ok_service: histogram(),
             shed_from_intended: histogram(),
+            send_lag: histogram(),
             by_second: (0..seconds).map(|_| histogram()).collect(),
             slo_us: micros(slo),
             within_slo: 0,
@@ -85,6 +87,8 @@ impl Recorder {
         done: Instant,
     ) {
         self.last_done = Some(self.last_done.map_or(done, |d| d.max(done)));
+        self.send_lag
+            .saturating_record(micros(sent_at.saturating_duration_since(intended)));
         match ending {
             Ending::Status(status) => {
                 *self.statuses.entry(status).or_default() += 1;
@@ -127,6 +131,7 @@ impl Recorder {
             shed_latency: self.shed_latency,
             ok_service: self.ok_service,
             shed_from_intended: self.shed_from_intended,
+            send_lag: self.send_lag,
             ok_by_second: self.by_second,
             ok_within_slo: self.within_slo,
             ok_within_slo_by_second: self.within_slo_by_second,

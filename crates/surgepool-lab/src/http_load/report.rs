@@ -31,6 +31,10 @@ pub(crate) struct LoadReport {
     pub(crate) ok_service: Histogram<u64>,
     /// 503 responses, from the intended send time (what the client saw).
     pub(crate) shed_from_intended: Histogram<u64>,
+    /// Every sent request's lag from its intended send time to its actual send: how far the
+    /// generator fell behind its schedule (every connection busy, or its CPU saturated).
+    /// While it lags, every latency from the intended time includes the lag.
+    pub(crate) send_lag: Histogram<u64>,
     /// 2xx latency (from intended time), one histogram per second of the schedule.
     pub(crate) ok_by_second: Vec<Histogram<u64>>,
     /// 2xx responses within the SLO of their intended send time.

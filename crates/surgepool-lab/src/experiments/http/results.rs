@@ -147,6 +147,7 @@ pub(super) fn strategy_json(result: &StrategyResult, r: &LoadReport, server: &Va
     v["unsent"] = json!(r.unsent);
     v["service_latency_ms"] = json!(latency_ms(&r.ok_service));
     v["shed_service_latency_ms"] = json!(latency_ms(&r.shed_latency));
+    v["send_lag_ms"] = json!(latency_ms(&r.send_lag));
     v["server"] = server.clone();
     v
 }
@@ -229,8 +230,31 @@ pub(super) fn print_table(rows: &[(&StrategyResult, &LoadReport)]) {
             num(ms(&r.shed_latency, 0.5)),
             num(ms(&r.shed_latency, 0.99)),
         );
+        println!(
+            "{:<8} sent after its intended time by: p50 {} ms, p99 {} ms",
+            "",
+            num(ms(&r.send_lag, 0.5)),
+            num(ms(&r.send_lag, 0.99)),
+        );
+    }
+    let behind: Vec<&str> = rows
+        .iter()
+        .filter(|(_, r)| ms(&r.send_lag, 0.5) > GENERATOR_BEHIND_MS)
+        .map(|(s, _)| s.name.as_str())
+        .collect();
+    if !behind.is_empty() {
+        println!(
+            "the generator fell behind its schedule for {} (median send lag above {GENERATOR_BEHIND_MS} \
+             ms): their latencies from the intended time, and so their SLO goodput, include its \
+             own backlog",
+            behind.join(", ")
+        );
     }
 }
+
+/// A median send lag above this many ms says the generator, not only the server, set the
+/// latencies from the intended time.
+const GENERATOR_BEHIND_MS: f64 = 5.0;
 
 pub(super) fn print_growth(bare: &StrategyResult, layered: &StrategyResult) {
     let p99 = |s: &StrategyResult| {
