@@ -88,6 +88,12 @@ fn http_smoke_run_writes_consistent_json() {
         let lag = &s["send_lag_ms"];
         let (p50, p99) = (lag["p50"].as_f64().unwrap(), lag["p99"].as_f64().unwrap());
         assert!(0.0 <= p50 && p50 <= p99, "{s}");
+        // Within the SLO of the actual send: at least as many as of the intended time.
+        assert!(s["within_slo_from_send"].as_u64().unwrap() >= s["within_slo"].as_u64().unwrap());
+        assert!(
+            s["slo_goodput_from_send_rps"].as_f64().unwrap() >= 0.0,
+            "{s}"
+        );
         // Where the CPU went during the open loop.
         assert!(s["server"]["cpu"]["server_s"].as_f64().is_some(), "{s}");
         assert!(

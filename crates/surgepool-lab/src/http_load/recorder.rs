@@ -34,6 +34,7 @@ pub(super) struct Recorder {
     by_second: Vec<Histogram<u64>>,
     slo_us: u64,
     within_slo: u64,
+    within_slo_from_send: u64,
     within_slo_by_second: Vec<u64>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
@@ -66,6 +67,7 @@ impl Recorder {
             by_second: (0..seconds).map(|_| histogram()).collect(),
             slo_us: micros(slo),
             within_slo: 0,
+            within_slo_from_send: 0,
             within_slo_by_second: vec![0; seconds],
             first_send: None,
             last_send: None,
@@ -95,7 +97,11 @@ impl Recorder {
                 if (200..300).contains(&status) {
                     let latency = micros(done - intended);
                     self.ok_latency.saturating_record(latency);
-                    self.ok_service.saturating_record(micros(done - sent_at));
+                    let service = micros(done - sent_at);
+                    self.ok_service.saturating_record(service);
+                    if service <= self.slo_us {
+                        self.within_slo_from_send += 1;
+                    }
                     let second = intended.saturating_duration_since(self.start).as_secs();
                     if let Some(h) = self.by_second.get_mut(second as usize) {
                         h.saturating_record(latency);
@@ -134,6 +140,7 @@ impl Recorder {
             send_lag: self.send_lag,
             ok_by_second: self.by_second,
             ok_within_slo: self.within_slo,
+            ok_within_slo_from_send: self.within_slo_from_send,
             ok_within_slo_by_second: self.within_slo_by_second,
             elapsed: self
                 .last_done

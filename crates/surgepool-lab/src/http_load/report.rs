@@ -39,7 +39,10 @@ pub(crate) struct LoadReport {
     pub(crate) ok_by_second: Vec<Histogram<u64>>,
     /// 2xx responses within the SLO of their intended send time.
     pub(crate) ok_within_slo: u64,
-    /// The same, per second of the schedule.
+    /// 2xx responses within the SLO of their actual send: the server's part alone, which
+    /// differs from [`ok_within_slo`](Self::ok_within_slo) when the generator lags.
+    pub(crate) ok_within_slo_from_send: u64,
+    /// The same as `ok_within_slo`, per second of the schedule.
     pub(crate) ok_within_slo_by_second: Vec<u64>,
     /// From the first intended send to the last response.
     pub(crate) elapsed: Duration,

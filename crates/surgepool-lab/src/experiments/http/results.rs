@@ -148,6 +148,8 @@ pub(super) fn strategy_json(result: &StrategyResult, r: &LoadReport, server: &Va
     v["service_latency_ms"] = json!(latency_ms(&r.ok_service));
     v["shed_service_latency_ms"] = json!(latency_ms(&r.shed_latency));
     v["send_lag_ms"] = json!(latency_ms(&r.send_lag));
+    v["within_slo_from_send"] = json!(r.ok_within_slo_from_send);
+    v["slo_goodput_from_send_rps"] = json!(slo_goodput_from_send(result, r));
     v["server"] = server.clone();
     v
 }
@@ -231,17 +233,38 @@ pub(super) fn print_table(rows: &[(&StrategyResult, &LoadReport)]) {
             num(ms(&r.shed_latency, 0.99)),
         );
         println!(
-            "{:<8} sent after its intended time by: p50 {} ms, p99 {} ms",
+            "{:<8} sent after its intended time by: p50 {} ms, p99 {} ms; SLO goodput from the \
+             actual send {}/s",
             "",
             num(ms(&r.send_lag, 0.5)),
             num(ms(&r.send_lag, 0.99)),
+            num(slo_goodput_from_send(s, r)),
         );
     }
     let behind: Vec<&str> = rows
         .iter()
-        .filter(|(_, r)| ms(&r.send_lag, 0.5) > GENERATOR_BEHIND_MS)
+        .filter(|(_, r)| generator_behind(r))
         .map(|(s, _)| s.name.as_str())
         .collect();
+    let from_send = |name: &str| {
+        rows.iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(s, r)| slo_goodput_from_send(s, r))
+    };
+    let best_fixed = rows
+        .iter()
+        .filter(|(s, _)| s.name.starts_with("fixed_"))
+        .map(|(s, r)| (s.name.as_str(), slo_goodput_from_send(s, r)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let (Some(layered), Some((best, fixed))) = (from_send("layered"), best_fixed) {
+        println!(
+            "SLO goodput from the actual send (the server's part alone): layered {}/s, the best \
+             fixed layer {best} {}/s: {:.2}x",
+            num(layered),
+            num(fixed),
+            layered / fixed.max(1e-9)
+        );
+    }
     if !behind.is_empty() {
         println!(
             "the generator fell behind its schedule for {} (median send lag above {GENERATOR_BEHIND_MS} \
@@ -250,6 +273,17 @@ pub(super) fn print_table(rows: &[(&StrategyResult, &LoadReport)]) {
             behind.join(", ")
         );
     }
+}
+
+/// 2xx responses per second within the SLO of their actual send (the server's part alone),
+/// over the same span as `result`'s SLO goodput.
+pub(super) fn slo_goodput_from_send(result: &StrategyResult, r: &LoadReport) -> f64 {
+    r.ok_within_slo_from_send as f64 / result.ran_s.max(1e-9)
+}
+
+/// Whether the generator fell behind its schedule in `r`'s run.
+pub(super) fn generator_behind(r: &LoadReport) -> bool {
+    ms(&r.send_lag, 0.5) > GENERATOR_BEHIND_MS
 }
 
 /// A median send lag above this many ms says the generator, not only the server, set the
