@@ -547,6 +547,16 @@ fn decided_path(
     path
 }
 
+/// A controller at `limit`, past slow start, with the base `rtt` and no re-measure due
+/// for an hour.
+fn past_slow_start(limit: usize, rtt: Duration) -> Adaptive {
+    let mut adaptive = adaptive(limit);
+    adaptive.base = Some(rtt.as_secs_f64());
+    adaptive.starting = false;
+    adaptive.next_probe = Instant::now().checked_add(Duration::from_secs(3600));
+    adaptive
+}
+
 #[test]
 fn a_new_base_that_the_next_window_refutes_does_not_raise_the_slow_start_cap() {
     // Cuts from 512 to 256 did not lower a latency spike of 4× the base, so the guard took
@@ -554,12 +564,9 @@ fn a_new_base_that_the_next_window_refutes_does_not_raise_the_slow_start_cap() {
     // RTT, refutes that base: the work did not get slower, so slow start must not double
     // on to 4 × 512 (the lab's HTTP server on a saturated core: 542 → 1,084 → 2,168 at
     // 114 ms, where the RTT had been 28 ms, then cut back down).
-    let mut adaptive = adaptive(256);
     let rtt = Duration::from_millis(20);
-    adaptive.base = Some(rtt.as_secs_f64());
-    adaptive.starting = false;
+    let mut adaptive = past_slow_start(256, rtt);
     adaptive.cuts_from = Some(512);
-    adaptive.next_probe = Instant::now().checked_add(Duration::from_secs(3600));
     adaptive.rebase(4.0 * rtt.as_secs_f64(), super::decide::Restart::LittlesLaw);
     assert_eq!(adaptive.limit, 512, "the cuts are undone");
     assert_eq!(
@@ -584,12 +591,9 @@ fn slow_start_after_a_deep_run_of_cuts_stops_where_the_run_began() {
     // A run of latency cuts took 1,024 to 200 and the latency is back within tolerance:
     // slow start searches again, doubling up to the 1,024 the run began from, then the
     // climber's small steps go on (before: 200 → 400 → 800 → 1,600).
-    let mut adaptive = adaptive(200);
     let rtt = Duration::from_millis(20);
-    adaptive.base = Some(rtt.as_secs_f64());
-    adaptive.starting = false;
+    let mut adaptive = past_slow_start(200, rtt);
     adaptive.deep_from = Some((1024, 3.0 * rtt.as_secs_f64()));
-    adaptive.next_probe = Instant::now().checked_add(Duration::from_secs(3600));
     let mut now = Instant::now();
     let path = decided_path(&mut adaptive, &mut now, rtt, 20_000);
     assert_eq!(&path[..4], &[200, 400, 800, 1024], "slow start: {path:?}");
