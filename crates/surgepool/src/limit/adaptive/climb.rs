@@ -224,7 +224,8 @@ impl Adaptive {
             // callers that return in bursts (they honour `Retry-After`) for seconds.
             return true;
         }
-        let mut kept = here.goodput >= self.bar(&from, change);
+        let gained = here.goodput >= self.bar(&from, change);
+        let mut kept = gained;
         // An up-move whose goodput did not follow is still kept if the limit turned
         // work away, before the move or after it, and the latency stayed clearly flat
         // (it rose by less than half the move, two standard errors included): the move
@@ -259,6 +260,9 @@ impl Adaptive {
             // A move to where the queue would vanish landed at the knee's estimate: go
             // on from there in small steps (doubling it overshot to half the knee).
             _ if queue_move && change < 0.0 => self.min_step(),
+            // Kept as free, not as a gain (the flat-latency exception): nothing says a
+            // larger move would pay, so the step stays.
+            _ if !gained => self.step,
             _ => self.step.saturating_mul(2).min(self.limit.max(1)),
         };
         self.hold = 1;

@@ -33,9 +33,10 @@
 //!    (`⌈limit × base / r⌉`), judged by goodput like any move.
 //! 4. **Periodic re-measure** (every `probe_interval`, jittered, once the climber's move
 //!    under test is judged): run one window at half the limit and take its RTT as the
-//!    base, so the base cannot drift up forever nor stay stuck at an old low. When the limit held nothing back in the last window (no
-//!    refusals, in flight below 90 % of it), the demand sets the concurrency: take that
-//!    window's RTT as the base instead of refusing the callers above the half.
+//!    base, so the base cannot drift up forever nor stay stuck at an old low. When the
+//!    limit held nothing back in the last window (no refusals, in flight below 90 % of
+//!    it), the demand sets the concurrency: take that window's RTT as the base instead of
+//!    refusing the callers above the half.
 //! 5. **Hill climbing**: move the limit by a step, keep the move only if goodput followed it
 //!    (goodput by Little's law: the mean in-flight count the window's jobs saw over their
 //!    mean time in a slot, times the share that succeeded; an increase must win at least
@@ -50,7 +51,8 @@
 //!    nobody came for is kept untested, and one whose goodput did not follow is kept if
 //!    work was refused, before the move or during it, and latency stayed flat (callers
 //!    honouring `Retry-After` come back later; bursts of a demand just above the limit
-//!    are served by the move, and serving a few % more is less than half a move's gain).
+//!    are served by the move, and serving a few % more is less than half a move's gain);
+//!    neither doubles the step.
 //!
 //! A rise of more than 64 slots is handed to the limiter paced, a few slots per finished job
 //! over about one round (a cut at once), so that a doubling does not admit hundreds of jobs

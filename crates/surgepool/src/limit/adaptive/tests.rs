@@ -602,3 +602,33 @@ fn slow_start_after_a_deep_run_of_cuts_stops_where_the_run_began() {
         "small steps from where the run began: {path:?}"
     );
 }
+
+#[test]
+fn a_move_kept_only_because_its_latency_stayed_flat_does_not_double_the_step() {
+    // Work was refused at 100 slots; the move to 110 brought no more goodput (the refused
+    // callers came back later) at the same latency: kept as free, but that says nothing
+    // about a larger move, so the step stays 10. (Doubling it, the lab's HTTP layer below
+    // its capacity climbed 3,701 → 6,989 on such moves while nothing bound it.)
+    let move_to_110 = || {
+        let (mut adaptive, now) = about_to_move_up(100, 0.020);
+        adaptive.step = 10;
+        let mut w = window_of(100, 100, 0.020, now);
+        w.refused_to = 5;
+        adaptive.climb(&w, 5_000.0, 0.020);
+        assert_eq!(adaptive.limit, 110, "the move is made");
+        let mut w = window_of(110, 110, 0.020, now);
+        w.max_in_flight = 105;
+        w.refused_to = 5;
+        (adaptive, w)
+    };
+    // (Kept, the climber makes its next move in the same decision.)
+    let (mut adaptive, w) = move_to_110();
+    adaptive.climb(&w, 5_000.0, 0.020);
+    assert_eq!(adaptive.step, 10, "the step stays");
+    assert_eq!(adaptive.limit, 120, "kept, and the next move is another 10");
+    // A move that won its share of goodput doubles the step as before.
+    let (mut adaptive, w) = move_to_110();
+    adaptive.climb(&w, 5_400.0, 0.020);
+    assert_eq!(adaptive.step, 20, "the step doubles");
+    assert_eq!(adaptive.limit, 130, "kept, and the next move is 20");
+}
