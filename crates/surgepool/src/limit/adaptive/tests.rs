@@ -11,10 +11,16 @@ use crate::limit::adaptive_config::AdaptiveConfig;
 use crate::limit::algorithm::{Algorithm, Sample};
 
 /// Feeds `samples` finished jobs of ideal waiting work (every job takes `rtt`, every slot
-/// is used, so goodput is proportional to the limit) and returns the limit after each.
-fn run(adaptive: &mut Adaptive, now: &mut Instant, rtt: Duration, samples: usize) -> Vec<usize> {
+/// is used, so goodput is proportional to the limit), calling `each` with the controller
+/// and the limit it returned after every one.
+fn feed_ideal(
+    adaptive: &mut Adaptive,
+    now: &mut Instant,
+    rtt: Duration,
+    samples: usize,
+    mut each: impl FnMut(&Adaptive, usize),
+) {
     let mut limit = adaptive.admitted;
-    let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         // `limit` jobs finish per `rtt`.
         *now += rtt / u32::try_from(limit).unwrap_or(u32::MAX);
@@ -25,8 +31,14 @@ fn run(adaptive: &mut Adaptive, now: &mut Instant, rtt: Duration, samples: usize
             dropped: false,
             refused: 0,
         });
-        out.push(limit);
+        each(adaptive, limit);
     }
+}
+
+/// [`feed_ideal`], returning the (paced) limit after each job.
+fn run(adaptive: &mut Adaptive, now: &mut Instant, rtt: Duration, samples: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(samples);
+    feed_ideal(adaptive, now, rtt, samples, |_, limit| out.push(limit));
     out
 }
 
@@ -521,8 +533,8 @@ fn a_stated_objective_counts_only_the_jobs_served_in_time() {
     assert_eq!(adaptive.bar_gain(), 0.5);
 }
 
-/// Feeds ideal waiting work (see [`run`]) and returns the decided limit (not the paced one)
-/// each time it changed, starting with the current one.
+/// Feeds ideal waiting work (see [`feed_ideal`]) and returns the decided limit (not the
+/// paced one) each time it changed, starting with the current one.
 fn decided_path(
     adaptive: &mut Adaptive,
     now: &mut Instant,
@@ -530,20 +542,11 @@ fn decided_path(
     samples: usize,
 ) -> Vec<usize> {
     let mut path = vec![adaptive.limit];
-    let mut admitted = adaptive.admitted;
-    for _ in 0..samples {
-        *now += rtt / u32::try_from(admitted).unwrap_or(u32::MAX);
-        admitted = adaptive.update(&Sample {
-            now: *now,
-            rtt,
-            in_flight: admitted,
-            dropped: false,
-            refused: 0,
-        });
-        if path.last() != Some(&adaptive.limit) {
-            path.push(adaptive.limit);
+    feed_ideal(adaptive, now, rtt, samples, |a, _| {
+        if path.last() != Some(&a.limit) {
+            path.push(a.limit);
         }
-    }
+    });
     path
 }
 
