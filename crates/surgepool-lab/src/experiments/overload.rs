@@ -129,8 +129,10 @@ struct Options {
     #[arg(long)]
     report: Option<PathBuf>,
     /// Write the decision trace of every adaptive limit into this directory, one
-    /// `<strategy>.log` per strategy: a line per measure window (what it measured, the move
-    /// it judged, where the limit went; see `trace.rs` in surgepool for the fields).
+    /// `<strategy>.log` per strategy run with `Limit::adaptive()` (`adaptive`,
+    /// `adaptive_metrics`, `adaptive_<knobs>`; the others decide nothing and get no file): a
+    /// line per measure window (what it measured, the move it judged, where the limit went;
+    /// see `trace.rs` in surgepool for the fields).
     #[arg(long)]
     trace_limit: Option<PathBuf>,
     /// Internal: run one strategy in this process (the parent re-invokes itself with it).

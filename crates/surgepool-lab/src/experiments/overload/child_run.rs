@@ -183,7 +183,11 @@ impl Admission {
 
 /// Runs `strategy` and prints samples and the result on stdout.
 pub(crate) fn run(strategy: Strategy, params: &Params) -> anyhow::Result<()> {
-    if let Some(dir) = &params.trace_dir {
+    if let Some(dir) = params
+        .trace_dir
+        .as_ref()
+        .filter(|_| strategy.traces_decisions())
+    {
         crate::limit_trace::write_to(&dir.join(format!("{strategy}.log")))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

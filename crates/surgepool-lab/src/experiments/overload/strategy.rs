@@ -119,6 +119,16 @@ impl Strategy {
         }
     }
 
+    /// Whether the strategy's limit is the default controller, `Limit::adaptive()` (with
+    /// its knobs or not), whose decisions `--trace-limit` writes: the other limits write
+    /// nothing, so no file is made for them.
+    pub(crate) fn traces_decisions(self) -> bool {
+        matches!(
+            self,
+            Strategy::Adaptive | Strategy::AdaptiveMetrics | Strategy::AdaptiveTuned { .. }
+        )
+    }
+
     /// Whether the strategy is a surgepool pool (its accounting is cross-checked and its
     /// `lost` must be 0).
     pub(crate) fn is_surgepool(self) -> bool {
@@ -275,6 +285,31 @@ impl fmt::Display for Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_default_controller_traces_its_decisions() {
+        for name in [
+            "adaptive",
+            "adaptive_metrics",
+            "adaptive_tol1.5",
+            "adaptive_slo60",
+        ] {
+            let strategy = Strategy::parse(name).unwrap();
+            assert!(strategy.traces_decisions(), "{name}");
+        }
+        for name in [
+            "naive",
+            "fixed",
+            "tower",
+            "fixed_8",
+            "aimd",
+            "vegas",
+            "gradient2",
+        ] {
+            let strategy = Strategy::parse(name).unwrap();
+            assert!(!strategy.traces_decisions(), "{name}");
+        }
+    }
 
     #[test]
     fn names_round_trip() {
