@@ -7,8 +7,10 @@
 //! admitted with `n` in flight takes `S × max(1, n / K)` (processor sharing, as CPU work on
 //! `K` cores), with ±10 % noise. Knee and service time may change with time; the server may
 //! also reject above a load (a fast 503), fail a share of jobs fast (a 5xx) or lose a share
-//! of its clients before they get the answer. Clients may give up after a timeout, or,
-//! refused, come back after a `Retry-After` instead of at the next release.
+//! of its clients before they get the answer, and the jobs admitted in one stretch of time
+//! may share a slowness drawn afresh for each stretch (`Drift`: a machine whose other load
+//! comes and goes). Clients may give up after a timeout, or, refused, come back after a
+//! `Retry-After` instead of at the next release.
 //!
 //! Every draw of the noise happens in the same order as before the two harnesses were one,
 //! so the simulations' figures (quoted in `limit/README.md` and the tests' docs) stand.
@@ -99,6 +101,47 @@ pub struct Server {
     /// slot's proportional share, while the latency rises: memory bandwidth, not cores,
     /// running out; or work that half waits).
     pub soft: Option<f64>,
+    /// If set, a slowness shared by every job admitted in the same stretch of time: a
+    /// machine whose other load comes and goes (see [`Drift`]).
+    pub drift: Option<Drift>,
+}
+
+/// A factor on the service time that holds for `period` seconds and is then drawn afresh,
+/// uniformly within ±`amp`: noise that every job of a window shares, which more samples in
+/// one window do not average away (the lab's HTTP server beside its load generator: the
+/// mean RTT of windows at one limit varied by 10–20 % while each window's own standard
+/// error said 1 %). Its draws come from a noise stream of its own, so the per-job draws of
+/// the other models are unchanged.
+pub struct Drift {
+    pub period: f64,
+    pub amp: f64,
+    noise: Noise,
+    at: Option<(u64, f64)>,
+}
+
+impl Drift {
+    pub fn new(period: f64, amp: f64) -> Drift {
+        let mut noise = Noise::from_env();
+        noise.0 = splitmix64(noise.0) | 1;
+        Drift {
+            period,
+            amp,
+            noise,
+            at: None,
+        }
+    }
+
+    fn factor(&mut self, t: f64) -> f64 {
+        let index = (t / self.period) as u64;
+        match self.at {
+            Some((at, factor)) if at == index => factor,
+            _ => {
+                let factor = 1.0 + self.amp * (2.0 * self.noise.next() - 1.0);
+                self.at = Some((index, factor));
+                factor
+            }
+        }
+    }
 }
 
 impl Server {
@@ -112,6 +155,7 @@ impl Server {
             errors: None,
             disconnects: None,
             soft: None,
+            drift: None,
         }
     }
 
@@ -125,7 +169,8 @@ impl Server {
             Some(soft) => load.max(1.0).powf(soft),
             None => load.max(1.0),
         };
-        let rtt = (self.service)(t).mul_f64(slowdown * noise);
+        let drift = self.drift.as_mut().map_or(1.0, |d| d.factor(t));
+        let rtt = (self.service)(t).mul_f64(slowdown * noise * drift);
         if let Some(errors) = &self.errors {
             if self.noise.next() < errors(t) {
                 return Fate::Failed(Duration::from_millis(1));
