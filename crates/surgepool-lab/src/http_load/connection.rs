@@ -1,23 +1,16 @@
 //! Opening the keep-alive connections, gently, and warming them before the clock starts.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 
+use super::raw::Conn;
 use super::request::exchange;
 use super::{RequestTemplate, Target};
 
 /// Opens `n` connections, at most 32 handshakes at a time: gently, since a server's listen
 /// backlog may be as short as 128 and an overflow costs a 1 s SYN retransmit.
-pub(super) async fn preconnect(
-    target: &Target,
-    n: usize,
-) -> anyhow::Result<Vec<SendRequest<Full<Bytes>>>> {
+pub(super) async fn preconnect(target: &Target, n: usize) -> anyhow::Result<Vec<Conn>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
@@ -25,7 +18,7 @@ pub(super) async fn preconnect(
         let addr = target.addr;
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            connect(addr).await
+            Conn::connect(addr).await
         });
     }
     let mut conns = Vec::with_capacity(n);
@@ -45,10 +38,7 @@ pub(super) async fn preconnect(
 }
 
 /// Sends one request on every connection, 32 at a time.
-pub(super) async fn warm(
-    conns: Vec<SendRequest<Full<Bytes>>>,
-    target: &Target,
-) -> anyhow::Result<Vec<SendRequest<Full<Bytes>>>> {
+pub(super) async fn warm(conns: Vec<Conn>, target: &Target) -> anyhow::Result<Vec<Conn>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for conn in conns {
@@ -65,15 +55,4 @@ pub(super) async fn warm(
         warmed.push(result.context("a warm-up task panicked")??);
     }
     Ok(warmed)
-}
-
-pub(super) async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        // Errors surface on the sender side.
-        let _ = connection.await;
-    });
-    Ok(sender)
 }

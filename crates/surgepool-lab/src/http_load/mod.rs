@@ -1,4 +1,5 @@
-//! Our HTTP load generator: hyper client connections with keep-alive, an open-loop fixed
+//! Our HTTP load generator: keep-alive HTTP/1.1 connections of its own ([`raw`]: one write
+//! per request, the response parsed with `httparse`, no task per connection), an open-loop fixed
 //! arrival schedule (the wrk2 model), latency measured from each request's **intended** send
 //! time (so a slow server cannot hide behind a stalled client: no coordinated omission), a
 //! per-request deadline so no request hangs, and counts by status code.
@@ -9,6 +10,7 @@
 mod closed_loop;
 mod connection;
 mod open_loop;
+mod raw;
 mod recorder;
 mod report;
 mod request;

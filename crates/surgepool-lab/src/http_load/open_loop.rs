@@ -5,14 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
 use super::connection::{preconnect, warm};
+use super::raw::Conn;
 use super::recorder::{Ending, Recorder};
-use super::request::exchange;
+use super::request::exchange_encoded;
 use super::{LoadReport, RequestTemplate, Target};
 
 /// An open-loop run: `rate` requests per second for `duration`, on at most `connections`
@@ -37,7 +35,9 @@ pub(crate) struct OpenLoop {
 
 struct Plan {
     target: Target,
-    request: RequestTemplate,
+    /// The request, encoded once for the whole run.
+    request: Vec<u8>,
+    head: bool,
     start: Instant,
     rate: f64,
     total: u64,
@@ -70,7 +70,8 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
     let recorder = Arc::new(Mutex::new(Recorder::new(start, seconds, spec.slo)));
     let plan = Arc::new(Plan {
         target: spec.target.clone(),
-        request: spec.request.clone(),
+        request: spec.request.encode(&spec.target),
+        head: spec.request.is_head(),
         start,
         rate: spec.rate,
         total,
@@ -94,7 +95,7 @@ pub(crate) async fn open_loop(spec: OpenLoop) -> anyhow::Result<LoadReport> {
     Ok(r.into_report(total, spec.rate))
 }
 
-async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Full<Bytes>>>) {
+async fn worker(plan: Arc<Plan>, mut conn: Option<Conn>) {
     let record = |f: &mut dyn FnMut(&mut Recorder)| {
         let mut r = plan.recorder.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut r);
@@ -114,16 +115,14 @@ async fn worker(plan: Arc<Plan>, mut conn: Option<SendRequest<Full<Bytes>>>) {
         record(&mut |r| r.sent(sent_at));
         let outcome = tokio::time::timeout(
             plan.deadline,
-            exchange(&mut conn, &plan.target, &plan.request),
+            exchange_encoded(&mut conn, plan.target.addr, &plan.request, plan.head),
         )
         .await;
         let done = Instant::now();
         let ending = match outcome {
-            Ok(Ok(status)) => Ending::Status(status),
-            Ok(Err(_)) => {
-                conn = None;
-                Ending::Error
-            }
+            Ok(Ok(answer)) => Ending::Status(answer.status),
+            // (`exchange_encoded` drops the connection after an error.)
+            Ok(Err(_)) => Ending::Error,
             Err(_elapsed) => {
                 // The connection is mid-request; it cannot be reused.
                 conn = None;
