@@ -245,13 +245,14 @@ async fn aimd_with_slow_timeouts_collapses() {
 /// near the knee is that a wrong toss costs little there, and that the latency guard
 /// answers the moves past the knee that noise lets through. Judged against `Limit::fixed`
 /// at the knee on the same draws of the drift: the SLO goodput over 5–20 s at least 0.9×
-/// its (the bound is for the default seed), the median limit within 20 % of the knee.
-/// Measured (the default seed): k = 16, 400, 2000: 0.995×, 0.954×, 0.976× the fixed limit's
-/// SLO goodput; median limit 19, 403, 2031, within 10 % of the knee 18 %, 57 %, 69 % of the
-/// time. Over the default seed and `SIM_SEED=1..12`: 0.95–1.00× at k = 16, 0.87–0.99× at
-/// k = 400 and 0.81–0.98× at k = 2000 (two draws below 0.9× at k = 2000, two at k = 400):
-/// shared noise costs the default up to a fifth of its goodput, a weakness this model is
-/// here to measure.
+/// its (the bound is for the default seed), the median limit from 0.8× the knee to 1.2×
+/// (1.35× at k = 16, see below). Measured (the default seed), k = 16, 400, 2000: 0.951×,
+/// 0.989×, 0.962× the fixed limit's SLO goodput; median limit 17, 431, 2131. Over the
+/// default seed and `SIM_SEED=1..12`: mean (worst) 0.983 (0.935)×, 0.972 (0.912)×,
+/// 0.980 (0.930)×; medians 16–21, 393–453, 2010–2347. Before void verdicts (`climb::void_verdict`, 2026-12-06) a window
+/// that ran slower than the move could explain rejected the up-move it measured, and
+/// shared noise cost the default up to a fifth of its goodput: 0.982 (0.950)×,
+/// 0.940 (0.872)×, 0.923 (0.805)×.
 #[tokio::test(start_paused = true)]
 async fn adaptive_keeps_the_knee_when_noise_is_shared_by_a_window() {
     let server = |knee: usize| {
@@ -264,7 +265,16 @@ async fn adaptive_keeps_the_knee_when_noise_is_shared_by_a_window() {
         sim.run(20.0).await;
         let name = format!("adaptive, ±20% drift per 40 ms, k={knee}");
         let s = sim.settled(&name, knee as u64 * 50, 20.0, knee as f64, 0.10);
-        s.assert_near(&name, knee as f64, 0.20);
+        // Above the knee by up to a third at k = 16 (the medians over 13 draws: 16–21):
+        // a rejection that a slower window decided is void and the move tested again
+        // (`climb::void_verdict`), so up-moves get more chances than down-moves; the jobs
+        // of those few extra slots queue, in time.
+        let above = if knee < 100 { 0.35 } else { 0.20 };
+        assert!(
+            s.median as f64 >= knee as f64 * 0.8 && s.median as f64 <= knee as f64 * (1.0 + above),
+            "{name}: median limit {} against a knee of {knee}",
+            s.median
+        );
         let mut fixed = Sim::new(Limit::fixed(knee), server(knee), clients(knee));
         fixed.run(20.0).await;
         let (adaptive, fixed) = (sim.slo_goodput(5.0, 20.0), fixed.slo_goodput(5.0, 20.0));

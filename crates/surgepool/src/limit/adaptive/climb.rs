@@ -15,6 +15,13 @@ const MAX_HOLD: u32 = 16;
 /// quarter of the limit or more (a limit of 4 or less) and was rejected from here last time.
 const LARGE_DOWN_MOVE_HOLD: u32 = 4;
 
+/// How many verdicts in a row may be voided (see [`void_verdict`]) before one counts
+/// whatever the windows measured: conditions that keep changing are the conditions.
+pub(super) const MAX_VOIDED: u32 = 2;
+/// How far outside what the move explains, as a share of the move, the RTT must have gone
+/// for a verdict to be void (besides two standard errors of the difference).
+const VOID_MARGIN: f64 = 1.0;
+
 /// How far past the tolerance a queue must raise the RTT for the latency guard to be
 /// trusted with it: the guard acts on the window's mean less two standard errors.
 const GUARD_MARGIN: f64 = 1.1;
@@ -239,6 +246,20 @@ impl Adaptive {
         if !kept && flat_exception_applies(w, &from, change) {
             kept = here.rtt + 2.0 * w.std_error(here.rtt) <= flat_rtt(&from, change);
         }
+        // Slow start and bisection take large steps whose own transient moves the RTT, and
+        // a move to where the queue would vanish is meant to lower it: not voided.
+        let searching = self.starting || self.ceiling.is_some() || queue_move;
+        if !searching && self.voided < MAX_VOIDED && void_verdict(w, &from, change, kept) {
+            // The two windows did not measure the same conditions: the RTT moved further
+            // than the move could move it, so the verdict says more about the machine than
+            // about the limit. Undo the move and test it again after the same hold, neither
+            // flipping the direction nor doubling the hold.
+            self.voided += 1;
+            self.set_limit(from.limit);
+            self.hold_left = self.hold;
+            return false;
+        }
+        self.voided = 0;
         if !kept {
             self.set_limit(from.limit);
             self.reject_move(here.limit);
@@ -329,6 +350,32 @@ fn flat_exception_applies(w: &Window, from: &Point, change: f64) -> bool {
 /// `from` as free: a rise of less than half the move.
 fn flat_rtt(from: &Point, change: f64) -> f64 {
     from.rtt * (1.0 + HALF * change)
+}
+
+/// Whether the verdict (`kept` or not) on a move by `change` from `from`, measured by the
+/// window `w`, is void because the RTT moved further than the move could move it. By
+/// Little's law the jobs' mean time in a slot changes by at most the move's share (the
+/// whole move queues when goodput is flat) and at least not at all (no queue either side),
+/// unless goodput itself falls with concurrency (contention). Outside `[1, 1 + change]`
+/// (or `[1 + change, 1]` down) by more than [`VOID_MARGIN`] × the move and two standard
+/// errors, something else most likely changed between the windows (a stall, a slowdown
+/// every job shared); under contention the verdict counts after [`MAX_VOIDED`] voids.
+/// Only the verdicts that such a window turns against the limit are voided: an up-move
+/// rejected on a slower window, a down-move kept on a faster one. Voiding the others too
+/// lost goodput in the simulation (a limit below the knee loses goodput, one above it
+/// only adds queueing, which the latency guard bounds).
+fn void_verdict(w: &Window, from: &Point, change: f64, kept: bool) -> bool {
+    if w.successes < 2 || from.rtt <= 0.0 {
+        return false;
+    }
+    let (rtt, doubt) = verdict_doubt(w, from);
+    let ratio = rtt / from.rtt;
+    let margin = VOID_MARGIN * change.abs() + doubt;
+    if change > 0.0 {
+        !kept && ratio > (1.0 + change) * (1.0 + margin)
+    } else {
+        kept && ratio < (1.0 + change) * (1.0 - margin)
+    }
 }
 
 /// The mean RTT of the window `w`'s successes (it needs at least one), and the doubt of a

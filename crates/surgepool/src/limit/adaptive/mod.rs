@@ -52,7 +52,10 @@
 //!    work was refused, before the move or during it, and latency stayed flat (callers
 //!    honouring `Retry-After` come back later; bursts of a demand just above the limit
 //!    are served by the move, and serving a few % more is less than half a move's gain);
-//!    neither doubles the step.
+//!    neither doubles the step. A verdict is void when the RTT moved further than the move
+//!    can move it (up-moves rejected on a window slower by more than twice the move,
+//!    down-moves kept on one faster by as much, beyond the noise): the move is undone and
+//!    tested again after the same hold, at most twice in a row.
 //!
 //! A rise of more than 64 slots is handed to the limiter paced, a few slots per finished job
 //! over about one round (a cut at once), so that a doubling does not admit hundreds of jobs
@@ -133,6 +136,8 @@ pub(crate) struct Adaptive {
     hold_left: u32,
     /// The limit from which the last rejected down-move started.
     down_rejected_at: Option<usize>,
+    /// Verdicts voided in a row (see `climb::void_verdict`).
+    voided: u32,
     /// The limit the limiter enforces: it follows `limit` down at once and up by at most
     /// `ramp` per finished job (see [`Adaptive::pace`]).
     admitted: usize,
@@ -167,6 +172,7 @@ impl Adaptive {
             hold: 1,
             hold_left: 0,
             down_rejected_at: None,
+            voided: 0,
             admitted: limit,
             ramp: 1,
             rng: Rng::new(),

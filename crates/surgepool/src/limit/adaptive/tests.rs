@@ -635,3 +635,63 @@ fn a_move_kept_only_because_its_latency_stayed_flat_does_not_double_the_step() {
     assert_eq!(adaptive.step, 20, "the step doubles");
     assert_eq!(adaptive.limit, 130, "kept, and the next move is 20");
 }
+
+#[test]
+fn a_verdict_on_a_window_whose_latency_moved_more_than_the_move_can_is_void() {
+    // At 100 slots of 20 ms work the climber tests 105; that window's jobs take 30 ms, a
+    // stall every job shared (5 more slots can queue 5 %, not 50 %). The rejection is
+    // void: back to 100, the same test after the same hold, no flip, no longer hold.
+    let (mut adaptive, now) = about_to_move_up(100, 0.020);
+    adaptive.step = 5;
+    adaptive.climb(&window_of(100, 100, 0.020, now), 5_000.0, 0.020);
+    assert_eq!(adaptive.limit, 105, "the test is made");
+    for void in 1..=super::climb::MAX_VOIDED {
+        adaptive.climb(&window_of(105, 105, 0.030, now), 3_500.0, 0.030);
+        assert_eq!(adaptive.limit, 100, "void {void}: the test is undone");
+        assert_eq!(
+            adaptive.direction,
+            super::Direction::Up,
+            "void {void}: no flip"
+        );
+        assert_eq!(
+            (adaptive.hold, adaptive.hold_left),
+            (1, 1),
+            "void {void}: same hold"
+        );
+        adaptive.climb(&window_of(100, 100, 0.020, now), 5_000.0, 0.020);
+        assert_eq!(adaptive.limit, 100, "void {void}: the hold is kept");
+        adaptive.climb(&window_of(100, 100, 0.020, now), 5_000.0, 0.020);
+        assert_eq!(adaptive.limit, 105, "void {void}: the same test again");
+    }
+    // Conditions that keep changing are the conditions: the third verdict counts.
+    adaptive.climb(&window_of(105, 105, 0.030, now), 3_500.0, 0.030);
+    assert_eq!(adaptive.limit, 100);
+    assert_eq!(
+        adaptive.direction,
+        super::Direction::Down,
+        "rejected as usual"
+    );
+    assert_eq!(adaptive.hold, 2, "the hold doubles as usual");
+
+    // Down: 100 → 95, and the window at 95 runs at 15 ms, faster than 5 fewer slots can
+    // make it (at most 5 % faster). Its goodput keeps the move, but the verdict is void.
+    let (mut adaptive, now) = about_to_move_up(100, 0.020);
+    adaptive.direction = super::Direction::Down;
+    adaptive.step = 5;
+    adaptive.climb(&window_of(100, 100, 0.020, now), 5_000.0, 0.020);
+    assert_eq!(adaptive.limit, 95, "the down test is made");
+    adaptive.climb(&window_of(95, 95, 0.015, now), 6_333.0, 0.015);
+    assert_eq!(
+        adaptive.limit, 100,
+        "a down-move kept on a faster window is undone"
+    );
+    assert_eq!(adaptive.direction, super::Direction::Down);
+
+    // A rejection the move explains (5 % more slots, 5 % more latency, goodput flat) counts.
+    let (mut adaptive, now) = about_to_move_up(100, 0.020);
+    adaptive.step = 5;
+    adaptive.climb(&window_of(100, 100, 0.020, now), 5_000.0, 0.020);
+    adaptive.climb(&window_of(105, 105, 0.021, now), 5_000.0, 0.021);
+    assert_eq!(adaptive.limit, 100);
+    assert_eq!(adaptive.direction, super::Direction::Down, "rejected");
+}
