@@ -235,7 +235,10 @@ fn parse_head(
     };
     let status = response.code.context("a response head without a status")?;
     let http10 = response.version == Some(0);
-    let (mut length, mut chunked, mut close, mut retry_after) = (None, false, http10, None);
+    let (mut length, mut chunked, mut retry_after) = (None, false, None);
+    // Over every `Connection` header: `close` anywhere wins (RFC 9112 §9.6), and an
+    // HTTP/1.0 response persists only with `keep-alive`.
+    let (mut close_token, mut keep_alive_token) = (false, false);
     for header in response.headers.iter() {
         let value = header.value;
         if header.name.eq_ignore_ascii_case("content-length") {
@@ -251,16 +254,9 @@ fn parse_head(
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if header.name.eq_ignore_ascii_case("connection") {
-            if value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            {
-                close = true;
-            } else if value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
-            {
-                close = false;
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close_token |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if header.name.eq_ignore_ascii_case("retry-after") {
             retry_after = std::str::from_utf8(value)
@@ -269,6 +265,7 @@ fn parse_head(
                 .map(Duration::from_secs);
         }
     }
+    let close = close_token || (http10 && !keep_alive_token);
     let body = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         Body::Empty
     } else if chunked {
@@ -382,6 +379,24 @@ mod tests {
             let outcome = conn.exchange(GET, false).await;
             assert!(outcome.is_err(), "{}", String::from_utf8_lossy(response));
         }
+    }
+
+    #[test]
+    fn close_in_any_connection_header_wins() {
+        let close = |head: &[u8]| parse_head(head, false).unwrap().unwrap().2;
+        // A later `keep-alive` used to undo an earlier `close`.
+        assert!(close(
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\nconnection: keep-alive\r\n\r\n"
+        ));
+        assert!(close(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\n\r\n"
+        ));
+        assert!(!close(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        // HTTP/1.0 closes unless told to keep the connection.
+        assert!(close(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!close(
+            b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
+        ));
     }
 
     #[tokio::test]
