@@ -12,7 +12,7 @@
 //!   one probe disturbed by another process must not set the rate. `--rps` states the rate
 //!   in absolute terms instead;
 //! - overload: every server gets the same open-loop schedule at `--overload ×` that capacity
-//!   (or `--rps`), after the same closed-loop warm-up; latency runs from each request's
+//!   (or `--rps`), after a warm-up on the same schedule; latency runs from each request's
 //!   intended send time to the end of its body, and **SLO goodput** counts the 2xx responses
 //!   within `--slo-ms` (default 3 × the service time) of it, per second;
 //! - `--sweep`: the same schedule against a server per `fixed:<N>` layer (`fixed_<N>`), so
