@@ -459,6 +459,18 @@ impl Settled {
             band * 100.0
         );
     }
+
+    /// Like [`Settled::assert_near`], with a band that differs below and above `target`.
+    pub fn assert_between(&self, name: &str, target: f64, below: f64, above: f64) {
+        let median = self.median as f64;
+        assert!(
+            median >= target * (1.0 - below) && median <= target * (1.0 + above),
+            "{name}: median limit {} against {target} (allowed -{:.0}% to +{:.0}%)",
+            self.median,
+            below * 100.0,
+            above * 100.0
+        );
+    }
 }
 
 /// Clients in the closed loop: far more than the knee, so the limit always binds.
